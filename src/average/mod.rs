@@ -1,0 +1,1 @@
+//! Averaging checkpoints: weight schemes (pure functions of steps) and the streaming weighted sum.

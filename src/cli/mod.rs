@@ -1,0 +1,71 @@
+//! Argument parsing and wiring: each subcommand lives in its own file and calls the engine.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod average;
+mod demo;
+mod eval;
+mod explore;
+mod export;
+mod list;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lawa",
+    version,
+    about = "Explore latest-weight averaging of checkpoints along LLM training runs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the checkpoints and metrics of a trajectory
+    List(list::Args),
+    /// Average a window of checkpoints into a new model dir
+    Average(average::Args),
+    /// Evaluate a model's perplexity on text or tokens
+    Eval(eval::Args),
+    /// Train the built-in demo trajectory
+    Demo(demo::Args),
+    /// Open the interactive explorer on a trajectory
+    Explore(explore::Args),
+    /// Export charts and tables from cached results
+    Export(export::Args),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: anyhow::Result<()> = match cli.command {
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help().map_err(Into::into)
+        }
+        Some(Command::List(a)) => list::run(a),
+        Some(Command::Average(a)) => average::run(a),
+        Some(Command::Eval(a)) => eval::run(a),
+        Some(Command::Demo(a)) => demo::run(a),
+        Some(Command::Explore(a)) => explore::run(a),
+        Some(Command::Export(a)) => export::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the outermost context first, then the causes.
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `a: b: c` from an error chain, so every failure is a single line on stderr.
+pub fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}

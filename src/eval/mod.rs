@@ -1,0 +1,1 @@
+//! Evaluation: token streams, windows, NLL / perplexity / bits per byte / KL against another model.

@@ -1,0 +1,1 @@
+//! Charts (PNG, SVG) and tables (CSV, JSON) from results.

@@ -1,0 +1,1 @@
+//! Background jobs: queue, progress events, cancellation; runs average and eval off the UI thread.

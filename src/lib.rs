@@ -1,0 +1,19 @@
+//! lawa: explore latest-weight averaging (LAWA) of checkpoints along LLM training runs.
+//!
+//! This crate is the engine: it finds checkpoints ([`source`]), reads and writes their tensors
+//! ([`checkpoint`]), averages them ([`average`]), runs GPT-NeoX models ([`model`]) and evaluates
+//! them ([`eval`]). It knows nothing of the terminal; the `lawa` binary (CLI and TUI) is one
+//! caller of it. Long-running functions take a [`progress::Reporter`] for progress and cancel.
+
+pub mod average;
+pub mod checkpoint;
+pub mod device;
+pub mod eval;
+pub mod export;
+pub mod jobs;
+pub mod model;
+pub mod progress;
+pub mod results;
+pub mod source;
+pub mod spikes;
+pub mod train;

@@ -1,0 +1,1 @@
+//! The per-trajectory results store (append-only) and the averaged-model cache.

@@ -1,0 +1,1 @@
+//! Spike regions of a loss series (pure functions).
