@@ -318,14 +318,19 @@ impl<'a> Machine<'a> {
     }
 
     /// A newline-terminated argument of the text opcodes (without the newline).
-    fn line(&mut self) -> Result<&'a str, PickleError> {
+    fn line_bytes(&mut self) -> Result<&'a [u8], PickleError> {
         let rest = &self.data[self.pos..];
         let n = rest
             .iter()
             .position(|&b| b == b'\n')
             .ok_or(PickleError::Truncated(self.data.len()))?;
         self.pos += n + 1;
-        std::str::from_utf8(&rest[..n]).map_err(|_| self.malformed("text argument is not UTF-8"))
+        Ok(&rest[..n])
+    }
+
+    fn line(&mut self) -> Result<&'a str, PickleError> {
+        let l = self.line_bytes()?;
+        std::str::from_utf8(l).map_err(|_| self.malformed("text argument is not UTF-8"))
     }
 
     fn string(&self, bytes: &[u8]) -> Result<String, PickleError> {
@@ -535,9 +540,10 @@ impl<'a> Machine<'a> {
                     self.push(Object::Str(s));
                 }
                 b'V' => {
-                    // Protocol 0 unicode (raw-unicode-escape); names in checkpoints are plain.
-                    let l = self.line()?.to_string();
-                    self.push(Object::Str(l));
+                    let l = self.line_bytes()?;
+                    let s = raw_unicode_escape(l)
+                        .ok_or_else(|| self.malformed("bad UNICODE argument"))?;
+                    self.push(Object::Str(s));
                 }
                 b'S' => {
                     let l = self.line()?;
@@ -939,11 +945,13 @@ impl<'a> Machine<'a> {
             }
             Global::TorchSize => return arg(0),
             Global::TorchDevice => {
-                let s = self
+                let kind = self
                     .str_of(arg(0)?)
-                    .ok_or_else(|| self.malformed("torch.device of a non-string"))?
-                    .to_string();
-                Object::Str(s)
+                    .ok_or_else(|| self.malformed("torch.device of a non-string"))?;
+                match a.get(1).map(|&i| &self.objs[i]) {
+                    Some(Object::Int(i)) => Object::Str(format!("{kind}:{i}")),
+                    _ => Object::Str(kind.to_string()),
+                }
             }
             Global::StorageType(..) | Global::TorchDType | Global::TensorClass => {
                 return Err(self.malformed(format!("{g:?} called like a function")));
@@ -985,6 +993,29 @@ impl<'a> Machine<'a> {
             location,
         }))
     }
+}
+
+/// Decodes Python's raw-unicode-escape (protocol 0 UNICODE): bytes are Latin-1 characters
+/// except `\\uXXXX` and `\\UXXXXXXXX` escapes.
+fn raw_unicode_escape(b: &[u8]) -> Option<String> {
+    let mut out = String::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let digits = match (b[i], b.get(i + 1)) {
+            (b'\\', Some(b'u')) => 4,
+            (b'\\', Some(b'U')) => 8,
+            (c, _) => {
+                out.push(c as char);
+                i += 1;
+                continue;
+            }
+        };
+        let hex = b.get(i + 2..i + 2 + digits)?;
+        let code = u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+        out.push(char::from_u32(code)?);
+        i += 2 + digits;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -1040,6 +1071,21 @@ mod tests {
         };
         let v = pk.dict_get(items[0], "k").unwrap();
         assert_eq!(pk.get(v), &Object::Int(7));
+    }
+
+    #[test]
+    fn raw_unicode_escape_decoding() {
+        assert_eq!(
+            raw_unicode_escape(b"h\xe9llo").as_deref(),
+            Some("h\u{e9}llo")
+        );
+        assert_eq!(
+            raw_unicode_escape(b"a\\u005cb\\u000a\\U0001f600").as_deref(),
+            Some("a\\b\n\u{1f600}")
+        );
+        assert_eq!(raw_unicode_escape(b"\\u12"), None);
+        assert_eq!(raw_unicode_escape(b"\\ud800"), None);
+        assert_eq!(raw_unicode_escape(b"x\\y").as_deref(), Some("x\\y"));
     }
 
     #[test]
