@@ -475,3 +475,34 @@ fn output_dir_rules() {
         Err(AverageError::NoInputs)
     ));
 }
+
+#[test]
+fn pytorch_bin_and_pt_averages_equal_the_fp32_reference() {
+    for dname in ["f32", "f16", "bf16"] {
+        let run = fixture(&format!("bin_{dname}"));
+        for (label, spec) in SCHEMES {
+            let scheme: Scheme = spec.parse().unwrap();
+            let inputs = inputs_for(&run, &scheme);
+            let (_t, out, s) = run_average(&inputs, &opts(&scheme, OutDType::Keep));
+            check_against_reference(&out, dname, label, true, &inputs[2].path);
+            assert_eq!((s.averaged, s.copied), (5, 3));
+            let lawa: serde_json::Value =
+                serde_json::from_str(&fs::read_to_string(out.join("lawa.json")).unwrap()).unwrap();
+            assert_eq!(lawa["inputs"][0]["format"], "pytorch .bin");
+        }
+    }
+    let scheme: Scheme = "linear".parse().unwrap();
+    let inputs = inputs_for(&fixture("bin_f16_sharded"), &scheme);
+    let (_t, out, _) = run_average(&inputs, &opts(&scheme, OutDType::F32));
+    check_against_reference(&out, "f16", "linear", false, &inputs[2].path);
+
+    // nanoGPT files: weights under "model" with the torch.compile prefix, no config beside them.
+    let scheme: Scheme = "ema:150".parse().unwrap();
+    let mut inputs = inputs_for(&fixture("pt_f32"), &scheme);
+    for i in &mut inputs {
+        i.path = fixture(&format!("pt_f32/ckpt_{}.pt", i.step));
+    }
+    let (_t, out, _) = run_average(&inputs, &opts(&scheme, OutDType::Keep));
+    check_against_reference(&out, "f32", "ema150", true, &inputs[2].path);
+    assert!(!out.join("config.json").exists());
+}

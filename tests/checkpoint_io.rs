@@ -387,3 +387,61 @@ fn buffers_in_fixtures_are_recognised() {
         .collect();
     assert_eq!(buffers.len(), 3, "{buffers:?}");
 }
+
+#[test]
+fn pytorch_checkpoints_read_the_same_tensors_as_safetensors() {
+    for (bin, st, format) in [
+        ("bin_f16/step400", "st_f16/step400", Format::TorchBin),
+        ("bin_bf16/step100", "st_bf16/step100", Format::TorchBin),
+        (
+            "bin_f16_sharded/step200",
+            "st_f16/step200",
+            Format::ShardedTorchBin,
+        ),
+        ("pt_f32/ckpt_200.pt", "st_f32/step200", Format::TorchPt),
+    ] {
+        let b = WeightsReader::open(&fixture(bin)).unwrap();
+        let s = WeightsReader::open(&fixture(st)).unwrap();
+        assert_eq!(b.format(), format, "{bin}");
+        assert_eq!(b.tensors().len(), s.tensors().len(), "{bin}");
+        assert_eq!(b.parameter_count(), PARAMS);
+        for t in s.tensors() {
+            assert_eq!(b.info(&t.name), Some(t), "{bin} {}", t.name);
+            assert_eq!(
+                b.bytes(&t.name).unwrap(),
+                s.bytes(&t.name).unwrap(),
+                "{bin} {}",
+                t.name
+            );
+        }
+        assert_eq!(
+            b.header_hash(),
+            WeightsReader::open(&fixture(bin)).unwrap().header_hash()
+        );
+        assert_ne!(b.header_hash(), s.header_hash());
+    }
+}
+
+#[test]
+fn bad_pytorch_files_are_refused_naming_the_file() {
+    let evil = fixture("bad/unknown_class/pytorch_model.bin");
+    let e = open_err(&evil);
+    assert!(e.contains(&evil.display().to_string()), "{e}");
+    assert!(
+        e.contains("system"),
+        "the refused global should be named: {e}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("pytorch_model.bin");
+    fs::write(&junk, vec![7u8; 300]).unwrap();
+    let e = open_err(dir.path());
+    assert!(
+        e.contains("not a PyTorch zip") && e.contains("pytorch_model.bin"),
+        "{e}"
+    );
+    let mut bytes = fs::read(fixture("bin_f16/step100/pytorch_model.bin")).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    fs::write(&junk, bytes).unwrap();
+    let e = open_err(&junk);
+    assert!(e.contains("pytorch_model.bin"), "{e}");
+}

@@ -9,9 +9,11 @@
 use std::path::{Path, PathBuf};
 
 mod outdir;
+pub mod pickle;
 mod reader;
 mod safetensors;
 mod tensor;
+pub mod torch;
 mod varbuilder;
 mod writer;
 
@@ -90,8 +92,8 @@ pub enum CheckpointError {
     Write { path: PathBuf, problem: String },
     #[error("{}: {problem}", path.display())]
     Output { path: PathBuf, problem: String },
-    #[error("{}: PyTorch checkpoints are not supported by this build yet", path.display())]
-    TorchUnsupported { path: PathBuf },
+    #[error(transparent)]
+    Torch(#[from] torch::TorchError),
 }
 
 impl CheckpointError {

@@ -9,6 +9,7 @@ use memmap2::Mmap;
 use sha2::{Digest, Sha256};
 
 use super::safetensors::parse_header;
+use super::torch::{read_bin_index, read_torch_index, torch_tensor_bytes, TorchTensor};
 use super::{is_buffer, CheckpointError, DType, Format, TensorInfo};
 
 /// One memory-mapped weights file.
@@ -22,6 +23,8 @@ struct MappedFile {
 enum Loc {
     /// Contiguous little-endian bytes `start..end` (absolute file offsets).
     Range { start: u64, end: u64 },
+    /// A view of a storage inside a PyTorch zip (possibly strided).
+    Torch(Box<TorchTensor>),
 }
 
 #[derive(Clone, Debug)]
@@ -75,11 +78,10 @@ impl WeightsReader {
             (Self::format_of_file(path)?, path.to_path_buf())
         };
         let mut reader = match format {
-            Format::Safetensors => Self::open_safetensors(vec![file], None)?,
+            Format::Safetensors => Self::open_files(vec![file], None, false)?,
             Format::ShardedSafetensors => Self::open_sharded_safetensors(&file)?,
-            Format::TorchBin | Format::ShardedTorchBin | Format::TorchPt => {
-                return Err(CheckpointError::TorchUnsupported { path: file })
-            }
+            Format::TorchBin | Format::TorchPt => Self::open_files(vec![file], None, true)?,
+            Format::ShardedTorchBin => Self::open_sharded_torch(&file)?,
         };
         reader.path = path.to_path_buf();
         reader.format = format;
@@ -147,11 +149,12 @@ impl WeightsReader {
         }
     }
 
-    /// Safetensors files in order; `expected` (from a shard index) says which tensors each
-    /// file must hold.
-    fn open_safetensors(
+    /// Weights files in order (safetensors, or torch zips when `torch`); `expected` (from a
+    /// shard index) says which file must hold each tensor.
+    fn open_files(
         paths: Vec<PathBuf>,
         expected: Option<&BTreeMap<String, String>>,
+        torch: bool,
     ) -> Result<WeightsReader, CheckpointError> {
         let mut files = Vec::with_capacity(paths.len());
         let mut tensors = Vec::new();
@@ -160,49 +163,81 @@ impl WeightsReader {
         let mut hasher = Sha256::new();
         for (fi, path) in paths.into_iter().enumerate() {
             let map = map_file(&path)?;
-            let (parsed, header) = parse_header(&path, &map, map.len() as u64)?;
-            hasher.update((header.len() as u64).to_le_bytes());
-            hasher.update(header);
+            let parsed = if torch {
+                // No raw header to hash: hash a canonical listing of the index instead.
+                let index = read_torch_index(&path)?;
+                hasher.update((map.len() as u64).to_le_bytes());
+                index
+                    .into_iter()
+                    .map(|t| {
+                        hasher.update(
+                            format!(
+                                "{}\t{}\t{:?}\t{}\t{}\t{}\t{:?}\n",
+                                t.info.name,
+                                t.info.dtype,
+                                t.info.shape,
+                                t.data_offset,
+                                t.storage_nbytes,
+                                t.storage_offset,
+                                t.strides
+                            )
+                            .as_bytes(),
+                        );
+                        (t.info.clone(), Loc::Torch(Box::new(t)))
+                    })
+                    .collect::<Vec<_>>()
+            } else {
+                let (parsed, header) = parse_header(&path, &map, map.len() as u64)?;
+                hasher.update((header.len() as u64).to_le_bytes());
+                hasher.update(header);
+                parsed
+                    .into_iter()
+                    .map(|e| {
+                        let loc = Loc::Range {
+                            start: e.start,
+                            end: e.end,
+                        };
+                        (e.info, loc)
+                    })
+                    .collect()
+            };
             let file_name = path
                 .file_name()
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            for e in parsed {
+            for (info, loc) in parsed {
                 if let Some(expected) = expected {
-                    match expected.get(&e.info.name) {
+                    match expected.get(&info.name) {
                         Some(f) if *f == file_name => {}
                         Some(f) => {
                             return Err(CheckpointError::invalid(
                                 &path,
                                 format!(
                                     "tensor '{}' is here but the shard index puts it in {f}",
-                                    e.info.name
+                                    info.name
                                 ),
                             ))
                         }
                         None => {
                             return Err(CheckpointError::invalid(
                                 &path,
-                                format!("tensor '{}' is missing from the shard index", e.info.name),
+                                format!("tensor '{}' is missing from the shard index", info.name),
                             ))
                         }
                     }
                 }
-                if by_name.insert(e.info.name.clone(), tensors.len()).is_some() {
+                if by_name.insert(info.name.clone(), tensors.len()).is_some() {
                     return Err(CheckpointError::invalid(
                         &path,
-                        format!("tensor '{}' appears in more than one shard", e.info.name),
+                        format!(
+                            "tensor '{}' appears twice (in this file or another shard)",
+                            info.name
+                        ),
                     ));
                 }
-                tensors.push(e.info);
-                entries.push(Entry {
-                    file: fi,
-                    loc: Loc::Range {
-                        start: e.start,
-                        end: e.end,
-                    },
-                });
+                tensors.push(info);
+                entries.push(Entry { file: fi, loc });
             }
             files.push(MappedFile { path, map });
         }
@@ -248,7 +283,27 @@ impl WeightsReader {
             }
         }
         let paths = shards.iter().map(|s| dir.join(s.as_str())).collect();
-        Self::open_safetensors(paths, Some(&weight_map))
+        Self::open_files(paths, Some(&weight_map), false)
+    }
+
+    fn open_sharded_torch(index: &Path) -> Result<WeightsReader, CheckpointError> {
+        let weight_map: BTreeMap<String, String> = read_bin_index(index)?
+            .into_iter()
+            .map(|(name, p)| {
+                let f = p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                (name, f)
+            })
+            .collect();
+        let dir = index.parent().unwrap_or(Path::new("."));
+        let mut shards: Vec<&String> = weight_map.values().collect();
+        shards.sort();
+        shards.dedup();
+        let paths = shards.iter().map(|s| dir.join(s.as_str())).collect();
+        Self::open_files(paths, Some(&weight_map), true)
     }
 
     /// What was opened (the model dir or file given to [`open`](Self::open)).
@@ -294,6 +349,9 @@ impl WeightsReader {
             Loc::Range { start, end } => {
                 Ok(Cow::Borrowed(&file.map[*start as usize..*end as usize]))
             }
+            // The torch reader is given bytes, not the path: add the file to its message.
+            Loc::Torch(t) => torch_tensor_bytes(&file.map, t)
+                .map_err(|e| CheckpointError::invalid(&file.path, e.to_string())),
         }
     }
 
@@ -333,8 +391,12 @@ impl WeightsReader {
             return;
         };
         let file = &self.files[entry.file];
-        let (start, end) = match entry.loc {
-            Loc::Range { start, end } => (start as usize, end as usize),
+        let (start, end) = match &entry.loc {
+            Loc::Range { start, end } => (*start as usize, *end as usize),
+            Loc::Torch(t) => (
+                t.data_offset as usize,
+                (t.data_offset + t.storage_nbytes).min(file.map.len() as u64) as usize,
+            ),
         };
         if end > start {
             // SAFETY: the mapping is read-only and file-backed, so dropped pages are simply
