@@ -5,8 +5,9 @@
 //! (1.4826 × MAD of that window) and by more than `min_rel` of the baseline. While a spike lasts
 //! the baseline is frozen (the spike must not raise its own baseline); it ends at the first
 //! point back within half the entry margin (hysteresis, so noise on the way down does not
-//! split it). A rise that has not come back after `max_len` points is a level shift, not a
-//! spike: it is dropped and the baseline restarts from the new level. Regions at most
+//! split it). A rise still up after `max_len` points is closed there: kept as a spike when it
+//! has come well down from its peak (slow recovery), dropped as a level shift when it has not;
+//! either way the baseline restarts from the new level. Regions at most
 //! `merge_gap` points apart are merged. NaN and infinite values are excluded from baselines and,
 //! with `nonfinite_is_spike`, are spike points themselves (a loss that blew up).
 
@@ -27,7 +28,7 @@ pub struct SpikeParams {
     pub merge_gap: usize,
     /// Regions with fewer points are dropped.
     pub min_len: usize,
-    /// A rise lasting more points than this without coming back is a level shift.
+    /// Longest region: a rise still up after this many points is closed (see the module doc).
     pub max_len: usize,
     /// NaN / infinite values count as spike points.
     pub nonfinite_is_spike: bool,
@@ -127,8 +128,20 @@ pub fn detect(steps: &[u64], values: &[f64], params: &SpikeParams) -> Vec<SpikeR
                     o.peak = i;
                     o.peak_excess = excess;
                 }
-                if o.end - o.start + 1 > params.max_len.max(1) {
-                    // A level shift: restart the baseline from the recent points.
+                if o.end - o.start + 1 >= params.max_len.max(1) {
+                    // Still up after `max_len` points. A spike in slow recovery has come well
+                    // down from its peak: keep it. A rise that stayed up is a level shift: drop
+                    // it. Either way the baseline restarts from the recent points.
+                    let from = (i + 1).saturating_sub(window).max(o.start);
+                    let tail: Vec<f64> = values[from..=i]
+                        .iter()
+                        .filter(|x| x.is_finite())
+                        .map(|x| x - o.baseline)
+                        .collect();
+                    let tail_mean = tail.iter().sum::<f64>() / tail.len().max(1) as f64;
+                    if o.peak_excess > 2.0 * tail_mean {
+                        closed.push((o.start, o.end, o.peak, o.peak_excess, o.baseline));
+                    }
                     history.clear();
                     let from = (i + 1).saturating_sub(window);
                     history.extend(values[from..=i].iter().copied().filter(|x| x.is_finite()));
@@ -326,6 +339,29 @@ mod tests {
         assert_eq!(r.len(), 1, "{r:?}");
         assert_eq!(r[0].start_step, 1000);
         assert!((r[0].baseline - 3.6).abs() < 0.05, "{:?}", r[0]);
+    }
+
+    #[test]
+    fn a_slowly_recovering_spike_is_kept_and_bounded() {
+        let n = 1000;
+        let steps: Vec<u64> = (0..n as u64).collect();
+        let z = noise(13, n);
+        let v: Vec<f64> = (0..n)
+            .map(|i| {
+                let bump = if i >= 300 {
+                    2.0 * (-((i - 300) as f64) / 80.0).exp()
+                } else {
+                    0.0
+                };
+                3.0 * (1.0 + 0.01 * z[i]) + bump
+            })
+            .collect();
+        let p = SpikeParams::default();
+        let r = detect(&steps, &v, &p);
+        assert_eq!(r.len(), 1, "{r:?}");
+        // Cut at max_len points, not dropped like a level shift, and nothing after it.
+        assert_eq!((r[0].start_step, r[0].peak_step), (300, 300));
+        assert_eq!(r[0].end_step, 300 + p.max_len as u64 - 1);
     }
 
     #[test]
