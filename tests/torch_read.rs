@@ -30,10 +30,10 @@ fn read_expected(path: &Path) -> (Vec<String>, HashMap<String, Expected>) {
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     let data = &bytes[8 + n..];
-    let meta = header["__metadata__"].as_object().unwrap();
-    let dtypes: BTreeMap<String, String> =
-        serde_json::from_str(meta["dtypes"].as_str().unwrap()).unwrap();
-    let order: Vec<String> = serde_json::from_str(meta["order"].as_str().unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(header["__metadata__"]["expected"].as_str().unwrap()).unwrap();
+    let dtypes: BTreeMap<String, String> = serde_json::from_value(meta["dtypes"].clone()).unwrap();
+    let order: Vec<String> = serde_json::from_value(meta["order"].clone()).unwrap();
     let mut out = HashMap::new();
     for (name, v) in header.as_object().unwrap() {
         if name == "__metadata__" {

@@ -349,7 +349,7 @@ impl<'a> Machine<'a> {
 
     fn pop(&mut self) -> Result<ObjId, PickleError> {
         // Items below the innermost mark belong to an enclosing frame.
-        if self.stack.len() <= self.marks.last().copied().unwrap_or(0) && !self.marks.is_empty() {
+        if self.marks.last().is_some_and(|&m| self.stack.len() <= m) {
             return Err(self.malformed("pop across a mark"));
         }
         self.stack
@@ -458,36 +458,14 @@ impl<'a> Machine<'a> {
                     let o = match l {
                         "01" => Object::Bool(true),
                         "00" => Object::Bool(false),
-                        _ => l.parse::<i64>().map(Object::Int).or_else(|_| {
-                            if !l.is_empty()
-                                && l.trim_start_matches('-')
-                                    .bytes()
-                                    .all(|b| b.is_ascii_digit())
-                            {
-                                Ok(Object::BigInt)
-                            } else {
-                                Err(self.malformed("bad INT argument"))
-                            }
-                        })?,
+                        _ => text_int(l).ok_or_else(|| self.malformed("bad INT argument"))?,
                     };
                     self.push(o);
                 }
                 b'L' => {
                     let l = self.line()?;
-                    let digits = l.strip_suffix('L').unwrap_or(l);
-                    let o = match digits.parse::<i64>() {
-                        Ok(v) => Object::Int(v),
-                        Err(_)
-                            if !digits.is_empty()
-                                && digits
-                                    .trim_start_matches('-')
-                                    .bytes()
-                                    .all(|b| b.is_ascii_digit()) =>
-                        {
-                            Object::BigInt
-                        }
-                        Err(_) => return Err(self.malformed("bad LONG argument")),
-                    };
+                    let o = text_int(l.strip_suffix('L').unwrap_or(l))
+                        .ok_or_else(|| self.malformed("bad LONG argument"))?;
                     self.push(o);
                 }
                 b'J' => {
@@ -993,6 +971,15 @@ impl<'a> Machine<'a> {
             location,
         }))
     }
+}
+
+/// A decimal integer of the text opcodes; wider than 64 bits becomes [`Object::BigInt`].
+fn text_int(s: &str) -> Option<Object> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.parse::<i64>().map_or(Object::BigInt, Object::Int))
 }
 
 /// Decodes Python's raw-unicode-escape (protocol 0 UNICODE): bytes are Latin-1 characters
