@@ -36,8 +36,9 @@ pub enum Object {
     /// A reference to an allow-listed class or function (not called).
     Global(Global),
     /// A storage named by a persistent id: its bytes are entry `data/{key}` of the archive.
-    Storage(StorageRef),
-    Tensor(TensorRef),
+    /// (Boxed, like the tensor, to keep every node small: a pickle can make one per byte.)
+    Storage(Box<StorageRef>),
+    Tensor(Box<TensorRef>),
 }
 
 impl Object {
@@ -181,6 +182,8 @@ pub enum PickleError {
     UnsupportedClass(String),
     #[error("tensors of type torch.{0} are not supported")]
     UnsupportedStorage(&'static str),
+    #[error("pickle builds more than {0} objects: not a checkpoint")]
+    TooManyObjects(usize),
     #[error("pickle ends early at byte {0}")]
     Truncated(usize),
     #[error("unknown pickle opcode 0x{op:02x} at byte {pos}")]
@@ -233,6 +236,10 @@ impl Pickle {
     }
 }
 
+/// Most nodes a pickle may build (each is 32 bytes). A state dict needs a few per tensor; this
+/// only stops a hostile file from turning every byte into a node.
+pub const MAX_OBJECTS: usize = 8 << 20;
+
 /// Longest class name quoted in an error: the name comes from the file.
 const MAX_NAME_IN_ERROR: usize = 200;
 
@@ -252,7 +259,12 @@ fn class_name(module: &str, name: &str) -> String {
 /// Runs the pickle in `data` and returns its value tree. Never executes code; memory is bounded
 /// by a small multiple of `data.len()`.
 pub fn parse(data: &[u8]) -> Result<Pickle, PickleError> {
+    parse_limited(data, MAX_OBJECTS)
+}
+
+fn parse_limited(data: &[u8], max_objects: usize) -> Result<Pickle, PickleError> {
     Machine {
+        max_objects,
         data,
         pos: 0,
         op_pos: 0,
@@ -265,6 +277,7 @@ pub fn parse(data: &[u8]) -> Result<Pickle, PickleError> {
 }
 
 struct Machine<'a> {
+    max_objects: usize,
     data: &'a [u8],
     pos: usize,
     /// Start of the opcode being run, for error messages.
@@ -413,6 +426,10 @@ impl<'a> Machine<'a> {
 
     fn run(mut self) -> Result<Pickle, PickleError> {
         loop {
+            // No opcode builds more than three nodes.
+            if self.objs.len() > self.max_objects {
+                return Err(PickleError::TooManyObjects(self.max_objects));
+            }
             self.op_pos = self.pos;
             let op = self.u8()?;
             match op {
@@ -873,7 +890,7 @@ impl<'a> Machine<'a> {
             }
             Global::RebuildTensor | Global::RebuildTensorV2 => {
                 let storage = match &self.objs[arg(0)?] {
-                    Object::Storage(s) => s.clone(),
+                    Object::Storage(s) => (**s).clone(),
                     other => {
                         return Err(self.malformed(format!(
                             "tensor built from a {} instead of a storage",
@@ -891,12 +908,12 @@ impl<'a> Machine<'a> {
                         strides.len()
                     )));
                 }
-                Object::Tensor(TensorRef {
+                Object::Tensor(Box::new(TensorRef {
                     storage,
                     storage_offset,
                     shape,
                     strides,
-                })
+                }))
             }
             Global::RebuildParameter | Global::RebuildParameterWithState => {
                 // A Parameter is its data; requires_grad, hooks and state do not matter here.
@@ -964,12 +981,12 @@ impl<'a> Machine<'a> {
             .to_string();
         let location = self.str_of(items[3]).unwrap_or("").to_string();
         let numel = self.uint(items[4], "storage size")?;
-        Ok(Object::Storage(StorageRef {
+        Ok(Object::Storage(Box::new(StorageRef {
             key,
             dtype,
             numel,
             location,
-        }))
+        })))
     }
 }
 
@@ -1073,6 +1090,17 @@ mod tests {
         assert_eq!(raw_unicode_escape(b"\\u12"), None);
         assert_eq!(raw_unicode_escape(b"\\ud800"), None);
         assert_eq!(raw_unicode_escape(b"x\\y").as_deref(), Some("x\\y"));
+    }
+
+    #[test]
+    fn nodes_stay_small_and_few() {
+        assert!(std::mem::size_of::<Object>() <= 32);
+        let mut p = vec![0x80, 2, b'('];
+        p.extend(std::iter::repeat_n(b'N', 1000));
+        p.extend_from_slice(b"l.");
+        assert!(parse_limited(&p, 1001).is_ok());
+        let e = parse_limited(&p, 999).unwrap_err();
+        assert_eq!(e, PickleError::TooManyObjects(999));
     }
 
     #[test]

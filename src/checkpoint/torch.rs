@@ -57,7 +57,7 @@ pub enum TorchError {
 
 /// The pickle of a `data.pkl` is parsed in memory; anything bigger than this is not a checkpoint
 /// (a 12B-parameter shard's is ~100 KB) and would only cost memory.
-const MAX_PICKLE_BYTES: u64 = 256 << 20;
+const MAX_PICKLE_BYTES: u64 = 64 << 20;
 
 /// Keys under which training scripts nest the model's state dict.
 const NESTING_KEYS: &[&str] = &["model", "state_dict", "module", "model_state_dict"];
@@ -416,7 +416,7 @@ fn tensor_dict(pk: &Pickle, id: ObjId) -> Option<Vec<(&str, &TensorRef)>> {
     items
         .iter()
         .map(|&(k, v)| match (pk.get(k), pk.get(v)) {
-            (Object::Str(name), Object::Tensor(t)) => Some((name.as_str(), t)),
+            (Object::Str(name), Object::Tensor(t)) => Some((name.as_str(), &**t)),
             _ => None,
         })
         .collect()
