@@ -35,6 +35,8 @@ pub enum Object {
     Set(Vec<ObjId>),
     /// A reference to an allow-listed class or function (not called).
     Global(Global),
+    /// `numpy.dtype(code)` (e.g. `"f8"`), the type of a numpy scalar.
+    NumpyDType(String),
     /// A storage named by a persistent id: its bytes are entry `data/{key}` of the archive.
     /// (Boxed, like the tensor, to keep every node small: a pickle can make one per byte.)
     Storage(Box<StorageRef>),
@@ -56,6 +58,7 @@ impl Object {
             Object::Dict(_) => "dict",
             Object::Set(_) => "set",
             Object::Global(_) => "class or function",
+            Object::NumpyDType(_) => "numpy dtype",
             Object::Storage(_) => "storage",
             Object::Tensor(_) => "tensor",
         }
@@ -104,6 +107,10 @@ pub enum Global {
     TorchDevice,
     /// `torch.Tensor` / `torch.nn.Parameter` as passed to `_rebuild_from_type_v2`.
     TensorClass,
+    /// `numpy.dtype` and `numpy.core.multiarray.scalar`: numpy scalars (a loss, a learning rate)
+    /// that training scripts store beside the weights.
+    NumpyDType,
+    NumpyScalar,
 }
 
 const STORAGE_TYPES: &[(&str, Option<DType>)] = &[
@@ -154,6 +161,8 @@ pub fn lookup_global(module: &str, name: &str) -> Option<Global> {
         ("builtins" | "__builtin__", "set") => Global::Set,
         ("builtins" | "__builtin__", "frozenset") => Global::FrozenSet,
         ("_codecs", "encode") => Global::CodecsEncode,
+        ("numpy", "dtype") => Global::NumpyDType,
+        ("numpy.core.multiarray" | "numpy._core.multiarray", "scalar") => Global::NumpyScalar,
         ("torch._utils", "_rebuild_tensor") => Global::RebuildTensor,
         ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
         ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
@@ -948,6 +957,34 @@ impl<'a> Machine<'a> {
                     _ => Object::Str(kind.to_string()),
                 }
             }
+            Global::NumpyDType => {
+                let code = self
+                    .str_of(arg(0)?)
+                    .ok_or_else(|| self.malformed("numpy.dtype of a non-string"))?;
+                Object::NumpyDType(code.to_string())
+            }
+            Global::NumpyScalar => {
+                let code = match &self.objs[arg(0)?] {
+                    Object::NumpyDType(c) => c.as_str(),
+                    other => {
+                        return Err(self.malformed(format!(
+                            "numpy scalar of a {} instead of a dtype",
+                            other.kind()
+                        )))
+                    }
+                };
+                match &self.objs[arg(1)?] {
+                    Object::Bytes(b) => {
+                        numpy_scalar(code, b).unwrap_or_else(|| Object::Bytes(b.clone()))
+                    }
+                    other => {
+                        return Err(self.malformed(format!(
+                            "numpy scalar from a {} instead of bytes",
+                            other.kind()
+                        )))
+                    }
+                }
+            }
             Global::StorageType(..) | Global::TorchDType | Global::TensorClass => {
                 return Err(self.malformed(format!("{g:?} called like a function")));
             }
@@ -988,6 +1025,29 @@ impl<'a> Machine<'a> {
             location,
         })))
     }
+}
+
+/// The value of a numpy scalar from its dtype code and (little-endian) bytes; `None` for types
+/// it does not decode, which are then kept as bytes.
+fn numpy_scalar(code: &str, b: &[u8]) -> Option<Object> {
+    fn arr<const N: usize>(b: &[u8]) -> Option<[u8; N]> {
+        b.try_into().ok()
+    }
+    Some(match code {
+        "f8" => Object::Float(f64::from_le_bytes(arr(b)?)),
+        "f4" => Object::Float(f32::from_le_bytes(arr(b)?) as f64),
+        "f2" => Object::Float(half::f16::from_le_bytes(arr(b)?).to_f64()),
+        "i8" => Object::Int(i64::from_le_bytes(arr(b)?)),
+        "i4" => Object::Int(i32::from_le_bytes(arr(b)?) as i64),
+        "i2" => Object::Int(i16::from_le_bytes(arr(b)?) as i64),
+        "i1" => Object::Int(i8::from_le_bytes(arr(b)?) as i64),
+        "u8" => i64::try_from(u64::from_le_bytes(arr(b)?)).map_or(Object::BigInt, Object::Int),
+        "u4" => Object::Int(u32::from_le_bytes(arr(b)?) as i64),
+        "u2" => Object::Int(u16::from_le_bytes(arr(b)?) as i64),
+        "u1" => Object::Int(u8::from_le_bytes(arr(b)?) as i64),
+        "b1" => Object::Bool(arr::<1>(b)?[0] != 0),
+        _ => return None,
+    })
 }
 
 /// A decimal integer of the text opcodes; wider than 64 bits becomes [`Object::BigInt`].
@@ -1101,6 +1161,15 @@ mod tests {
         assert!(parse_limited(&p, 1001).is_ok());
         let e = parse_limited(&p, 999).unwrap_err();
         assert_eq!(e, PickleError::TooManyObjects(999));
+    }
+
+    #[test]
+    fn numpy_scalars() {
+        assert_eq!(numpy_scalar("f2", &[0x00, 0x3c]), Some(Object::Float(1.0)));
+        assert_eq!(numpy_scalar("u8", &[0xff; 8]), Some(Object::BigInt));
+        assert_eq!(numpy_scalar("i1", &[0xfe]), Some(Object::Int(-2)));
+        assert_eq!(numpy_scalar("f8", &[0; 4]), None, "wrong length");
+        assert_eq!(numpy_scalar("c16", &[0; 16]), None);
     }
 
     #[test]
