@@ -354,6 +354,14 @@ fn bad_files() {
         "{}: legacy (pre-1.6) torch.save format is not supported",
         p.display()
     )));
+    let p = fixture("torchscript.pt");
+    assert_eq!(
+        err(&p),
+        format!(
+            "{}: a TorchScript archive (torch.jit.save), not a state dict: save model.state_dict() with torch.save",
+            p.display()
+        )
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("empty.bin");
     std::fs::write(&p, b"").unwrap();

@@ -113,6 +113,16 @@ pub fn read_torch_index(path: &Path) -> Result<Vec<TorchTensor>, TorchError> {
         })?;
     let prefix = pkl_name[..pkl_name.len() - "data.pkl".len()].to_string();
 
+    // torch.jit.save archives hold code and a pickled module object, not a state dict.
+    if zip
+        .index_for_name(&format!("{prefix}constants.pkl"))
+        .is_some()
+    {
+        return Err(invalid(
+            "a TorchScript archive (torch.jit.save), not a state dict: save model.state_dict() with torch.save".into(),
+        ));
+    }
+
     if let Some(i) = zip.index_for_name(&format!("{prefix}byteorder")) {
         let e = entry(&mut zip, i, path, file_len)?;
         if e.size > 16 {
