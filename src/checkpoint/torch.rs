@@ -505,37 +505,79 @@ fn is_contiguous(shape: &[usize], strides: &[usize]) -> bool {
 /// Copies a strided view out of `storage` into row-major order. The caller has checked that
 /// every index lies inside `storage`.
 fn gather(storage: &[u8], es: usize, offset: usize, shape: &[usize], strides: &[usize]) -> Vec<u8> {
+    // A fixed element size turns each element copy into one load and store.
+    match es {
+        1 => gather_n::<1>(storage, offset, shape, strides),
+        2 => gather_n::<2>(storage, offset, shape, strides),
+        4 => gather_n::<4>(storage, offset, shape, strides),
+        _ => gather_n::<8>(storage, offset, shape, strides),
+    }
+}
+
+fn gather_n<const ES: usize>(
+    storage: &[u8],
+    offset: usize,
+    shape: &[usize],
+    strides: &[usize],
+) -> Vec<u8> {
     let numel: usize = shape.iter().product();
-    let mut out = Vec::with_capacity(numel * es);
-    if shape.is_empty() {
-        out.extend_from_slice(&storage[offset * es..(offset + 1) * es]);
+    let mut out = vec![0u8; numel * ES];
+    if numel == 0 {
         return out;
     }
-    let d = shape.len() - 1;
-    let (inner_n, inner_s) = (shape[d], strides[d]);
-    // Odometer over the outer dimensions; the innermost one is a run (a single copy if stride 1).
-    let mut idx = vec![0usize; d];
-    loop {
+    let Some((&inner_n, outer)) = shape.split_last() else {
+        out.copy_from_slice(&storage[offset * ES..(offset + 1) * ES]);
+        return out;
+    };
+    let inner_s = strides[outer.len()];
+    if let ([rows], [sr, sc]) = (outer, strides) {
+        if inner_s != 1 {
+            transpose_tiled::<ES>(storage, offset, (*rows, inner_n), (*sr, *sc), &mut out);
+            return out;
+        }
+    }
+    // Odometer over the outer dimensions; the innermost one is a row (one copy if stride 1).
+    let mut idx = vec![0usize; outer.len()];
+    for row in out.chunks_exact_mut(inner_n * ES) {
         let base = offset + idx.iter().zip(strides).map(|(i, s)| i * s).sum::<usize>();
         if inner_s == 1 {
-            out.extend_from_slice(&storage[base * es..(base + inner_n) * es]);
+            row.copy_from_slice(&storage[base * ES..(base + inner_n) * ES]);
         } else {
-            for j in 0..inner_n {
-                let e = base + j * inner_s;
-                out.extend_from_slice(&storage[e * es..(e + 1) * es]);
+            for (j, dst) in row.chunks_exact_mut(ES).enumerate() {
+                let e = (base + j * inner_s) * ES;
+                dst.copy_from_slice(&storage[e..e + ES]);
             }
         }
-        let mut k = d;
-        loop {
-            if k == 0 {
-                return out;
-            }
-            k -= 1;
+        for k in (0..outer.len()).rev() {
             idx[k] += 1;
-            if idx[k] < shape[k] {
+            if idx[k] < outer[k] {
                 break;
             }
             idx[k] = 0;
+        }
+    }
+    out
+}
+
+/// The 2-D strided copy (typically a transposed weight) in tiles, so that both the reads and
+/// the writes of a tile stay within a few cache lines each instead of missing on every element.
+fn transpose_tiled<const ES: usize>(
+    storage: &[u8],
+    offset: usize,
+    (rows, cols): (usize, usize),
+    (sr, sc): (usize, usize),
+    out: &mut [u8],
+) {
+    const TILE: usize = 32;
+    for i0 in (0..rows).step_by(TILE) {
+        for j0 in (0..cols).step_by(TILE) {
+            for j in j0..(j0 + TILE).min(cols) {
+                for i in i0..(i0 + TILE).min(rows) {
+                    let e = (offset + i * sr + j * sc) * ES;
+                    let o = (i * cols + j) * ES;
+                    out[o..o + ES].copy_from_slice(&storage[e..e + ES]);
+                }
+            }
         }
     }
 }
@@ -575,6 +617,29 @@ mod tests {
         }
         assert_eq!(got, want);
         assert_eq!(gather(&storage, 2, 5, &[], &[]), 5u16.to_le_bytes());
+        // 2-D views (tiled path), sizes not multiples of the tile, every element size.
+        for es in [1usize, 2, 4, 8] {
+            let (rows, cols) = (37usize, 70usize);
+            let storage: Vec<u8> = (0..rows * cols * es + 3 * es)
+                .map(|i| (i * 7 % 251) as u8)
+                .collect();
+            for (strides, off) in [
+                ([1usize, rows], 0usize),
+                ([1, rows], 3),
+                ([cols, 1], 1),
+                ([0, 1], 2),
+            ] {
+                let got = gather(&storage, es, off, &[rows, cols], &strides);
+                let mut want = Vec::new();
+                for i in 0..rows {
+                    for j in 0..cols {
+                        let e = (off + i * strides[0] + j * strides[1]) * es;
+                        want.extend_from_slice(&storage[e..e + es]);
+                    }
+                }
+                assert_eq!(got, want, "es {es} strides {strides:?} offset {off}");
+            }
+        }
     }
 
     #[test]
