@@ -153,7 +153,7 @@ impl Config {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be positive"));
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
@@ -162,7 +162,7 @@ impl Config {
         if !(0.0..=1.0).contains(&self.rotary_pct) {
             return Err(format!("rotary_pct {} is not in [0, 1]", self.rotary_pct));
         }
-        if self.rotary_ndims() % 2 != 0 {
+        if !self.rotary_ndims().is_multiple_of(2) {
             return Err(format!(
                 "rotary dimensions per head ({}) must be even",
                 self.rotary_ndims()
