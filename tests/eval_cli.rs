@@ -214,3 +214,29 @@ fn every_bad_input_is_one_line_naming_the_problem() {
     let (ok, _, _) = lawa(&[m]);
     assert!(!ok);
 }
+
+#[test]
+fn a_run_with_step_evaluates_that_checkpoint() {
+    let run = tempfile::tempdir().unwrap();
+    for (step, name) in [(100, "parallel"), (200, "full_rotary")] {
+        let d = run.path().join(format!("step{step}"));
+        std::fs::create_dir(&d).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(fixture(name).join(f), d.join(f)).unwrap();
+        }
+    }
+    let bin = run.path().join("ids.u32");
+    let ids: Vec<u32> = (0..40).map(|i| (i * 37 + 11) % 100).collect();
+    std::fs::write(&bin, bytemuck::cast_slice(&ids)).unwrap();
+    let eval_json = |args: &[&str]| -> EvalResult {
+        let (ok, out, err) = lawa(args);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let via_run = eval_json(&[p(run.path()), "--step", "200", "--tokens", p(&bin), "--json"]);
+    let direct = eval_json(&[p(&fixture("full_rotary")), "--tokens", p(&bin), "--json"]);
+    assert_eq!(via_run.mean_nll, direct.mean_nll);
+    assert_eq!(via_run.windows, 1);
+    let e = fails(&[p(run.path()), "--step", "300", "--tokens", p(&bin)]);
+    assert!(e.contains("step 300") && e.contains("100 to 200"), "{e}");
+}

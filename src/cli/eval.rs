@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use candle_core::DType;
 use indicatif::{ProgressBar, ProgressStyle};
 use lawa::device::{self, DevicePref};
@@ -147,11 +148,19 @@ fn resolve_model(model: &Path, step: Option<u64>) -> anyhow::Result<PathBuf> {
     let Some(step) = step else {
         return Ok(model.to_path_buf());
     };
-    // TODO(sources merge): lawa::source::open + local_path.
-    anyhow::bail!(
-        "{}: --step {step} needs the sources module",
-        model.display()
-    )
+    let source = model.to_string_lossy();
+    let traj = lawa::source::open(&source)?;
+    let ckpt = traj.checkpoint(step).with_context(|| {
+        let steps = traj.steps();
+        match (steps.first(), steps.last()) {
+            (Some(a), Some(b)) => format!(
+                "{source}: no checkpoint at step {step} (it has {} checkpoints, steps {a} to {b})",
+                steps.len()
+            ),
+            _ => format!("{source}: no checkpoint at step {step}"),
+        }
+    })?;
+    Ok(lawa::source::local_path(ckpt, &Reporter::silent())?)
 }
 
 fn print_result(model: &LoadedModel, tokens: &Tokens, r: &EvalResult) {
