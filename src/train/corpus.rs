@@ -247,7 +247,8 @@ fn syllable(rng: &mut Pcg32) -> String {
 }
 
 fn made_up_stem(rng: &mut Pcg32) -> String {
-    let n = 1 + rng.below(3);
+    // Mostly one or two syllables, like real words.
+    let n = [1, 1, 2, 2, 2, 3][rng.below(6)];
     (0..n).map(|_| syllable(rng)).collect()
 }
 
@@ -373,10 +374,12 @@ impl Lexicon {
                 })
             })
             .collect();
-        // Shuffle the made-up words among the core ones so Zipf ranks mix both.
-        rng.shuffle(&mut nouns[10..]);
-        rng.shuffle(&mut verbs[8..]);
-        rng.shuffle(&mut adjs[8..]);
+        // The core words take the top Zipf ranks (common words are the familiar ones); the
+        // made-up ones are shuffled among themselves into the tail.
+        let core_nouns = nouns.len() - 1400;
+        rng.shuffle(&mut nouns[core_nouns..]);
+        rng.shuffle(&mut verbs[CORE_VERBS.len()..]);
+        rng.shuffle(&mut adjs[CORE_ADJS.len()..]);
 
         let noun_z = Weighted::zipf(nouns.len(), 1.05);
         let verb_z = Weighted::zipf(verbs.len(), 1.05);
