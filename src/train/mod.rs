@@ -7,10 +7,15 @@
 pub mod corpus;
 pub mod optim;
 pub mod rng;
-// mod run;
+mod run;
 pub mod tokenizer;
 
 use std::path::PathBuf;
+
+pub use run::{
+    demo_dir, existing_config, is_complete, run_demo, train_into, train_with_observer, DemoConfig,
+    DemoSummary,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
