@@ -19,7 +19,7 @@ pub struct Args {
     /// Train on this UTF-8 text file instead of the generated corpus (its last 5% is held out)
     #[arg(long, value_name = "FILE")]
     pub corpus: Option<PathBuf>,
-    /// Optimizer steps (default 2400); checkpoints stay about 60
+    /// Optimizer steps (default 1200); checkpoints stay about 60
     #[arg(long, value_name = "N")]
     pub steps: Option<u64>,
     /// Seed for the corpus, initialisation and batches
@@ -110,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Ctrl-C cancels the run between steps, so its temporary dir is removed.
+/// Ctrl-C (or SIGTERM) cancels the run between steps, so its temporary dir is removed.
 fn watch_ctrl_c(cancel: CancelToken) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -119,8 +119,20 @@ fn watch_ctrl_c(cancel: CancelToken) {
         else {
             return;
         };
-        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
-            cancel.cancel();
-        }
+        rt.block_on(async {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{signal, SignalKind};
+                if let Ok(mut term) = signal(SignalKind::terminate()) {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                    return;
+                }
+            }
+            let _ = tokio::signal::ctrl_c().await;
+        });
+        cancel.cancel();
     });
 }
