@@ -3,6 +3,8 @@
 //! Every source is turned into a [`Trajectory`]: the checkpoints of one training run sorted by
 //! step, plus whatever training metrics were found. Listing reads metadata only.
 
+pub mod hub;
+
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
