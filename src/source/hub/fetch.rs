@@ -96,11 +96,17 @@ struct Handler(Arc<Bytes>);
 
 impl ProgressHandler for Handler {
     fn on_progress(&self, event: &ProgressEvent) {
-        let ProgressEvent::Download(DownloadEvent::Progress { files }) = event else {
-            return;
-        };
-        for f in files {
-            self.0.current.store(f.bytes_completed, Ordering::Relaxed);
+        match event {
+            ProgressEvent::Download(DownloadEvent::Progress { files }) => {
+                for f in files {
+                    self.0.current.store(f.bytes_completed, Ordering::Relaxed);
+                }
+            }
+            // Xet-backed files report the batch, which is our one file.
+            ProgressEvent::Download(DownloadEvent::AggregateProgress {
+                bytes_completed, ..
+            }) => self.0.current.store(*bytes_completed, Ordering::Relaxed),
+            _ => return,
         }
         let done = self.0.done();
         let last = self.0.last_reported.load(Ordering::Relaxed);

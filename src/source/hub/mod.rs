@@ -381,12 +381,14 @@ pub fn download_checkpoint(
     Ok(snapshot)
 }
 
-/// Runs a future to completion on a fresh current-thread runtime on its own (scoped) thread,
+/// Runs a future to completion on a fresh runtime on its own (scoped) thread,
 /// so callers need no runtime and may even be inside one (the TUI runs tokio).
 fn block_on<T: Send>(fut: impl Future<Output = T> + Send) -> Result<T, HubError> {
     std::thread::scope(|s| {
         s.spawn(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
+            // Multi-threaded: hf-hub's Xet transfers spawn blocking work and pollers.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
                 .enable_all()
                 .build()
                 .map_err(|e| HubError::Hub {
