@@ -3,11 +3,119 @@
 //! Every source is turned into a [`Trajectory`]: the checkpoints of one training run sorted by
 //! step, plus whatever training metrics were found. Listing reads metadata only.
 
-pub mod hub;
-
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::progress::Reporter;
+
+pub mod hf_cache;
+pub mod hub;
+pub mod metrics;
+pub mod run_dir;
+pub mod steps;
+
+/// Why a source could not be opened. Every message is one line naming the path or repo.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{}: no such file or folder", .0.display())]
+    NotFound(PathBuf),
+    #[error("{}: {error}", path.display())]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}: empty folder, no checkpoints in it", .0.display())]
+    EmptyFolder(PathBuf),
+    #[error("{}: no checkpoints found: {hint}", path.display())]
+    NoCheckpoints { path: PathBuf, hint: String },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+    #[error("{repo}: not a local path, and not in the Hugging Face cache {} (use hf:{repo} to list it from the hub)", cache.display())]
+    NotInCache { repo: String, cache: PathBuf },
+    /// Listing or fetching a hub repo (`hf:ORG/NAME`) failed.
+    #[error(transparent)]
+    Hub(#[from] hub::HubError),
+}
+
+impl SourceError {
+    /// An I/O error on `path`; a missing path becomes [`SourceError::NotFound`].
+    pub fn io(path: &Path, error: std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::NotFound {
+            SourceError::NotFound(path.to_path_buf())
+        } else {
+            SourceError::Io {
+                path: path.to_path_buf(),
+                error,
+            }
+        }
+    }
+}
+
+/// Opens a trajectory from what the user typed: a run folder, a `models--ORG--NAME` folder of
+/// the HF cache, `ORG/NAME` (looked up in the HF cache when no such local path exists), or
+/// `hf:ORG/NAME` (the hub). Reads metadata only, never tensor data.
+pub fn open(spec: &str) -> Result<Trajectory, SourceError> {
+    if spec.starts_with("hf:") {
+        return Ok(hub::open(spec, &hub::HubOptions::from_env())?);
+    }
+    let path = Path::new(spec);
+    if path.exists() {
+        if hf_cache::is_repo_dir(path) {
+            return hf_cache::open_repo_dir(path, spec);
+        }
+        return run_dir::open(path, spec);
+    }
+    if hf_cache::looks_like_repo_id(spec) {
+        return hf_cache::open_repo(spec, spec);
+    }
+    Err(SourceError::NotFound(path.to_path_buf()))
+}
+
+/// The local model dir or weights file of a checkpoint, checked to exist. A hub checkpoint is
+/// downloaded into the Hugging Face cache first (only its missing files; progress in bytes and
+/// retry messages through `reporter`, cancellable; an error in offline mode if not cached).
+pub fn local_path(ckpt: &Checkpoint, reporter: &Reporter) -> Result<PathBuf, SourceError> {
+    match &ckpt.location {
+        Location::Local { path } => {
+            if path.exists() {
+                Ok(path.clone())
+            } else {
+                Err(SourceError::NotFound(path.clone()))
+            }
+        }
+        Location::Hub { repo, revision } => Ok(hub::download_checkpoint(
+            repo,
+            revision,
+            &hub::HubOptions::from_env(),
+            reporter,
+        )?),
+    }
+}
+
+/// Tokens per step of well-known public runs.
+pub fn known_tokens_per_step(repo: &str) -> Option<u64> {
+    // Pythia: batch 1024 sequences of 2048 tokens for every model size (Biderman et al. 2023).
+    let name = repo.strip_prefix("EleutherAI/")?;
+    name.starts_with("pythia-").then_some(2_097_152)
+}
+
+/// Sets each checkpoint's tokens seen: the tokens logged at exactly that step if the metrics
+/// have them, else `tokens_per_step × step`.
+pub fn fill_tokens(t: &mut Trajectory) {
+    for c in &mut t.checkpoints {
+        let logged = t
+            .metrics
+            .tokens
+            .steps
+            .binary_search(&c.step)
+            .ok()
+            .map(|i| t.metrics.tokens.values[i])
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map(|v| v as u64);
+        c.tokens = logged.or_else(|| t.tokens_per_step.map(|k| k * c.step));
+    }
+}
 
 /// Where one checkpoint's files are.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

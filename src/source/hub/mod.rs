@@ -35,9 +35,6 @@ pub use error::HubError;
 use super::{Checkpoint, Location, Metrics, Trajectory};
 use crate::progress::Reporter;
 
-/// Tokens per optimizer step of the Pythia runs (batch 1024 × sequence 2048).
-pub const PYTHIA_TOKENS_PER_STEP: u64 = 2_097_152;
-
 /// A model repo on the hub, `ORG/NAME`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RepoId {
@@ -82,8 +79,7 @@ impl fmt::Display for RepoId {
 
 /// Tokens per step for runs whose batch size is known (the Pythia suite).
 pub fn tokens_per_step(repo: &RepoId) -> Option<u64> {
-    (repo.owner == "EleutherAI" && repo.name.starts_with("pythia-"))
-        .then_some(PYTHIA_TOKENS_PER_STEP)
+    super::known_tokens_per_step(&repo.to_string())
 }
 
 /// The step of a branch named `step<digits>` (`step0`, `step143000`); other branches
