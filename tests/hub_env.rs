@@ -62,7 +62,10 @@ fn hf_sources_list_download_and_work_offline_through_the_environment() {
     // local_path downloads into $HF_HOME/hub in huggingface_hub's layout.
     let p = source::local_path(ck, &Reporter::silent()).unwrap();
     let repo_dir = dir.path().join("hf/hub/models--EleutherAI--pythia-tiny");
-    assert_eq!(p, repo_dir.join("snapshots").join(commit_of(REPO, "step2000")));
+    assert_eq!(
+        p,
+        repo_dir.join("snapshots").join(commit_of(REPO, "step2000"))
+    );
     for f in ["config.json", "pytorch_model.bin", "tokenizer.json"] {
         assert_eq!(
             std::fs::read(p.join(f)).unwrap(),
@@ -86,13 +89,20 @@ fn hf_sources_list_download_and_work_offline_through_the_environment() {
         "{:?}",
         t.warnings
     );
-    assert_eq!(source::local_path(t.checkpoint(2000).unwrap(), &Reporter::silent()).unwrap(), p);
+    assert_eq!(
+        source::local_path(t.checkpoint(2000).unwrap(), &Reporter::silent()).unwrap(),
+        p
+    );
     let e = source::local_path(t.checkpoint(4).unwrap(), &Reporter::silent()).unwrap_err();
     assert!(
         matches!(e, SourceError::Hub(HubError::NotCached { .. })),
         "{e}"
     );
-    assert!(e.to_string().contains("pythia-tiny@step4 is not in the Hugging Face cache"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("pythia-tiny@step4 is not in the Hugging Face cache"),
+        "{e}"
+    );
     assert!(server.log().is_empty(), "{:?}", server.log());
     std::env::remove_var("HF_HUB_OFFLINE");
 }

@@ -128,40 +128,57 @@ struct State {
 
 pub struct HubServer {
     addr: SocketAddr,
+    cdn_addr: SocketAddr,
     state: Arc<State>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    stop: Arc<AtomicBool>,
+    cdn_addr: SocketAddr,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(conn) = conn else { continue };
+            let st = state.clone();
+            std::thread::spawn(move || {
+                let _ = handle(conn, &st, cdn_addr);
+            });
+        }
+    })
 }
 
 impl HubServer {
-    /// Serves `repos` (`ORG/NAME` → repo); private repos accept `token`.
+    /// Serves `repos` (`ORG/NAME` → repo); private repos accept `token`. Weights are served
+    /// from a second port, standing in for the hub's CDN (another host to HTTP clients, so they
+    /// read the file metadata from the redirect and drop the token, as with the real hub).
     pub fn start(repos: Vec<(&str, Repo)>, token: Option<&str>) -> HubServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let cdn = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
+        let cdn_addr = cdn.local_addr().unwrap();
         let state = Arc::new(State {
             repos: repos.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             token: token.map(str::to_string),
             ..Default::default()
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (state.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if sp.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let st = st.clone();
-                std::thread::spawn(move || {
-                    let _ = handle(conn, &st, addr);
-                });
-            }
-        });
+        let threads = vec![
+            accept_loop(listener, state.clone(), stop.clone(), cdn_addr),
+            accept_loop(cdn, state.clone(), stop.clone(), cdn_addr),
+        ];
         HubServer {
             addr,
+            cdn_addr,
             state,
             stop,
-            thread: Some(thread),
+            threads,
         }
     }
 
@@ -186,11 +203,15 @@ impl HubServer {
         self.state.log.lock().unwrap().clear();
     }
 
-    /// Stops accepting connections; the port then refuses connections.
+    /// Stops accepting connections; the ports then refuse connections.
     pub fn stop(&mut self) {
-        if let Some(t) = self.thread.take() {
-            self.stop.store(true, Ordering::SeqCst);
-            let _ = TcpStream::connect(self.addr);
+        if self.threads.is_empty() {
+            return;
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        let _ = TcpStream::connect(self.cdn_addr);
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -305,13 +326,13 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn handle(mut stream: TcpStream, st: &State, addr: SocketAddr) -> std::io::Result<()> {
+fn handle(mut stream: TcpStream, st: &State, cdn_addr: SocketAddr) -> std::io::Result<()> {
     let req = read_request(&stream)?;
     st.log
         .lock()
         .unwrap()
         .push(format!("{} {}", req.method, req.path));
-    let resp = route(&req, st, addr);
+    let resp = route(&req, st, cdn_addr);
     let head = req.method == "HEAD";
     let mut out = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
     let has_len = resp
@@ -339,7 +360,7 @@ fn is_lfs(path: &str) -> bool {
     path.ends_with(".bin") || path.ends_with(".safetensors")
 }
 
-fn route(req: &Request, st: &State, addr: SocketAddr) -> Response {
+fn route(req: &Request, st: &State, cdn_addr: SocketAddr) -> Response {
     {
         let mut f = st.faults.lock().unwrap();
         if f.rate_limit > 0 {
@@ -447,7 +468,7 @@ fn route(req: &Request, st: &State, addr: SocketAddr) -> Response {
                 if is_lfs(&file) {
                     let sha = sha256_hex(data);
                     Response::new(302)
-                        .header("Location", format!("http://{addr}/cdn/{sha}"))
+                        .header("Location", format!("http://{cdn_addr}/cdn/{sha}"))
                         .header("X-Repo-Commit", b.commit.clone())
                         .header("X-Linked-Etag", format!("\"{sha}\""))
                         .header("X-Linked-Size", data.len().to_string())
