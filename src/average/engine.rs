@@ -1,0 +1,434 @@
+//! The streaming average: plan the output from the inputs' headers, then for each tensor read
+//! the k inputs (memory-mapped), sum them into one output buffer, write it, and let go of the
+//! input pages before the next tensor.
+
+use std::borrow::Cow;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::kernel::{self, all_finite, Input};
+use super::{AverageError, AverageInput, AverageOptions, AverageSummary};
+use crate::checkpoint::{
+    is_buffer, DType, OutputDir, SafetensorsWriter, TensorInfo, WeightsReader,
+};
+use crate::progress::{Reporter, Unit};
+
+/// Files copied from the newest input beside the weights, when present.
+const SIDE_FILES: &[&str] = &[
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+];
+
+/// Averages `inputs` (each with its weight, used as given) into a new model dir at `out`.
+///
+/// Fails without leaving `out` behind when the inputs do not match (names, shapes, non-float
+/// dtypes), hold NaN/Inf (unless `allow_nonfinite`), when `out` is refused (exists without
+/// `force`, inside an input, unwritable), or when `reporter` is cancelled.
+pub fn average(
+    inputs: &[AverageInput],
+    out: &Path,
+    opts: &AverageOptions,
+    reporter: &Reporter,
+) -> Result<AverageSummary, AverageError> {
+    let t0 = Instant::now();
+    if inputs.is_empty() {
+        return Err(AverageError::NoInputs);
+    }
+    if let Some(i) = inputs.iter().find(|i| !i.weight.is_finite()) {
+        return Err(AverageError::Weights(format!(
+            "{}: weight {} is not finite",
+            i.path.display(),
+            i.weight
+        )));
+    }
+    let readers = inputs
+        .iter()
+        .map(|i| WeightsReader::open(&i.path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let paths: Vec<&Path> = inputs.iter().map(|i| i.path.as_path()).collect();
+    let outdir = OutputDir::create(out, opts.force, &paths)?;
+
+    // The newest input decides the tensor order, the dtypes kept and the side files.
+    let newest = (0..inputs.len())
+        .max_by_key(|&i| (inputs[i].step, i))
+        .expect("non-empty");
+    let plan = plan(&readers, newest, opts)?;
+    let mut writer = SafetensorsWriter::create(
+        outdir.path(),
+        plan.iter().map(|p| p.out.clone()).collect(),
+        opts.shard_size,
+    )?;
+
+    let w32: Vec<f32> = inputs.iter().map(|i| i.weight as f32).collect();
+    // Identical tensors equal their weighted sum only when the weights sum to 1.
+    let sum: f64 = inputs.iter().map(|i| i.weight).sum();
+    let normalized = (sum - 1.0).abs() < 1e-6;
+    for r in &readers {
+        r.advise_sequential();
+    }
+
+    let total = plan.len() as u64;
+    reporter.report("average", 0, Some(total), Unit::Tensors);
+    let (mut averaged, mut copied, mut bytes_read) = (0usize, 0usize, 0u64);
+    let mut buf: Vec<u8> = Vec::new();
+    for (k, p) in plan.iter().enumerate() {
+        reporter.check()?;
+        let name = p.out.name.as_str();
+        let srcs = readers
+            .iter()
+            .map(|r| r.bytes(name))
+            .collect::<Result<Vec<Cow<[u8]>>, _>>()?;
+        bytes_read += srcs.iter().map(|s| s.len() as u64).sum::<u64>();
+        let identical = srcs
+            .iter()
+            .zip(&p.in_dtypes)
+            .all(|(s, &d)| d == p.in_dtypes[0] && *s == srcs[0]);
+        let buffer = is_buffer(name);
+
+        if !p.out.dtype.is_float() || (identical && (buffer || normalized)) {
+            if !identical {
+                let other = (1..srcs.len()).find(|&i| srcs[i] != srcs[0]).unwrap_or(1);
+                return Err(AverageError::Mismatch(format!(
+                    "tensor '{name}' ({}) differs between {} and {}: only float tensors can be averaged",
+                    p.out.dtype,
+                    file_of(&readers[0], name).display(),
+                    file_of(&readers[other], name).display(),
+                )));
+            }
+            let src_dtype = p.in_dtypes[0];
+            if p.out.dtype.is_float()
+                && !buffer
+                && !opts.allow_nonfinite
+                && !all_finite(&srcs[0], src_dtype)
+            {
+                return Err(non_finite(&readers, &srcs, &p.in_dtypes, p.out.dtype, name));
+            }
+            if src_dtype == p.out.dtype {
+                writer.write(name, &srcs[0])?;
+            } else {
+                let one = [Input {
+                    bytes: &srcs[0],
+                    dtype: src_dtype,
+                }];
+                let bytes = sum_into(&one, &[1.0], p.out.dtype, opts, &mut buf, name)?;
+                writer.write(name, bytes.0)?;
+            }
+            copied += 1;
+        } else {
+            let ins: Vec<Input> = srcs
+                .iter()
+                .zip(&p.in_dtypes)
+                .map(|(s, &dtype)| Input { bytes: s, dtype })
+                .collect();
+            let (bytes, finite) = sum_into(&ins, &w32, p.out.dtype, opts, &mut buf, name)?;
+            if !finite && !opts.allow_nonfinite {
+                return Err(non_finite(&readers, &srcs, &p.in_dtypes, p.out.dtype, name));
+            }
+            writer.write(name, bytes)?;
+            averaged += 1;
+        }
+        drop(srcs);
+        for r in &readers {
+            r.release(name);
+        }
+        reporter.report_detail(
+            "average",
+            k as u64 + 1,
+            Some(total),
+            Unit::Tensors,
+            Some(name.to_string()),
+        );
+    }
+    drop(buf);
+    let mut bytes_written = writer.finish()?;
+
+    let side_dir = side_dir(&inputs[newest].path);
+    for f in SIDE_FILES {
+        let src = side_dir.join(f);
+        if !src.is_file() {
+            continue;
+        }
+        let dst = outdir.path().join(f);
+        let io = |e| AverageError::Io {
+            path: src.clone(),
+            source: e,
+        };
+        if *f == "config.json" && opts.dtype != super::OutDType::Keep {
+            let text = fs::read_to_string(&src).map_err(io)?;
+            let text = retag_config(&text, opts.dtype.resolve(DType::F32));
+            fs::write(&dst, &text).map_err(|e| AverageError::Io {
+                path: dst.clone(),
+                source: e,
+            })?;
+            bytes_written += text.len() as u64;
+        } else {
+            bytes_written += fs::copy(&src, &dst).map_err(io)?;
+        }
+    }
+    let lawa = provenance(inputs, &readers, opts, &plan, newest);
+    let lawa_path = outdir.path().join("lawa.json");
+    let text = serde_json::to_string_pretty(&lawa).expect("JSON of plain values");
+    fs::write(&lawa_path, &text).map_err(|e| AverageError::Io {
+        path: lawa_path.clone(),
+        source: e,
+    })?;
+    bytes_written += text.len() as u64;
+
+    // A cancel that arrived during the last tensor still means "do not publish".
+    reporter.check()?;
+    let out = outdir.commit()?;
+    Ok(AverageSummary {
+        out,
+        tensors: plan.len(),
+        averaged,
+        copied,
+        bytes_read,
+        bytes_written,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// One output tensor: its name/dtype/shape and the dtype each input stores it in.
+struct Planned {
+    out: TensorInfo,
+    in_dtypes: Vec<DType>,
+}
+
+fn file_of<'a>(r: &'a WeightsReader, name: &str) -> &'a Path {
+    r.file_of(name).unwrap_or(r.path())
+}
+
+/// Checks the inputs agree (same names and shapes; dtypes equal, or both float) and lists the
+/// output tensors in the newest input's storage order.
+fn plan(
+    readers: &[WeightsReader],
+    newest: usize,
+    opts: &AverageOptions,
+) -> Result<Vec<Planned>, AverageError> {
+    let base = &readers[newest];
+    for (i, r) in readers.iter().enumerate() {
+        if i == newest {
+            continue;
+        }
+        if let Some(t) = r.tensors().iter().find(|t| base.info(&t.name).is_none()) {
+            return Err(AverageError::Mismatch(format!(
+                "tensor '{}' is in {} but not in {}",
+                t.name,
+                file_of(r, &t.name).display(),
+                base.path().display()
+            )));
+        }
+        if let Some(t) = base.tensors().iter().find(|t| r.info(&t.name).is_none()) {
+            return Err(AverageError::Mismatch(format!(
+                "tensor '{}' is in {} but not in {}",
+                t.name,
+                file_of(base, &t.name).display(),
+                r.path().display()
+            )));
+        }
+    }
+    let mut plan = Vec::with_capacity(base.tensors().len());
+    for t in base.tensors() {
+        let mut in_dtypes = Vec::with_capacity(readers.len());
+        for r in readers {
+            let other = r.info(&t.name).expect("checked above");
+            if other.shape != t.shape {
+                return Err(AverageError::Mismatch(format!(
+                    "tensor '{}' has shape {:?} in {} but {:?} in {}",
+                    t.name,
+                    other.shape,
+                    file_of(r, &t.name).display(),
+                    t.shape,
+                    file_of(base, &t.name).display()
+                )));
+            }
+            if other.dtype != t.dtype && !(other.dtype.is_float() && t.dtype.is_float()) {
+                return Err(AverageError::Mismatch(format!(
+                    "tensor '{}' is {} in {} but {} in {}",
+                    t.name,
+                    other.dtype,
+                    file_of(r, &t.name).display(),
+                    t.dtype,
+                    file_of(base, &t.name).display()
+                )));
+            }
+            in_dtypes.push(other.dtype);
+        }
+        // Buffers and non-float tensors keep their dtype; weights take the requested one.
+        let dtype = if t.dtype.is_float() && !is_buffer(&t.name) {
+            opts.dtype.resolve(t.dtype)
+        } else {
+            t.dtype
+        };
+        plan.push(Planned {
+            out: TensorInfo {
+                name: t.name.clone(),
+                dtype,
+                shape: t.shape.clone(),
+            },
+            in_dtypes,
+        });
+    }
+    Ok(plan)
+}
+
+/// The weighted sum on the chosen device, into `buf` on the CPU (reused across tensors).
+fn sum_into<'b>(
+    ins: &[Input<'_>],
+    weights: &[f32],
+    out_dtype: DType,
+    opts: &AverageOptions,
+    buf: &'b mut Vec<u8>,
+    name: &str,
+) -> Result<(&'b [u8], bool), AverageError> {
+    let err = |source| AverageError::Kernel {
+        name: name.to_string(),
+        source,
+    };
+    let n = ins[0].bytes.len() / ins[0].dtype.size_in_bytes();
+    if opts.device.is_cpu() {
+        buf.resize(n * out_dtype.size_in_bytes(), 0);
+        let finite = kernel::weighted_sum_cpu(ins, weights, out_dtype, buf).map_err(err)?;
+        Ok((&buf[..], finite))
+    } else {
+        let (bytes, finite) =
+            kernel::weighted_sum_candle(ins, weights, out_dtype, &opts.device).map_err(err)?;
+        *buf = bytes;
+        Ok((&buf[..], finite))
+    }
+}
+
+/// The error for a tensor whose sum is not finite: the first input holding NaN/Inf, or an
+/// overflow of the output dtype when no input does.
+fn non_finite(
+    readers: &[WeightsReader],
+    srcs: &[Cow<[u8]>],
+    dtypes: &[DType],
+    out_dtype: DType,
+    name: &str,
+) -> AverageError {
+    for (i, s) in srcs.iter().enumerate() {
+        if !all_finite(s, dtypes[i]) {
+            return AverageError::NonFinite {
+                name: name.to_string(),
+                file: file_of(&readers[i], name).to_path_buf(),
+            };
+        }
+    }
+    AverageError::Overflow {
+        name: name.to_string(),
+        dtype: out_dtype,
+    }
+}
+
+/// Where an input's config and tokenizer live: the model dir, or a weights file's folder.
+fn side_dir(input: &Path) -> PathBuf {
+    if input.is_dir() {
+        input.to_path_buf()
+    } else {
+        input.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+}
+
+/// `config.json` with its dtype field (`torch_dtype`, or `dtype` in newer transformers) set to
+/// the output dtype; left as is when it does not parse.
+fn retag_config(text: &str, dtype: DType) -> String {
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str(text) else {
+        return text.to_string();
+    };
+    let name = match dtype {
+        DType::F16 => "float16",
+        DType::BF16 => "bfloat16",
+        _ => "float32",
+    };
+    for key in ["torch_dtype", "dtype"] {
+        if map.contains_key(key) {
+            map.insert(key.into(), name.into());
+        }
+    }
+    serde_json::to_string_pretty(&serde_json::Value::Object(map)).unwrap_or_else(|_| text.into())
+}
+
+#[derive(serde::Serialize)]
+struct Provenance<'a> {
+    tool: &'static str,
+    version: &'static str,
+    scheme: &'a str,
+    dtype: String,
+    device: &'static str,
+    created_unix: u64,
+    inputs: Vec<ProvenanceInput<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ProvenanceInput<'a> {
+    path: &'a Path,
+    step: u64,
+    weight: f64,
+    format: String,
+    header_sha256: String,
+}
+
+fn provenance<'a>(
+    inputs: &'a [AverageInput],
+    readers: &[WeightsReader],
+    opts: &'a AverageOptions,
+    plan: &[Planned],
+    newest: usize,
+) -> Provenance<'a> {
+    // The dtype of most output weights, as `lawa list` would report it.
+    let main = plan
+        .iter()
+        .filter(|p| p.out.dtype.is_float() && !is_buffer(&p.out.name))
+        .max_by_key(|p| p.out.numel())
+        .map(|p| p.out.dtype)
+        .or_else(|| readers[newest].main_dtype());
+    Provenance {
+        tool: "lawa",
+        version: env!("CARGO_PKG_VERSION"),
+        scheme: &opts.scheme,
+        dtype: main.map(|d| d.to_string()).unwrap_or_default(),
+        device: crate::device::describe(&opts.device),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        inputs: inputs
+            .iter()
+            .zip(readers)
+            .map(|(i, r)| ProvenanceInput {
+                path: &i.path,
+                step: i.step,
+                weight: i.weight,
+                format: r.format().to_string(),
+                header_sha256: r.header_hash(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_dtype_is_retagged_only_where_present() {
+        let c = retag_config(
+            r#"{"torch_dtype": "float16", "hidden_size": 8}"#,
+            DType::F32,
+        );
+        let v: serde_json::Value = serde_json::from_str(&c).unwrap();
+        assert_eq!(v["torch_dtype"], "float32");
+        assert_eq!(v["hidden_size"], 8);
+        assert!(v.get("dtype").is_none());
+        assert_eq!(retag_config("not json", DType::F16), "not json");
+    }
+}

@@ -1,0 +1,628 @@
+//! The weighted sum `out = Σ w_i · x_i` over raw little-endian tensor bytes: f32/f16/bf16/f64
+//! in, f32 accumulation, one rounding (round-to-nearest-even) to the output dtype.
+//!
+//! The CPU kernel works in cache-sized chunks (all inputs of a chunk are folded into one f32
+//! accumulator before it is cast and stored) spread over threads with rayon; on x86-64 with
+//! AVX2/F16C it runs a vectorised build of the same loop. Other candle devices use tensor ops.
+//! Each product is `w * x` then added (no fused multiply-add), in input order, so results are
+//! bit-identical to a plain f32 reference (`acc = acc + w * x`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
+
+use crate::checkpoint::DType;
+
+/// One input tensor: its bytes and dtype (every input holds the same number of elements).
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    pub bytes: &'a [u8],
+    pub dtype: DType,
+}
+
+/// Elements per chunk: accumulator + one input chunk stay in L2.
+const CHUNK: usize = 16 * 1024;
+/// Below this many elements threads cost more than they save.
+const PARALLEL_MIN: usize = 4 * CHUNK;
+
+/// Why a weighted sum could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("dtype {0} cannot be averaged (only f16, bf16, f32, f64)")]
+    NotFloat(DType),
+    #[error("inputs hold different element counts ({0} and {1})")]
+    Length(usize, usize),
+    #[error("{0} inputs but {1} weights")]
+    Weights(usize, usize),
+    #[error("device: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+fn check(inputs: &[Input<'_>], weights: &[f32], out_dtype: DType) -> Result<usize, KernelError> {
+    if inputs.len() != weights.len() || inputs.is_empty() {
+        return Err(KernelError::Weights(inputs.len(), weights.len()));
+    }
+    for d in inputs.iter().map(|i| i.dtype).chain([out_dtype]) {
+        if !d.is_float() {
+            return Err(KernelError::NotFloat(d));
+        }
+    }
+    let n = inputs[0].bytes.len() / inputs[0].dtype.size_in_bytes();
+    for i in inputs {
+        let m = i.bytes.len() / i.dtype.size_in_bytes();
+        if m != n || i.bytes.len() % i.dtype.size_in_bytes() != 0 {
+            return Err(KernelError::Length(n, m));
+        }
+    }
+    Ok(n)
+}
+
+/// The weighted sum on `device`, as bytes of `out_dtype`. Returns the bytes and whether every
+/// output value is finite (NaN/Inf in an input, or overflow of the output dtype, make it false).
+pub fn weighted_sum(
+    inputs: &[Input<'_>],
+    weights: &[f32],
+    out_dtype: DType,
+    device: &Device,
+) -> Result<(Vec<u8>, bool), KernelError> {
+    let n = check(inputs, weights, out_dtype)?;
+    if device.is_cpu() {
+        let mut out = vec![0u8; n * out_dtype.size_in_bytes()];
+        let finite = weighted_sum_cpu(inputs, weights, out_dtype, &mut out)?;
+        Ok((out, finite))
+    } else {
+        weighted_sum_candle(inputs, weights, out_dtype, device)
+    }
+}
+
+/// The weighted sum with candle tensor ops on any device (the path for GPUs).
+pub fn weighted_sum_candle(
+    inputs: &[Input<'_>],
+    weights: &[f32],
+    out_dtype: DType,
+    device: &Device,
+) -> Result<(Vec<u8>, bool), KernelError> {
+    let n = check(inputs, weights, out_dtype)?;
+    let mut acc: Option<Tensor> = None;
+    for (inp, &w) in inputs.iter().zip(weights) {
+        let dt = inp
+            .dtype
+            .to_candle()
+            .ok_or(KernelError::NotFloat(inp.dtype))?;
+        let x = Tensor::from_raw_buffer(inp.bytes, dt, &[n], device)?
+            .to_dtype(candle_core::DType::F32)?;
+        let wx = x.affine(w as f64, 0.0)?;
+        acc = Some(match acc {
+            None => wx,
+            Some(a) => (a + wx)?,
+        });
+    }
+    let acc = acc.expect("at least one input");
+    let out_c = out_dtype
+        .to_candle()
+        .ok_or(KernelError::NotFloat(out_dtype))?;
+    let host = acc.to_dtype(out_c)?.to_device(&Device::Cpu)?;
+    let bytes: Vec<u8> = match out_dtype {
+        DType::F32 => bytemuck::cast_slice(&host.to_vec1::<f32>()?).to_vec(),
+        DType::F64 => bytemuck::cast_slice(&host.to_vec1::<f64>()?).to_vec(),
+        DType::F16 => bytemuck::cast_slice(&host.to_vec1::<half::f16>()?).to_vec(),
+        DType::BF16 => bytemuck::cast_slice(&host.to_vec1::<half::bf16>()?).to_vec(),
+        d => return Err(KernelError::NotFloat(d)),
+    };
+    let finite = all_finite(&bytes, out_dtype);
+    Ok((bytes, finite))
+}
+
+/// Whether every value of a float tensor's bytes is finite.
+pub fn all_finite(bytes: &[u8], dtype: DType) -> bool {
+    match dtype {
+        DType::F32 => !bytes.chunks_exact(4).fold(false, |bad, c| {
+            bad | (u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0x7f80_0000 == 0x7f80_0000)
+        }),
+        DType::F16 => !u16_any_exp_max(bytes, 0x7c00),
+        DType::BF16 => !u16_any_exp_max(bytes, 0x7f80),
+        DType::F64 => bytes
+            .chunks_exact(8)
+            .all(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")).is_finite()),
+        _ => true,
+    }
+}
+
+fn u16_any_exp_max(bytes: &[u8], mask: u16) -> bool {
+    bytes.chunks_exact(2).fold(false, |bad, c| {
+        bad | (u16::from_le_bytes([c[0], c[1]]) & mask == mask)
+    })
+}
+
+/// The CPU kernel, writing into `out` (exactly `n * out_dtype.size_in_bytes()` bytes).
+/// Returns whether every output value is finite.
+pub fn weighted_sum_cpu(
+    inputs: &[Input<'_>],
+    weights: &[f32],
+    out_dtype: DType,
+    out: &mut [u8],
+) -> Result<bool, KernelError> {
+    let n = check(inputs, weights, out_dtype)?;
+    let osz = out_dtype.size_in_bytes();
+    if out.len() != n * osz {
+        return Err(KernelError::Length(n, out.len() / osz));
+    }
+    let nonfinite = AtomicBool::new(false);
+    let fast = simd_available();
+    let run = |ci: usize, o: &mut [u8], acc: &mut Vec<f32>| {
+        let start = ci * CHUNK;
+        let len = o.len() / osz;
+        acc.resize(len, 0.0);
+        #[cfg(target_arch = "x86_64")]
+        let bad = if fast {
+            // SAFETY: simd_available() checked the CPU has AVX2, FMA and F16C.
+            unsafe { x86::chunk(inputs, weights, start, out_dtype, o, &mut acc[..len]) }
+        } else {
+            chunk::<false>(inputs, weights, start, out_dtype, o, &mut acc[..len])
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let bad = {
+            let _ = fast;
+            chunk::<false>(inputs, weights, start, out_dtype, o, &mut acc[..len])
+        };
+        if bad {
+            nonfinite.store(true, Ordering::Relaxed);
+        }
+    };
+    if n < PARALLEL_MIN {
+        let mut acc = Vec::with_capacity(CHUNK);
+        for (ci, o) in out.chunks_mut(CHUNK * osz).enumerate() {
+            run(ci, o, &mut acc);
+        }
+    } else {
+        out.par_chunks_mut(CHUNK * osz)
+            .enumerate()
+            .for_each_init(|| Vec::with_capacity(CHUNK), |acc, (ci, o)| run(ci, o, acc));
+    }
+    Ok(!nonfinite.load(Ordering::Relaxed))
+}
+
+fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| {
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// One chunk: fold every input into `acc`, then cast into `out`. Returns true if any output
+/// value is not finite. `SIMD` selects the x86 F16C conversions (only inside `x86::chunk`).
+#[inline(always)]
+fn chunk<const SIMD: bool>(
+    inputs: &[Input<'_>],
+    weights: &[f32],
+    start: usize,
+    out_dtype: DType,
+    out: &mut [u8],
+    acc: &mut [f32],
+) -> bool {
+    let len = acc.len();
+    for (i, (inp, &w)) in inputs.iter().zip(weights).enumerate() {
+        let sz = inp.dtype.size_in_bytes();
+        let src = &inp.bytes[start * sz..(start + len) * sz];
+        let first = i == 0;
+        match inp.dtype {
+            DType::F32 => {
+                let xs = src
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+                fold(acc, w, xs, first)
+            }
+            DType::BF16 => {
+                let xs = src
+                    .chunks_exact(2)
+                    .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16));
+                fold(acc, w, xs, first)
+            }
+            DType::F16 => {
+                #[cfg(target_arch = "x86_64")]
+                if SIMD {
+                    // SAFETY: SIMD is only true inside x86::chunk, compiled with F16C.
+                    unsafe { x86::fold_f16(acc, w, src, first) };
+                    continue;
+                }
+                let xs = src
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32());
+                fold(acc, w, xs, first)
+            }
+            DType::F64 => {
+                let xs = src
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32);
+                fold(acc, w, xs, first)
+            }
+            _ => unreachable!("checked: inputs are floats"),
+        }
+    }
+    store::<SIMD>(acc, out_dtype, out)
+}
+
+#[inline(always)]
+fn fold(acc: &mut [f32], w: f32, xs: impl Iterator<Item = f32>, first: bool) {
+    if first {
+        for (a, x) in acc.iter_mut().zip(xs) {
+            *a = w * x;
+        }
+    } else {
+        for (a, x) in acc.iter_mut().zip(xs) {
+            *a += w * x;
+        }
+    }
+}
+
+/// f32 → bf16 with round-to-nearest-even (what PyTorch does); NaN stays NaN.
+#[inline(always)]
+pub fn f32_to_bf16_bits(x: f32) -> u16 {
+    let b = x.to_bits();
+    let rounded = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
+    if b & 0x7fff_ffff > 0x7f80_0000 {
+        ((b >> 16) as u16) | 0x0040
+    } else {
+        rounded
+    }
+}
+
+#[inline(always)]
+fn store<const SIMD: bool>(acc: &[f32], out_dtype: DType, out: &mut [u8]) -> bool {
+    match out_dtype {
+        DType::F32 => {
+            for (o, a) in out.chunks_exact_mut(4).zip(acc) {
+                o.copy_from_slice(&a.to_le_bytes());
+            }
+            acc.iter().fold(false, |bad, a| bad | !a.is_finite())
+        }
+        DType::BF16 => {
+            for (o, a) in out.chunks_exact_mut(2).zip(acc) {
+                o.copy_from_slice(&f32_to_bf16_bits(*a).to_le_bytes());
+            }
+            u16_any_exp_max(out, 0x7f80)
+        }
+        DType::F16 => {
+            #[cfg(target_arch = "x86_64")]
+            if SIMD {
+                // SAFETY: SIMD is only true inside x86::chunk, compiled with F16C.
+                unsafe { x86::store_f16(acc, out) };
+                return u16_any_exp_max(out, 0x7c00);
+            }
+            for (o, a) in out.chunks_exact_mut(2).zip(acc) {
+                o.copy_from_slice(&half::f16::from_f32(*a).to_bits().to_le_bytes());
+            }
+            u16_any_exp_max(out, 0x7c00)
+        }
+        DType::F64 => {
+            for (o, a) in out.chunks_exact_mut(8).zip(acc) {
+                o.copy_from_slice(&(*a as f64).to_le_bytes());
+            }
+            acc.iter().fold(false, |bad, a| bad | !a.is_finite())
+        }
+        _ => unreachable!("checked: output is a float"),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{chunk as generic_chunk, Input};
+    use crate::checkpoint::DType;
+    use std::arch::x86_64::*;
+
+    /// The generic chunk loop compiled for AVX2 (auto-vectorised f32/bf16 paths) with F16C
+    /// conversions for f16.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn chunk(
+        inputs: &[Input<'_>],
+        weights: &[f32],
+        start: usize,
+        out_dtype: DType,
+        out: &mut [u8],
+        acc: &mut [f32],
+    ) -> bool {
+        generic_chunk::<true>(inputs, weights, start, out_dtype, out, acc)
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    pub unsafe fn fold_f16(acc: &mut [f32], w: f32, src: &[u8], first: bool) {
+        let n = acc.len();
+        debug_assert_eq!(src.len(), 2 * n);
+        let wv = _mm256_set1_ps(w);
+        let mut i = 0;
+        // SAFETY: i + 8 <= n keeps every 8-lane load/store inside acc and src (2 bytes each).
+        unsafe {
+            while i + 8 <= n {
+                let h = _mm_loadu_si128(src.as_ptr().add(2 * i) as *const __m128i);
+                let wx = _mm256_mul_ps(wv, _mm256_cvtph_ps(h));
+                let p = acc.as_mut_ptr().add(i);
+                let r = if first {
+                    wx
+                } else {
+                    _mm256_add_ps(_mm256_loadu_ps(p), wx)
+                };
+                _mm256_storeu_ps(p, r);
+                i += 8;
+            }
+        }
+        for j in i..n {
+            let x = half::f16::from_bits(u16::from_le_bytes([src[2 * j], src[2 * j + 1]])).to_f32();
+            acc[j] = if first { w * x } else { acc[j] + w * x };
+        }
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    pub unsafe fn store_f16(acc: &[f32], out: &mut [u8]) {
+        let n = acc.len();
+        debug_assert_eq!(out.len(), 2 * n);
+        let mut i = 0;
+        // SAFETY: i + 8 <= n keeps every 8-lane load/store inside acc and out.
+        unsafe {
+            while i + 8 <= n {
+                let v = _mm256_loadu_ps(acc.as_ptr().add(i));
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+                _mm_storeu_si128(out.as_mut_ptr().add(2 * i) as *mut __m128i, h);
+                i += 8;
+            }
+        }
+        for j in i..n {
+            out[2 * j..2 * j + 2]
+                .copy_from_slice(&half::f16::from_f32(acc[j]).to_bits().to_le_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values spanning signs, magnitudes, subnormals and rounding ties.
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..n)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                let m = (s % 20001) as f32 / 10000.0 - 1.0;
+                let e = [1e-6, 1e-3, 0.1, 1.0, 7.0, 300.0][(s as usize >> 8) % 6];
+                if i % 97 == 0 {
+                    6e-8 * m // f16 subnormal range
+                } else {
+                    m * e
+                }
+            })
+            .collect()
+    }
+
+    fn encode(v: &[f32], d: DType) -> Vec<u8> {
+        match d {
+            DType::F32 => bytemuck::cast_slice(v).to_vec(),
+            DType::F16 => v
+                .iter()
+                .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+                .collect(),
+            DType::BF16 => v
+                .iter()
+                .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+                .collect(),
+            DType::F64 => v.iter().flat_map(|x| (*x as f64).to_le_bytes()).collect(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn decode(b: &[u8], d: DType) -> Vec<f32> {
+        match d {
+            DType::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            DType::F16 => b
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            DType::BF16 => b
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            DType::F64 => b
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Element by element, in input order: the definition the kernels must reproduce exactly.
+    fn reference(ins: &[Vec<f32>], w: &[f32]) -> Vec<f32> {
+        (0..ins[0].len())
+            .map(|j| {
+                let mut a = w[0] * ins[0][j];
+                for i in 1..ins.len() {
+                    a += w[i] * ins[i][j];
+                }
+                a
+            })
+            .collect()
+    }
+
+    fn cast_ref(v: &[f32], d: DType) -> Vec<f32> {
+        decode(&encode(v, d), d)
+    }
+
+    #[test]
+    fn cpu_and_candle_paths_equal_the_elementwise_reference_bit_for_bit() {
+        let w = [0.2f32, 0.3, 0.5];
+        // Sizes around the chunk and SIMD-lane boundaries, and one that goes parallel.
+        for n in [1usize, 7, 8, 9, CHUNK + 3, PARALLEL_MIN + 5] {
+            for in_d in [DType::F32, DType::F16, DType::BF16, DType::F64] {
+                let raw: Vec<Vec<f32>> = (0..3).map(|k| values(n, k + n as u32)).collect();
+                let ins: Vec<Vec<f32>> = raw.iter().map(|v| cast_ref(v, in_d)).collect();
+                let bytes: Vec<Vec<u8>> = ins.iter().map(|v| encode(v, in_d)).collect();
+                let inputs: Vec<Input> = bytes
+                    .iter()
+                    .map(|b| Input {
+                        bytes: b,
+                        dtype: in_d,
+                    })
+                    .collect();
+                let expect = reference(&ins, &w);
+                for out_d in [DType::F32, DType::F16, DType::BF16] {
+                    let (cpu, finite) = weighted_sum(&inputs, &w, out_d, &Device::Cpu).unwrap();
+                    assert!(finite);
+                    let want = encode(&expect, out_d);
+                    assert!(cpu == want, "cpu n={n} {in_d}->{out_d}");
+                    if n < 100 {
+                        let (cd, finite) =
+                            weighted_sum_candle(&inputs, &w, out_d, &Device::Cpu).unwrap();
+                        assert!(finite);
+                        assert_eq!(
+                            decode(&cd, out_d),
+                            decode(&want, out_d),
+                            "candle n={n} {in_d}->{out_d}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mixed_input_dtypes_and_portable_path_agree() {
+        let n = 1000;
+        let a = cast_ref(&values(n, 1), DType::F16);
+        let b = cast_ref(&values(n, 2), DType::BF16);
+        let ab = [encode(&a, DType::F16), encode(&b, DType::BF16)];
+        let inputs = [
+            Input {
+                bytes: &ab[0],
+                dtype: DType::F16,
+            },
+            Input {
+                bytes: &ab[1],
+                dtype: DType::BF16,
+            },
+        ];
+        let w = [0.75f32, 0.25];
+        let (out, _) = weighted_sum(&inputs, &w, DType::F16, &Device::Cpu).unwrap();
+        assert_eq!(out, encode(&reference(&[a, b], &w), DType::F16));
+        let mut portable = vec![0u8; n * 2];
+        let mut acc = vec![0f32; n];
+        chunk::<false>(&inputs, &w, 0, DType::F16, &mut portable, &mut acc);
+        assert_eq!(portable, out);
+    }
+
+    #[test]
+    fn non_finite_values_and_overflow_are_flagged() {
+        let mut v = values(100, 3);
+        let ok = encode(&v, DType::F32);
+        v[50] = f32::NAN;
+        let nan = encode(&v, DType::F32);
+        let w = [0.5f32, 0.5];
+        let inp = |a: &[u8], b: &[u8]| -> [Vec<u8>; 2] { [a.to_vec(), b.to_vec()] };
+        let pair = inp(&ok, &nan);
+        let inputs = [
+            Input {
+                bytes: &pair[0],
+                dtype: DType::F32,
+            },
+            Input {
+                bytes: &pair[1],
+                dtype: DType::F32,
+            },
+        ];
+        for d in [DType::F32, DType::F16, DType::BF16] {
+            assert!(
+                !weighted_sum(&inputs, &w, d, &Device::Cpu).unwrap().1,
+                "{d}"
+            );
+        }
+        // 60000 is a finite f16 but 2·60000 overflows it.
+        let big = encode(&[60000.0; 16], DType::F32);
+        let inputs = [
+            Input {
+                bytes: &big,
+                dtype: DType::F32,
+            },
+            Input {
+                bytes: &big,
+                dtype: DType::F32,
+            },
+        ];
+        assert!(
+            !weighted_sum(&inputs, &[1.0, 1.0], DType::F16, &Device::Cpu)
+                .unwrap()
+                .1
+        );
+        assert!(
+            weighted_sum(&inputs, &[1.0, 1.0], DType::F32, &Device::Cpu)
+                .unwrap()
+                .1
+        );
+        assert!(all_finite(&ok, DType::F32) && !all_finite(&nan, DType::F32));
+    }
+
+    #[test]
+    fn bf16_rounding_matches_half() {
+        for bits in (0u32..=u32::MAX)
+            .step_by(65521)
+            .chain([0x3f80_8000, 0x3f81_8000, 0x7f7f_ffff])
+        {
+            let x = f32::from_bits(bits);
+            if x.is_nan() {
+                assert!(half::bf16::from_bits(f32_to_bf16_bits(x)).is_nan());
+            } else {
+                assert_eq!(
+                    f32_to_bf16_bits(x),
+                    half::bf16::from_f32(x).to_bits(),
+                    "{bits:#x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_refused() {
+        let a = [0u8; 8];
+        let b = [0u8; 12];
+        let i = |bytes: &'static [u8], dtype| Input { bytes, dtype };
+        let _ = i;
+        let inputs = [
+            Input {
+                bytes: &a,
+                dtype: DType::F32,
+            },
+            Input {
+                bytes: &b,
+                dtype: DType::F32,
+            },
+        ];
+        assert!(matches!(
+            weighted_sum(&inputs, &[0.5, 0.5], DType::F32, &Device::Cpu),
+            Err(KernelError::Length(2, 3))
+        ));
+        assert!(matches!(
+            weighted_sum(&inputs[..1], &[0.5, 0.5], DType::F32, &Device::Cpu),
+            Err(KernelError::Weights(1, 2))
+        ));
+        let ints = [Input {
+            bytes: &a,
+            dtype: DType::I64,
+        }];
+        assert!(matches!(
+            weighted_sum(&ints, &[1.0], DType::F32, &Device::Cpu),
+            Err(KernelError::NotFloat(DType::I64))
+        ));
+    }
+}
