@@ -1,8 +1,194 @@
 //! `lawa eval`: evaluate a model's perplexity on text or tokens.
 
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+use std::path::{Path, PathBuf};
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`lawa eval` is not built yet")
+use anyhow::Context;
+use candle_core::DType;
+use indicatif::{ProgressBar, ProgressStyle};
+use lawa::device::{self, DevicePref};
+use lawa::eval::{self, Comparison, EvalData, EvalOptions, EvalResult, TokenDType, Tokens};
+use lawa::model::LoadedModel;
+use lawa::progress::{CancelToken, Reporter};
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Windows: the first --max-tokens tokens (all by default) are cut into \
+consecutive non-overlapping windows of --ctx tokens; a remainder shorter than ctx is dropped, \
+unless the whole input is shorter than ctx, in which case it is one window; in each window \
+every token after the first is predicted."
+)]
+pub struct Args {
+    /// A model dir (config.json + weights), an averaged output, or a run (with --step)
+    pub model: PathBuf,
+    /// UTF-8 text, tokenised with the model's tokenizer.json
+    #[arg(long, required_unless_present = "tokens", conflicts_with = "tokens")]
+    pub text: Option<PathBuf>,
+    /// Pre-tokenised ids: .npy, raw little-endian uint16 (.bin as nanoGPT writes, .u16) or uint32 (.u32)
+    #[arg(long)]
+    pub tokens: Option<PathBuf>,
+    /// Width of the ids of a raw --tokens file, whatever its extension
+    #[arg(long, value_enum, requires = "tokens")]
+    pub token_dtype: Option<TokenDType>,
+    /// The checkpoint of the run MODEL at this step
+    #[arg(long)]
+    pub step: Option<u64>,
+    /// Tokens per window [default: the model's max_position_embeddings, at most 2048]
+    #[arg(long)]
+    pub ctx: Option<usize>,
+    /// Evaluate only the first N tokens
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Windows per forward pass
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    #[arg(long, value_enum, default_value_t)]
+    pub device: DevicePref,
+    /// Compute dtype [default: f32 on CPU, the checkpoint's dtype on a GPU]
+    #[arg(long, value_enum)]
+    pub dtype: Option<DTypeArg>,
+    /// Also run this model dir on the same windows: KL(OTHER ‖ MODEL) and top-1 agreement
+    #[arg(long, value_name = "OTHER")]
+    pub against: Option<PathBuf>,
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DTypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl DTypeArg {
+    fn to_candle(self) -> DType {
+        match self {
+            DTypeArg::F32 => DType::F32,
+            DTypeArg::F16 => DType::F16,
+            DTypeArg::Bf16 => DType::BF16,
+        }
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let model_dir = resolve_model(&args.model, args.step)?;
+    let device = device::select(args.device)?;
+    let opts = EvalOptions {
+        ctx: args.ctx,
+        max_tokens: args.max_tokens,
+        batch: args.batch,
+        device,
+        dtype: args.dtype.map(DTypeArg::to_candle),
+    };
+    let data = match (&args.text, &args.tokens, args.token_dtype) {
+        (Some(t), _, _) => EvalData::Text(t.clone()),
+        (None, Some(t), Some(w)) => EvalData::TokensAs(t.clone(), w),
+        (None, Some(t), None) => EvalData::Tokens(t.clone()),
+        (None, None, _) => anyhow::bail!("give --text FILE or --tokens FILE"),
+    };
+
+    // Cheap checks first: a bad token file should not wait for a model to load.
+    let tokens = eval::load_tokens(&data, &model_dir, opts.max_tokens)?;
+    let model = eval::load_model(&model_dir, &opts)?;
+    let other = args
+        .against
+        .as_deref()
+        .map(|o| eval::load_model(o, &opts))
+        .transpose()?;
+    let w = eval::plan(&model, other.as_ref(), &tokens, &opts)?;
+    eprintln!(
+        "evaluating {} on {} windows x {} tokens of {} (batch {}) on {}, {:?}",
+        model_dir.display(),
+        w.count,
+        w.len,
+        tokens.source.display(),
+        opts.batch,
+        device::describe(&opts.device),
+        model.model.dtype(),
+    );
+
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} windows {elapsed} (eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let bar2 = bar.clone();
+    let reporter = Reporter::new(CancelToken::new(), move |p| {
+        if let Some(t) = p.total {
+            bar2.set_length(t);
+        }
+        bar2.set_position(p.done);
+    });
+    match &other {
+        None => {
+            let r = eval::evaluate(&model, &tokens, &opts, &reporter)?;
+            bar.finish_and_clear();
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print_result(&model, &tokens, &r);
+            }
+        }
+        Some(o) => {
+            let c = eval::compare(&model, o, &tokens, &opts, &reporter)?;
+            bar.finish_and_clear();
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                print_result(&model, &tokens, &c.model);
+                print_comparison(o, &c);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The model dir MODEL names: itself, or with `--step N` the checkpoint of that run.
+fn resolve_model(model: &Path, step: Option<u64>) -> anyhow::Result<PathBuf> {
+    let Some(step) = step else {
+        return Ok(model.to_path_buf());
+    };
+    let source = model.to_string_lossy();
+    let traj = lawa::source::open(&source)?;
+    let ckpt = traj.checkpoint(step).with_context(|| {
+        let steps = traj.steps();
+        match (steps.first(), steps.last()) {
+            (Some(a), Some(b)) => format!(
+                "{source}: no checkpoint at step {step} (it has {} checkpoints, steps {a} to {b})",
+                steps.len()
+            ),
+            _ => format!("{source}: no checkpoint at step {step}"),
+        }
+    })?;
+    Ok(lawa::source::local_path(ckpt, &Reporter::silent())?)
+}
+
+fn print_result(model: &LoadedModel, tokens: &Tokens, r: &EvalResult) {
+    println!("model        {}", model.dir.display());
+    println!(
+        "data         {} (sha256 {})",
+        tokens.source.display(),
+        &r.data_hash[..16]
+    );
+    println!(
+        "windows      {} x {} tokens, {} predicted",
+        r.windows, r.ctx, r.predicted_tokens
+    );
+    println!("mean NLL     {:.6} nats", r.mean_nll);
+    println!("perplexity   {:.4}", r.ppl);
+    if let Some(b) = r.bits_per_byte {
+        println!("bits/byte    {b:.5}");
+    }
+    println!("speed        {:.0} tokens/s", r.tokens_per_s);
+}
+
+fn print_comparison(other: &LoadedModel, c: &Comparison) {
+    println!("against      {}", other.dir.display());
+    println!(
+        "  mean NLL   {:.6} nats (ppl {:.4})",
+        c.other_mean_nll,
+        c.other_mean_nll.exp()
+    );
+    println!("  KL(other‖model) {:.6} nats/token", c.mean_kl);
+    println!("  top-1 agreement {:.4}", c.top1_agreement);
 }

@@ -1,0 +1,242 @@
+//! `lawa eval` end to end: text through a tokenizer, token files, --against, --json, bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lawa::eval::{Comparison, EvalResult};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gpt_neox")
+        .join(name)
+}
+
+fn lawa(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lawa"))
+        .arg("eval")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One-line error on stderr, failure exit; returns the line.
+fn fails(args: &[&str]) -> String {
+    let (ok, _, err) = lawa(args);
+    assert!(!ok, "succeeded: {args:?}");
+    let line = err.trim_end();
+    assert!(
+        line.starts_with("error:") && line.lines().count() == 1,
+        "{err}"
+    );
+    line.to_string()
+}
+
+const WORDS: [&str; 12] = [
+    "the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "rug", "and", "slept",
+];
+
+/// A copy of the `parallel` fixture with a word-level `tokenizer.json` (ids below its vocab 100).
+fn model_with_tokenizer() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture("parallel").join(f), dir.path().join(f)).unwrap();
+    }
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("[UNK]".into(), 0.into());
+    for (i, w) in WORDS.iter().enumerate() {
+        vocab.insert(w.to_string(), (i + 1).into());
+    }
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    });
+    std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).unwrap();
+    dir
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn text_and_the_same_ids_as_tokens_agree_and_bits_per_byte_counts_the_span() {
+    let model = model_with_tokenizer();
+    let text = "the cat sat on the mat and the dog slept under a rug ";
+    let ids: Vec<u16> = text
+        .split_whitespace()
+        .map(|w| WORDS.iter().position(|x| *x == w).unwrap() as u16 + 1)
+        .collect();
+    assert_eq!(ids.len(), 13);
+    let txt = model.path().join("t.txt");
+    std::fs::write(&txt, text).unwrap();
+    let bin = model.path().join("t.bin");
+    std::fs::write(&bin, bytemuck::cast_slice(&ids)).unwrap();
+
+    let (ok, out, err) = lawa(&[p(model.path()), "--text", p(&txt), "--ctx", "6", "--json"]);
+    assert!(ok, "{err}");
+    let from_text: EvalResult = serde_json::from_str(&out).unwrap();
+    let (ok, out, err) = lawa(&[p(model.path()), "--tokens", p(&bin), "--ctx", "6", "--json"]);
+    assert!(ok, "{err}");
+    let from_ids: EvalResult = serde_json::from_str(&out).unwrap();
+
+    // 13 tokens, ctx 6: two windows, the 13th token ("rug") dropped.
+    assert_eq!((from_text.windows, from_text.predicted_tokens), (2, 10));
+    assert_eq!(from_text.mean_nll, from_ids.mean_nll);
+    assert_eq!(from_text.data_hash, from_ids.data_hash);
+    assert_eq!(from_ids.bits_per_byte, None);
+    // The span ends after "a", the 12th word: the bytes of "the cat ... under a".
+    let span = text.find(" rug").unwrap();
+    let want = from_text.mean_nll * 10.0 / std::f64::consts::LN_2 / span as f64;
+    let bpb = from_text.bits_per_byte.unwrap();
+    assert!((bpb - want).abs() < 1e-9, "{bpb} vs {want}");
+}
+
+#[test]
+fn human_output_and_against() {
+    let model = model_with_tokenizer();
+    let txt = model.path().join("t.txt");
+    std::fs::write(&txt, "the cat sat on the mat ".repeat(4)).unwrap();
+    let (ok, out, err) = lawa(&[p(model.path()), "--text", p(&txt), "--ctx", "8"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("perplexity") && out.contains("bits/byte"),
+        "{out}"
+    );
+    assert!(err.contains("evaluating"), "{err}");
+
+    let other = fixture("full_rotary");
+    let (ok, out, err) = lawa(&[
+        p(model.path()),
+        "--text",
+        p(&txt),
+        "--ctx",
+        "8",
+        "--against",
+        p(&other),
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let c: Comparison = serde_json::from_str(&out).unwrap();
+    assert!(c.mean_kl > 0.0 && (0.0..=1.0).contains(&c.top1_agreement));
+    assert_eq!(c.model.windows, 3);
+}
+
+#[test]
+fn every_bad_input_is_one_line_naming_the_problem() {
+    let model = model_with_tokenizer();
+    let m = p(model.path());
+    let dir = model.path();
+
+    // --text with no tokenizer.json.
+    let txt = dir.join("t.txt");
+    std::fs::write(&txt, "the cat").unwrap();
+    let e = fails(&[p(&fixture("parallel")), "--text", p(&txt)]);
+    assert!(
+        e.contains("tokenizer.json") && e.contains("--tokens"),
+        "{e}"
+    );
+
+    // Token id >= vocab size.
+    let bin = dir.join("big.bin");
+    std::fs::write(&bin, bytemuck::cast_slice(&[1u16, 2, 100, 4])).unwrap();
+    let e = fails(&[m, "--tokens", p(&bin)]);
+    assert!(
+        e.contains("token id 100") && e.contains("vocab_size 100"),
+        "{e}"
+    );
+
+    // Empty text.
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "  \n").unwrap();
+    let e = fails(&[m, "--text", p(&empty)]);
+    assert!(e.contains("empty text") && e.contains("empty.txt"), "{e}");
+
+    // Non-UTF-8 text, with the byte offset.
+    let bad = dir.join("bad.txt");
+    std::fs::write(&bad, b"the cat \xff sat").unwrap();
+    let e = fails(&[m, "--text", p(&bad)]);
+    assert!(e.contains("not UTF-8") && e.contains("offset 8"), "{e}");
+
+    // ctx > max_position_embeddings.
+    std::fs::write(&txt, "the cat sat").unwrap();
+    let e = fails(&[m, "--text", p(&txt), "--ctx", "33"]);
+    assert!(
+        e.contains("--ctx 33") && e.contains("max_position_embeddings 32"),
+        "{e}"
+    );
+
+    // CUDA on a build without it (or a machine without a GPU).
+    if !candle_core::utils::cuda_is_available() {
+        let e = fails(&[m, "--text", p(&txt), "--device", "cuda"]);
+        assert!(e.contains("cuda"), "{e}");
+    }
+
+    // Token file whose width cannot be told.
+    let dat = dir.join("ids.dat");
+    std::fs::write(&dat, [1u8, 0, 2, 0]).unwrap();
+    let e = fails(&[m, "--tokens", p(&dat)]);
+    assert!(e.contains("--token-dtype"), "{e}");
+    let (ok, _, err) = lawa(&[m, "--tokens", p(&dat), "--token-dtype", "u16"]);
+    assert!(ok, "{err}");
+
+    // Unsupported architecture, named.
+    let cfg = dir.join("config.json");
+    let orig = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        orig.replace("GPTNeoXForCausalLM", "MistralForCausalLM"),
+    )
+    .unwrap();
+    let e = fails(&[m, "--text", p(&txt)]);
+    assert!(
+        e.contains("MistralForCausalLM") && e.contains("config.json"),
+        "{e}"
+    );
+    std::fs::write(&cfg, &orig).unwrap();
+
+    // A checkpoint missing a tensor the model needs, named.
+    let mut t =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    t.remove("gpt_neox.final_layer_norm.weight");
+    candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
+    let e = fails(&[m, "--text", p(&txt)]);
+    assert!(e.contains("gpt_neox.final_layer_norm.weight"), "{e}");
+
+    // Neither --text nor --tokens: clap's usage error (not one line, but a failure).
+    let (ok, _, _) = lawa(&[m]);
+    assert!(!ok);
+}
+
+#[test]
+fn a_run_with_step_evaluates_that_checkpoint() {
+    let run = tempfile::tempdir().unwrap();
+    for (step, name) in [(100, "parallel"), (200, "full_rotary")] {
+        let d = run.path().join(format!("step{step}"));
+        std::fs::create_dir(&d).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(fixture(name).join(f), d.join(f)).unwrap();
+        }
+    }
+    let bin = run.path().join("ids.u32");
+    let ids: Vec<u32> = (0..40).map(|i| (i * 37 + 11) % 100).collect();
+    std::fs::write(&bin, bytemuck::cast_slice(&ids)).unwrap();
+    let eval_json = |args: &[&str]| -> EvalResult {
+        let (ok, out, err) = lawa(args);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let via_run = eval_json(&[p(run.path()), "--step", "200", "--tokens", p(&bin), "--json"]);
+    let direct = eval_json(&[p(&fixture("full_rotary")), "--tokens", p(&bin), "--json"]);
+    assert_eq!(via_run.mean_nll, direct.mean_nll);
+    assert_eq!(via_run.windows, 1);
+    let e = fails(&[p(run.path()), "--step", "300", "--tokens", p(&bin)]);
+    assert!(e.contains("step 300") && e.contains("100 to 200"), "{e}");
+}
