@@ -34,6 +34,7 @@ fn opts(server: &HubServer, dir: &Path) -> HubOptions {
         retries: 3,
         retry_delay: Duration::from_millis(5),
         listing_dir: Some(dir.join("lawa")),
+        read_timeout: Duration::from_secs(30),
     }
 }
 
@@ -519,4 +520,29 @@ fn a_cancelled_download_stops_and_a_later_one_completes() {
     assert!(hub::cached_checkpoint(&repo, "step1000", &o).is_none());
     let snap = hub::download_checkpoint(REPO, "step1000", &o, &Reporter::silent()).unwrap();
     assert!(snap.join("pytorch_model.bin").exists());
+}
+
+#[test]
+fn a_stalled_transfer_times_out_and_is_retried() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(&server, dir.path());
+    o.read_timeout = Duration::from_millis(300);
+    server.set_faults(Faults {
+        stall_body: 1,
+        ..Default::default()
+    });
+    let (rep, seen, _) = recorder();
+    let snap = hub::download_checkpoint(REPO, "step1", &o, &rep).unwrap();
+    assert_eq!(
+        std::fs::read(snap.join("pytorch_model.bin")).unwrap(),
+        std::fs::read(fixtures().join("step1/pytorch_model.bin")).unwrap()
+    );
+    assert!(
+        details(&seen)
+            .iter()
+            .any(|m| m.contains("connection problem")),
+        "{:?}",
+        details(&seen)
+    );
 }

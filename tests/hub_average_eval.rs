@@ -58,6 +58,7 @@ fn average_and_eval_of_hub_checkpoints_match_local_copies() {
         retries: 2,
         retry_delay: Duration::from_millis(5),
         listing_dir: None,
+        read_timeout: Duration::from_secs(30),
     };
     let t = hub::open(REPO, &o).unwrap();
     // The last three steps: two single .bin files and the sharded one.

@@ -116,6 +116,8 @@ pub struct Faults {
     pub drop_body: usize,
     /// Answer this many of the next weights (CDN) GETs with a 503 error page.
     pub error_page: usize,
+    /// Send half of this many of the next weights bodies, then go silent for 3 s.
+    pub stall_body: usize,
 }
 
 #[derive(Default)]
@@ -285,6 +287,8 @@ struct Response {
     body: Vec<u8>,
     /// Send only this many body bytes (after announcing all of them), then drop the connection.
     cut_at: Option<usize>,
+    /// Go silent this long after `cut_at` before dropping the connection.
+    stall: Option<std::time::Duration>,
 }
 
 impl Response {
@@ -294,6 +298,7 @@ impl Response {
             headers: Vec::new(),
             body: Vec::new(),
             cut_at: None,
+            stall: None,
         }
     }
     fn header(mut self, k: &str, v: impl Into<String>) -> Self {
@@ -350,6 +355,10 @@ fn handle(mut stream: TcpStream, st: &State, cdn_addr: SocketAddr) -> std::io::R
     if !head {
         let n = resp.cut_at.unwrap_or(resp.body.len()).min(resp.body.len());
         stream.write_all(&resp.body[..n])?;
+        if let Some(d) = resp.stall {
+            stream.flush()?;
+            std::thread::sleep(d);
+        }
     }
     stream.flush()?;
     let _ = stream.shutdown(Shutdown::Both);
@@ -433,6 +442,12 @@ fn route(req: &Request, st: &State, cdn_addr: SocketAddr) -> Response {
             } else {
                 None
             };
+            let stall = if cut.is_none() && f.stall_body > 0 && req.method == "GET" {
+                f.stall_body -= 1;
+                true
+            } else {
+                false
+            };
             drop(f);
             let mut resp = match req
                 .headers
@@ -452,6 +467,10 @@ fn route(req: &Request, st: &State, cdn_addr: SocketAddr) -> Response {
                 }
             };
             resp.cut_at = cut.map(|c| c.min(resp.body.len() / 2));
+            if stall {
+                resp.cut_at = Some(resp.body.len() / 2);
+                resp.stall = Some(std::time::Duration::from_secs(3));
+            }
             resp.header("ETag", format!("\"{sha}\""))
                 .header("Accept-Ranges", "bytes")
         }

@@ -29,6 +29,7 @@ use crate::progress::{Reporter, Unit};
 
 /// Connection refused / DNS failure: the hub is not there; do not make the user wait long.
 const UNREACHABLE_RETRIES: u32 = 2;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Never sleep longer than this for one retry, whatever the server asks.
 const MAX_DELAY: Duration = Duration::from_secs(120);
 /// Report download progress at most every this many bytes (plus at the end of each file).
@@ -126,19 +127,33 @@ pub(super) struct Session<'a> {
 
 impl<'a> Session<'a> {
     pub fn new(opts: &'a HubOptions, reporter: &'a Reporter) -> Result<Self, HubError> {
+        let setup_error = |message: String| HubError::Hub {
+            what: format!("the endpoint {}", opts.endpoint),
+            message,
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        let ua = format!("lawa/{}; hf-hub/1.0", env!("CARGO_PKG_VERSION"));
+        headers.insert(
+            reqwest::header::USER_AGENT,
+            reqwest::header::HeaderValue::from_str(&ua).map_err(|e| setup_error(e.to_string()))?,
+        );
+        // Our own client only to bound stalls: hf-hub's sets no timeouts.
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(opts.read_timeout)
+            .build()
+            .map_err(|e| setup_error(root_message(&e)))?;
         let mut b = HFClient::builder()
             .endpoint(opts.endpoint.clone())
             .cache_dir(opts.cache_dir.clone())
-            .user_agent(format!("lawa/{}; hf-hub/1.0", env!("CARGO_PKG_VERSION")))
+            .client(http)
             // Retries are ours: they report to the user and honour Retry-After.
             .retry_max_attempts(0);
         if let Some(t) = &opts.token {
             b = b.token(t.clone());
         }
-        let client = b.build().map_err(|e| HubError::Hub {
-            what: format!("the endpoint {}", opts.endpoint),
-            message: root_message(&e),
-        })?;
+        let client = b.build().map_err(|e| setup_error(root_message(&e)))?;
         Ok(Self {
             client,
             opts,

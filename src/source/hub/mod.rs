@@ -13,7 +13,8 @@
 //! `HF_HOME/token`; `HF_HUB_OFFLINE=1` (or [`set_offline`], the CLI's `--offline`). lawa's own:
 //! `LAWA_CACHE_DIR` (where listings are kept, default the user cache dir `lawa/`),
 //! `LAWA_HUB_RETRIES` and `LAWA_HUB_RETRY_DELAY_MS` (backoff for rate limits and dropped
-//! connections; default 5 retries from 1 s, doubling).
+//! connections; default 5 retries from 1 s, doubling), `LAWA_HUB_READ_TIMEOUT_S` (a transfer
+//! silent this long is retried; default 60).
 //!
 //! Everything here is blocking: each call runs its own small tokio runtime on a scoped thread,
 //! so it may be called from plain threads, `spawn_blocking` jobs, or even async code.
@@ -115,6 +116,9 @@ pub struct HubOptions {
     pub retry_delay: Duration,
     /// Where the last online listing of each repo is kept for offline mode (`None`: not kept).
     pub listing_dir: Option<PathBuf>,
+    /// A connection that sends nothing for this long is dropped and retried (hf-hub sets no
+    /// timeout of its own, so a stalled transfer would otherwise hang forever).
+    pub read_timeout: Duration,
 }
 
 impl HubOptions {
@@ -149,6 +153,11 @@ impl HubOptions {
                     .unwrap_or(1000),
             ),
             listing_dir,
+            read_timeout: Duration::from_secs(
+                env("LAWA_HUB_READ_TIMEOUT_S")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(60),
+            ),
         }
     }
 }
