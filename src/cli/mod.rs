@@ -20,6 +20,9 @@ mod list;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Work from the Hugging Face cache only, never the network (same as HF_HUB_OFFLINE=1)
+    #[arg(long, global = true)]
+    pub offline: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -40,6 +43,9 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.offline {
+        lawa::source::hub::set_offline(true);
+    }
     let result: anyhow::Result<()> = match cli.command {
         None => {
             use clap::CommandFactory;

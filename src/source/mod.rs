@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::progress::Reporter;
 
 pub mod hf_cache;
+pub mod hub;
 pub mod metrics;
 pub mod run_dir;
 pub mod steps;
@@ -32,8 +33,9 @@ pub enum SourceError {
     Invalid { path: PathBuf, message: String },
     #[error("{repo}: not a local path, and not in the Hugging Face cache {} (use hf:{repo} to list it from the hub)", cache.display())]
     NotInCache { repo: String, cache: PathBuf },
-    #[error("{spec}: hub sources need the hub module, which is not built yet")]
-    HubUnavailable { spec: String },
+    /// Listing or fetching a hub repo (`hf:ORG/NAME`) failed.
+    #[error(transparent)]
+    Hub(#[from] hub::HubError),
 }
 
 impl SourceError {
@@ -55,9 +57,7 @@ impl SourceError {
 /// `hf:ORG/NAME` (the hub). Reads metadata only, never tensor data.
 pub fn open(spec: &str) -> Result<Trajectory, SourceError> {
     if spec.starts_with("hf:") {
-        return Err(SourceError::HubUnavailable {
-            spec: spec.to_string(),
-        });
+        return Ok(hub::open(spec, &hub::HubOptions::from_env())?);
     }
     let path = Path::new(spec);
     if path.exists() {
@@ -72,8 +72,10 @@ pub fn open(spec: &str) -> Result<Trajectory, SourceError> {
     Err(SourceError::NotFound(path.to_path_buf()))
 }
 
-/// The local model dir or weights file of a checkpoint, checked to exist.
-pub fn local_path(ckpt: &Checkpoint, _reporter: &Reporter) -> Result<PathBuf, SourceError> {
+/// The local model dir or weights file of a checkpoint, checked to exist. A hub checkpoint is
+/// downloaded into the Hugging Face cache first (only its missing files; progress in bytes and
+/// retry messages through `reporter`, cancellable; an error in offline mode if not cached).
+pub fn local_path(ckpt: &Checkpoint, reporter: &Reporter) -> Result<PathBuf, SourceError> {
     match &ckpt.location {
         Location::Local { path } => {
             if path.exists() {
@@ -82,9 +84,12 @@ pub fn local_path(ckpt: &Checkpoint, _reporter: &Reporter) -> Result<PathBuf, So
                 Err(SourceError::NotFound(path.clone()))
             }
         }
-        Location::Hub { repo, revision } => Err(SourceError::HubUnavailable {
-            spec: format!("hf:{repo}@{revision}"),
-        }),
+        Location::Hub { repo, revision } => Ok(hub::download_checkpoint(
+            repo,
+            revision,
+            &hub::HubOptions::from_env(),
+            reporter,
+        )?),
     }
 }
 

@@ -1,0 +1,110 @@
+//! An average and an eval of hub checkpoints (fetched from the test hub server into a temp
+//! cache) equal the same computed from local copies of those checkpoints (the fixture folders).
+
+#[path = "support/hub_server.rs"]
+mod hub_server;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hub_server::{HubServer, Repo};
+use lawa::average::{average, AverageInput, AverageOptions};
+use lawa::eval::{eval_model_dir, EvalData, EvalOptions};
+use lawa::progress::Reporter;
+use lawa::source::hub::{self, HubOptions};
+
+const REPO: &str = "EleutherAI/pythia-tiny";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hub/pythia-tiny")
+}
+
+fn inputs(paths: &[(u64, PathBuf)]) -> Vec<AverageInput> {
+    let w = 1.0 / paths.len() as f64;
+    paths
+        .iter()
+        .map(|(step, path)| AverageInput {
+            path: path.clone(),
+            step: *step,
+            weight: w,
+        })
+        .collect()
+}
+
+fn weights_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".safetensors") || n == "config.json" || n == "tokenizer.json")
+        .map(|n| {
+            let b = std::fs::read(dir.join(&n)).unwrap();
+            (n, b)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn average_and_eval_of_hub_checkpoints_match_local_copies() {
+    let server = HubServer::start(vec![(REPO, Repo::from_dir(REPO, &fixtures()))], None);
+    let dir = tempfile::tempdir().unwrap();
+    let o = HubOptions {
+        endpoint: server.url(),
+        cache_dir: dir.path().join("hub"),
+        token: None,
+        offline: false,
+        retries: 2,
+        retry_delay: Duration::from_millis(5),
+        listing_dir: None,
+        read_timeout: Duration::from_secs(30),
+    };
+    let t = hub::open(REPO, &o).unwrap();
+    // The last three steps: two single .bin files and the sharded one.
+    let window = [1000u64, 2000, 3000];
+    let hub_paths: Vec<(u64, PathBuf)> = window
+        .iter()
+        .map(|&s| {
+            let c = t.checkpoint(s).unwrap();
+            let p = hub::download_checkpoint(REPO, &c.name, &o, &Reporter::silent()).unwrap();
+            (s, p)
+        })
+        .collect();
+    let local_paths: Vec<(u64, PathBuf)> = window
+        .iter()
+        .map(|&s| (s, fixtures().join(format!("step{s}"))))
+        .collect();
+
+    let out_hub = dir.path().join("avg-hub");
+    let out_local = dir.path().join("avg-local");
+    let opts = AverageOptions::default();
+    let a = average(&inputs(&hub_paths), &out_hub, &opts, &Reporter::silent()).unwrap();
+    let b = average(
+        &inputs(&local_paths),
+        &out_local,
+        &opts,
+        &Reporter::silent(),
+    )
+    .unwrap();
+    assert_eq!(a.tensors, b.tensors);
+    assert!(a.averaged > 0 && a.copied > 0, "{a:?}");
+    let (wa, wb) = (weights_bytes(&out_hub), weights_bytes(&out_local));
+    assert_eq!(
+        wa.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        vec!["config.json", "model.safetensors", "tokenizer.json"]
+    );
+    assert!(
+        wa == wb,
+        "averaged model differs between hub and local inputs"
+    );
+
+    let text = EvalData::Text(fixtures().join("text.txt"));
+    let eo = EvalOptions::default();
+    let r_hub = eval_model_dir(&out_hub, &text, &eo, &Reporter::silent()).unwrap();
+    let r_local = eval_model_dir(&out_local, &text, &eo, &Reporter::silent()).unwrap();
+    assert!(r_hub.mean_nll.is_finite() && r_hub.predicted_tokens > 0);
+    assert_eq!(r_hub.mean_nll, r_local.mean_nll);
+    assert_eq!(r_hub.window_nll, r_local.window_nll);
+    assert_eq!(r_hub.data_hash, r_local.data_hash);
+}
