@@ -15,6 +15,7 @@ use super::{is_buffer, CheckpointError, DType, Format, TensorInfo};
 /// One memory-mapped weights file.
 struct MappedFile {
     path: PathBuf,
+    file: fs::File,
     map: Mmap,
 }
 
@@ -60,11 +61,12 @@ const SAFETENSORS_SINGLE: &str = "model.safetensors";
 const TORCH_INDEX: &str = "pytorch_model.bin.index.json";
 const TORCH_SINGLE: &str = "pytorch_model.bin";
 
-fn map_file(path: &Path) -> Result<Mmap, CheckpointError> {
+fn map_file(path: &Path) -> Result<(fs::File, Mmap), CheckpointError> {
     let file = fs::File::open(path).map_err(|e| CheckpointError::io(path, e))?;
     // SAFETY: the mapping is read-only; like every mmap-based reader (candle, safetensors) we
     // rely on checkpoint files not being modified while they are open.
-    unsafe { Mmap::map(&file) }.map_err(|e| CheckpointError::io(path, e))
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| CheckpointError::io(path, e))?;
+    Ok((file, map))
 }
 
 impl WeightsReader {
@@ -162,7 +164,7 @@ impl WeightsReader {
         let mut by_name = HashMap::new();
         let mut hasher = Sha256::new();
         for (fi, path) in paths.into_iter().enumerate() {
-            let map = map_file(&path)?;
+            let (file, map) = map_file(&path)?;
             let parsed = if torch {
                 // No raw header to hash: hash a canonical listing of the index instead.
                 let index = read_torch_index(&path)?;
@@ -239,7 +241,7 @@ impl WeightsReader {
                 tensors.push(info);
                 entries.push(Entry { file: fi, loc });
             }
-            files.push(MappedFile { path, map });
+            files.push(MappedFile { path, file, map });
         }
         if let Some(expected) = expected {
             for (name, file) in expected {
@@ -396,6 +398,22 @@ impl WeightsReader {
             Loc::Torch(t) => (t.data_offset, t.data_offset + t.storage_nbytes),
         };
         drop_pages(&file.map, start, end);
+    }
+
+    /// Where a tensor's bytes lie contiguously in its file: the open file and the absolute
+    /// offset, or `None` for strided views. Lets bulk readers use `pread` (a plain copy, cheaper
+    /// than faulting in mapped pages) instead of the mapping.
+    pub fn file_span(&self, name: &str) -> Option<(&fs::File, u64)> {
+        let (info, entry) = self.entry(name).ok()?;
+        let file = &self.files[entry.file];
+        match &entry.loc {
+            Loc::Range { start, .. } => Some((&file.file, *start)),
+            Loc::Torch(t) if is_row_major(&info.shape, &t.strides) => Some((
+                &file.file,
+                t.data_offset + t.storage_offset * info.dtype.size_in_bytes() as u64,
+            )),
+            Loc::Torch(_) => None,
+        }
     }
 
     /// Like [`release`](Self::release) for bytes `offset..offset + len` of a tensor's data, so
