@@ -10,13 +10,17 @@
 # Prints medians, throughput relative to the floor, and peak RSS (/usr/bin/time).
 #
 # Env: PY (python with torch+safetensors+numpy, default /work/pyref/bin/python), BENCH_DIR
-# (default /tmp/lawa-bench, ~6 GB), RUNS (3), FORMATS ("st bin"), LAWA (a built binary).
+# (default /tmp/lawa-bench, ~6.5 GB), BENCH_OUT (where outputs go, default BENCH_DIR; a tmpfs
+# such as /dev/shm/lawa-bench-out takes a slow disk out of the comparison), RUNS (3),
+# FORMATS ("st bin"), LAWA (a built binary; default: `cargo build --release`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-/work/pyref/bin/python}
 DIR=${BENCH_DIR:-/tmp/lawa-bench}
 RUNS=${RUNS:-3}
 FORMATS=${FORMATS:-"st bin"}
+OUT=${BENCH_OUT:-$DIR}
+mkdir -p "$OUT"
 STEPS="1000,2000,3000,4000,5000"
 
 if [[ -z "${LAWA:-}" ]]; then
@@ -80,7 +84,7 @@ timed() {
     cat "$DIR/.t" >>"$DIR/$label.times"
 }
 
-echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GB RAM"
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GB RAM; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 for fmt in $FORMATS; do
     if [[ $fmt == st ]]; then name=model.safetensors; else name=pytorch_model.bin; fi
     files=()
@@ -91,10 +95,12 @@ for fmt in $FORMATS; do
     for ((r = 1; r <= RUNS; r++)); do
         cat "${files[@]}" >/dev/null
         timed floor cat "${files[@]}"
+        # Outputs are removed untimed: neither tool pays for deleting the previous one.
+        rm -rf "$OUT/out_lawa_$fmt" "$OUT/out_torch_$fmt.safetensors"
         cat "${files[@]}" >/dev/null
-        timed lawa "$LAWA" average "$DIR/$fmt" --steps "$STEPS" --device cpu --force --out "$DIR/out_lawa_$fmt"
+        timed lawa "$LAWA" average "$DIR/$fmt" --steps "$STEPS" --device cpu --out "$OUT/out_lawa_$fmt"
         cat "${files[@]}" >/dev/null
-        timed torch "$PY" scripts/bench_average_torch.py "$DIR/out_torch_$fmt.safetensors" "${files[@]}"
+        timed torch "$PY" scripts/bench_average_torch.py "$OUT/out_torch_$fmt.safetensors" "${files[@]}"
         echo "run $r/$RUNS done" >&2
     done
     echo
@@ -119,7 +125,7 @@ for fmt in $FORMATS; do
     awk -v a="$lawa_s" -v b="$torch_s" -v r="$lawa_rss" -v one="$one" \
         'BEGIN {printf "lawa is %.2fx faster than pytorch; lawa peak RSS = %.2fx one checkpoint\n", b/a, r*1024/one}'
     # Same average both ways (fairseq divides after summing; lawa pre-weights): tiny differences only.
-    "$PY" - "$DIR/out_lawa_$fmt/model.safetensors" "$DIR/out_torch_$fmt.safetensors" <<'EOF'
+    "$PY" - "$OUT/out_lawa_$fmt/model.safetensors" "$OUT/out_torch_$fmt.safetensors" <<'EOF'
 import sys
 from safetensors.numpy import load_file
 a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
@@ -128,3 +134,4 @@ worst = max(float(abs(a[k].astype("float32") - b[k].astype("float32")).max()) fo
 print(f"max |lawa - pytorch| over all tensors: {worst:.3g}")
 EOF
 done
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -99,14 +99,14 @@ pub fn average(
         let dst = outdir.path().join(f);
         let io = |e| AverageError::Io {
             path: src.clone(),
-            source: e,
+            error: e,
         };
         if *f == "config.json" && opts.dtype != super::OutDType::Keep {
             let text = fs::read_to_string(&src).map_err(io)?;
             let text = retag_config(&text, opts.dtype.resolve(DType::F32));
             fs::write(&dst, &text).map_err(|e| AverageError::Io {
                 path: dst.clone(),
-                source: e,
+                error: e,
             })?;
             bytes_written += text.len() as u64;
         } else {
@@ -118,7 +118,7 @@ pub fn average(
     let text = serde_json::to_string_pretty(&lawa).expect("JSON of plain values");
     fs::write(&lawa_path, &text).map_err(|e| AverageError::Io {
         path: lawa_path.clone(),
-        source: e,
+        error: e,
     })?;
     bytes_written += text.len() as u64;
 
@@ -319,10 +319,10 @@ impl<'a> Job<'a> {
                 .try_recv()
                 .unwrap_or_else(|_| vec![0u8; SEGMENT * MAX_DTYPE_SIZE]);
             let out = &mut buf[..len * osz];
-            let kernel_err = |source| {
+            let kernel_err = |error| {
                 Stop::Error(AverageError::Kernel {
                     name: name.to_string(),
-                    source,
+                    error,
                 })
             };
             let finite = if let Some(spans) = &spans {
@@ -342,7 +342,7 @@ impl<'a> Job<'a> {
                     Err((i, e)) => {
                         return Err(Stop::Error(AverageError::Io {
                             path: file_of(&self.readers[i], name).to_path_buf(),
-                            source: e,
+                            error: e,
                         }))
                     }
                 }

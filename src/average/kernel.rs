@@ -36,7 +36,13 @@ pub enum KernelError {
     #[error("{0} inputs but {1} weights")]
     Weights(usize, usize),
     #[error("device: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(Box<candle_core::Error>),
+}
+
+impl From<candle_core::Error> for KernelError {
+    fn from(e: candle_core::Error) -> Self {
+        KernelError::Candle(Box::new(e))
+    }
 }
 
 fn check(inputs: &[Input<'_>], weights: &[f32], out_dtype: DType) -> Result<usize, KernelError> {

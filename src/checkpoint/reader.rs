@@ -203,6 +203,14 @@ impl WeightsReader {
                     })
                     .collect()
             };
+            // Headers of two steps of one run are byte-identical (same names, shapes, offsets):
+            // a few sampled blocks of the data tell them apart without reading it.
+            let data_start = if torch {
+                0
+            } else {
+                map.len() - parsed_data_len(&parsed)
+            };
+            sample_into(&mut hasher, &map[data_start..]);
             let file_name = path
                 .file_name()
                 .unwrap_or_default()
@@ -380,7 +388,7 @@ impl WeightsReader {
             CheckpointError::Candle {
                 path: path.clone(),
                 name: name.to_string(),
-                source: Box::new(source),
+                error: Box::new(source),
             }
         })
     }
@@ -443,7 +451,8 @@ impl WeightsReader {
         }
     }
 
-    /// sha256 (hex) over the header(s): the checkpoint's identity without reading its data.
+    /// sha256 (hex) over the header(s) and 16 sampled 4 KiB blocks of each file's data: the
+    /// checkpoint's identity without reading its data (steps of one run share their headers).
     pub fn header_hash(&self) -> String {
         self.header_hash.clone()
     }
@@ -472,6 +481,36 @@ impl WeightsReader {
             .into_iter()
             .max_by_key(|&(d, n)| (n, d.size_in_bytes()))
             .map(|(d, _)| d)
+    }
+}
+
+/// Bytes of tensor data listed in a parsed safetensors file (they end the file).
+fn parsed_data_len(parsed: &[(TensorInfo, Loc)]) -> usize {
+    let (lo, hi) = parsed
+        .iter()
+        .fold((u64::MAX, 0u64), |(lo, hi), (_, loc)| match loc {
+            Loc::Range { start, end } => (lo.min(*start), hi.max(*end)),
+            Loc::Torch(_) => (lo, hi),
+        });
+    if hi > lo {
+        (hi - lo) as usize
+    } else {
+        0
+    }
+}
+
+/// Hashes 16 blocks of 4 KiB spread evenly over `data` (all of it when smaller).
+fn sample_into(hasher: &mut Sha256, data: &[u8]) {
+    const BLOCK: usize = 4096;
+    const SAMPLES: usize = 16;
+    if data.len() <= BLOCK * SAMPLES {
+        hasher.update(data);
+        return;
+    }
+    let span = data.len() - BLOCK;
+    for i in 0..SAMPLES {
+        let at = span / (SAMPLES - 1) * i;
+        hasher.update(&data[at..at + BLOCK]);
     }
 }
 
