@@ -76,12 +76,13 @@ EOF
 fi
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-# timed LABEL CMD...: runs CMD under /usr/bin/time, appends "seconds maxrss_kb" to $DIR/LABEL.times
+# timed LABEL CMD...: runs CMD under /usr/bin/time, appends "seconds maxrss_kb cpu_seconds" to
+# $DIR/LABEL.times (CPU = user + system, the measure that a loaded machine distorts least)
 timed() {
     local label=$1
     shift
-    /usr/bin/time -f "%e %M" -o "$DIR/.t" "$@" >/dev/null
-    cat "$DIR/.t" >>"$DIR/$label.times"
+    /usr/bin/time -f "%e %M %U %S" -o "$DIR/.t" "$@" >/dev/null
+    awk '{print $1, $2, $3 + $4}' "$DIR/.t" >>"$DIR/$label.times"
 }
 
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GB RAM; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -105,19 +106,20 @@ for fmt in $FORMATS; do
     done
     echo
     echo "format $fmt: 5 x $((one / 1000000)) MB = $((bytes / 1000000)) MB in, runs: $RUNS"
-    printf '| %-28s | %9s | %11s | %12s | %13s |\n' tool "median s" "GB/s in" "vs floor" "peak RSS MB"
-    printf '|%s|%s|%s|%s|%s|\n' ------------------------------ ----------- ------------- -------------- ---------------
+    printf '| %-28s | %9s | %11s | %12s | %10s | %13s |\n' tool "median s" "GB/s in" "vs floor" "CPU s" "peak RSS MB"
+    printf '|%s|%s|%s|%s|%s|%s|\n' ------------------------------ ----------- ------------- -------------- ------------ ---------------
     floor_s=$(cut -d' ' -f1 "$DIR/floor.times" | median)
     for t in floor lawa torch; do
         s=$(cut -d' ' -f1 "$DIR/$t.times" | median)
         rss=$(cut -d' ' -f2 "$DIR/$t.times" | sort -g | tail -1)
+        cpu=$(cut -d' ' -f3 "$DIR/$t.times" | median)
         case $t in
             floor) label="read floor (cat)" ;;
             lawa) label="lawa average" ;;
             torch) label="pytorch (fairseq-style)" ;;
         esac
-        awk -v l="$label" -v s="$s" -v b="$bytes" -v f="$floor_s" -v r="$rss" \
-            'BEGIN {printf "| %-28s | %9.2f | %11.2f | %11.2fx | %13.0f |\n", l, s, b/s/1e9, f/s, r/1024}'
+        awk -v l="$label" -v s="$s" -v b="$bytes" -v f="$floor_s" -v r="$rss" -v c="$cpu" \
+            'BEGIN {printf "| %-28s | %9.2f | %11.2f | %11.2fx | %10.2f | %13.0f |\n", l, s, b/s/1e9, f/s, c, r/1024}'
     done
     lawa_s=$(cut -d' ' -f1 "$DIR/lawa.times" | median)
     torch_s=$(cut -d' ' -f1 "$DIR/torch.times" | median)
