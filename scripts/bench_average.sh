@@ -10,13 +10,17 @@
 # Prints medians, throughput relative to the floor, and peak RSS (/usr/bin/time).
 #
 # Env: PY (python with torch+safetensors+numpy, default /work/pyref/bin/python), BENCH_DIR
-# (default /tmp/lawa-bench, ~6 GB), RUNS (3), FORMATS ("st bin"), LAWA (a built binary).
+# (default /tmp/lawa-bench, ~6.5 GB), BENCH_OUT (where outputs go, default BENCH_DIR; a tmpfs
+# such as /dev/shm/lawa-bench-out takes a slow disk out of the comparison), RUNS (3),
+# FORMATS ("st bin"), LAWA (a built binary; default: `cargo build --release`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-/work/pyref/bin/python}
 DIR=${BENCH_DIR:-/tmp/lawa-bench}
 RUNS=${RUNS:-3}
 FORMATS=${FORMATS:-"st bin"}
+OUT=${BENCH_OUT:-$DIR}
+mkdir -p "$OUT"
 STEPS="1000,2000,3000,4000,5000"
 
 if [[ -z "${LAWA:-}" ]]; then
@@ -72,15 +76,16 @@ EOF
 fi
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-# timed LABEL CMD...: runs CMD under /usr/bin/time, appends "seconds maxrss_kb" to $DIR/LABEL.times
+# timed LABEL CMD...: runs CMD under /usr/bin/time, appends "seconds maxrss_kb cpu_seconds" to
+# $DIR/LABEL.times (CPU = user + system, the measure that a loaded machine distorts least)
 timed() {
     local label=$1
     shift
-    /usr/bin/time -f "%e %M" -o "$DIR/.t" "$@" >/dev/null
-    cat "$DIR/.t" >>"$DIR/$label.times"
+    /usr/bin/time -f "%e %M %U %S" -o "$DIR/.t" "$@" >/dev/null
+    awk '{print $1, $2, $3 + $4}' "$DIR/.t" >>"$DIR/$label.times"
 }
 
-echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GB RAM"
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GB RAM; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 for fmt in $FORMATS; do
     if [[ $fmt == st ]]; then name=model.safetensors; else name=pytorch_model.bin; fi
     files=()
@@ -91,27 +96,30 @@ for fmt in $FORMATS; do
     for ((r = 1; r <= RUNS; r++)); do
         cat "${files[@]}" >/dev/null
         timed floor cat "${files[@]}"
+        # Outputs are removed untimed: neither tool pays for deleting the previous one.
+        rm -rf "$OUT/out_lawa_$fmt" "$OUT/out_torch_$fmt.safetensors"
         cat "${files[@]}" >/dev/null
-        timed lawa "$LAWA" average "$DIR/$fmt" --steps "$STEPS" --device cpu --force --out "$DIR/out_lawa_$fmt"
+        timed lawa "$LAWA" average "$DIR/$fmt" --steps "$STEPS" --device cpu --out "$OUT/out_lawa_$fmt"
         cat "${files[@]}" >/dev/null
-        timed torch "$PY" scripts/bench_average_torch.py "$DIR/out_torch_$fmt.safetensors" "${files[@]}"
+        timed torch "$PY" scripts/bench_average_torch.py "$OUT/out_torch_$fmt.safetensors" "${files[@]}"
         echo "run $r/$RUNS done" >&2
     done
     echo
     echo "format $fmt: 5 x $((one / 1000000)) MB = $((bytes / 1000000)) MB in, runs: $RUNS"
-    printf '| %-28s | %9s | %11s | %12s | %13s |\n' tool "median s" "GB/s in" "vs floor" "peak RSS MB"
-    printf '|%s|%s|%s|%s|%s|\n' ------------------------------ ----------- ------------- -------------- ---------------
+    printf '| %-28s | %9s | %11s | %12s | %10s | %13s |\n' tool "median s" "GB/s in" "vs floor" "CPU s" "peak RSS MB"
+    printf '|%s|%s|%s|%s|%s|%s|\n' ------------------------------ ----------- ------------- -------------- ------------ ---------------
     floor_s=$(cut -d' ' -f1 "$DIR/floor.times" | median)
     for t in floor lawa torch; do
         s=$(cut -d' ' -f1 "$DIR/$t.times" | median)
         rss=$(cut -d' ' -f2 "$DIR/$t.times" | sort -g | tail -1)
+        cpu=$(cut -d' ' -f3 "$DIR/$t.times" | median)
         case $t in
             floor) label="read floor (cat)" ;;
             lawa) label="lawa average" ;;
             torch) label="pytorch (fairseq-style)" ;;
         esac
-        awk -v l="$label" -v s="$s" -v b="$bytes" -v f="$floor_s" -v r="$rss" \
-            'BEGIN {printf "| %-28s | %9.2f | %11.2f | %11.2fx | %13.0f |\n", l, s, b/s/1e9, f/s, r/1024}'
+        awk -v l="$label" -v s="$s" -v b="$bytes" -v f="$floor_s" -v r="$rss" -v c="$cpu" \
+            'BEGIN {printf "| %-28s | %9.2f | %11.2f | %11.2fx | %10.2f | %13.0f |\n", l, s, b/s/1e9, f/s, c, r/1024}'
     done
     lawa_s=$(cut -d' ' -f1 "$DIR/lawa.times" | median)
     torch_s=$(cut -d' ' -f1 "$DIR/torch.times" | median)
@@ -119,7 +127,7 @@ for fmt in $FORMATS; do
     awk -v a="$lawa_s" -v b="$torch_s" -v r="$lawa_rss" -v one="$one" \
         'BEGIN {printf "lawa is %.2fx faster than pytorch; lawa peak RSS = %.2fx one checkpoint\n", b/a, r*1024/one}'
     # Same average both ways (fairseq divides after summing; lawa pre-weights): tiny differences only.
-    "$PY" - "$DIR/out_lawa_$fmt/model.safetensors" "$DIR/out_torch_$fmt.safetensors" <<'EOF'
+    "$PY" - "$OUT/out_lawa_$fmt/model.safetensors" "$OUT/out_torch_$fmt.safetensors" <<'EOF'
 import sys
 from safetensors.numpy import load_file
 a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
@@ -128,3 +136,4 @@ worst = max(float(abs(a[k].astype("float32") - b[k].astype("float32")).max()) fo
 print(f"max |lawa - pytorch| over all tensors: {worst:.3g}")
 EOF
 done
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

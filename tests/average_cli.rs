@@ -65,6 +65,11 @@ fn fails(args: &[&str], out: &Path, needles: &[&str]) -> String {
     for n in needles {
         assert!(err.contains(n), "missing {n:?} in: {err}");
     }
+    let parts: Vec<&str> = err.split(": ").collect();
+    assert!(
+        parts.windows(2).all(|w| w[0] != w[1]),
+        "repeated cause: {err}"
+    );
     assert_eq!(out.exists(), existed, "output changed: {err}");
     if let Some(parent) = out.parent().filter(|p| p.exists()) {
         let stray: Vec<_> = fs::read_dir(parent)

@@ -116,6 +116,16 @@ fn header_hash_is_identity_without_data() {
     assert_eq!(a.header_hash(), a2.header_hash());
     assert_eq!(a.header_hash().len(), 64);
     assert_ne!(a.header_hash(), b.header_hash());
+    // Two steps of one run have byte-identical headers; the hash still tells them apart.
+    for run in ["st_f32", "bin_f16", "st_f16_sharded"] {
+        let h = |s: &str| {
+            WeightsReader::open(&fixture(&format!("{run}/{s}")))
+                .unwrap()
+                .header_hash()
+        };
+        assert_ne!(h("step100"), h("step200"), "{run}");
+        assert_eq!(h("step100"), h("step100"), "{run}");
+    }
 }
 
 /// A copy of a fixture file with `edit` applied, in a temp dir; returns (dir, file).

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use super::kernel::{self, all_finite, Input};
+use super::kernel::{self, all_finite, FileInput, Input};
 use super::{AverageError, AverageInput, AverageOptions, AverageSummary};
 use crate::checkpoint::{
     is_buffer, CheckpointError, DType, OutputDir, SafetensorsWriter, TensorInfo, WeightsReader,
@@ -99,14 +99,14 @@ pub fn average(
         let dst = outdir.path().join(f);
         let io = |e| AverageError::Io {
             path: src.clone(),
-            source: e,
+            error: e,
         };
         if *f == "config.json" && opts.dtype != super::OutDType::Keep {
             let text = fs::read_to_string(&src).map_err(io)?;
             let text = retag_config(&text, opts.dtype.resolve(DType::F32));
             fs::write(&dst, &text).map_err(|e| AverageError::Io {
                 path: dst.clone(),
-                source: e,
+                error: e,
             })?;
             bytes_written += text.len() as u64;
         } else {
@@ -118,7 +118,7 @@ pub fn average(
     let text = serde_json::to_string_pretty(&lawa).expect("JSON of plain values");
     fs::write(&lawa_path, &text).map_err(|e| AverageError::Io {
         path: lawa_path.clone(),
-        source: e,
+        error: e,
     })?;
     bytes_written += text.len() as u64;
 
@@ -139,6 +139,7 @@ pub fn average(
 /// Elements per piece of a large tensor: the inputs are consumed, and their pages released,
 /// piece by piece, so memory stays a few pieces whatever the number of checkpoints.
 const SEGMENT: usize = 1 << 20;
+const MAX_DTYPE_SIZE: usize = 8;
 
 /// What the writer thread is handed, in plan order.
 enum Piece<'a> {
@@ -289,6 +290,17 @@ impl<'a> Job<'a> {
         let name = p.out.name.as_str();
         let n = p.out.numel();
         let osz = p.out.dtype.size_in_bytes();
+        // On the CPU, contiguous inputs are read with pread rather than through the mapping:
+        // a kernel copy costs less than faulting the pages in (only `srcs.len()` of them are
+        // used: a verbatim-with-cast copy sums just the first input).
+        let spans: Option<Vec<(&std::fs::File, u64)>> = if self.opts.device.is_cpu() {
+            self.readers[..srcs.len()]
+                .iter()
+                .map(|r| r.file_span(name))
+                .collect()
+        } else {
+            None
+        };
         let mut start = 0;
         while start < n {
             let len = SEGMENT.min(n - start);
@@ -303,15 +315,38 @@ impl<'a> Job<'a> {
                     }
                 })
                 .collect();
-            let mut buf = pool.try_recv().unwrap_or_else(|_| vec![0u8; SEGMENT * 8]);
+            let mut buf = pool
+                .try_recv()
+                .unwrap_or_else(|_| vec![0u8; SEGMENT * MAX_DTYPE_SIZE]);
             let out = &mut buf[..len * osz];
-            let kernel_err = |source| {
+            let kernel_err = |error| {
                 Stop::Error(AverageError::Kernel {
                     name: name.to_string(),
-                    source,
+                    error,
                 })
             };
-            let finite = if self.opts.device.is_cpu() {
+            let finite = if let Some(spans) = &spans {
+                let files: Vec<FileInput> = spans
+                    .iter()
+                    .zip(&p.in_dtypes)
+                    .map(|(&(file, offset), &dtype)| FileInput {
+                        file,
+                        offset: offset + (start * dtype.size_in_bytes()) as u64,
+                        dtype,
+                    })
+                    .collect();
+                match kernel::weighted_sum_files(&files, weights, p.out.dtype, out)
+                    .map_err(kernel_err)?
+                {
+                    Ok(finite) => finite,
+                    Err((i, e)) => {
+                        return Err(Stop::Error(AverageError::Io {
+                            path: file_of(&self.readers[i], name).to_path_buf(),
+                            error: e,
+                        }))
+                    }
+                }
+            } else if self.opts.device.is_cpu() {
                 kernel::weighted_sum_cpu(&ins, weights, p.out.dtype, out).map_err(kernel_err)?
             } else {
                 let (bytes, finite) =

@@ -36,7 +36,13 @@ pub enum KernelError {
     #[error("{0} inputs but {1} weights")]
     Weights(usize, usize),
     #[error("device: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(Box<candle_core::Error>),
+}
+
+impl From<candle_core::Error> for KernelError {
+    fn from(e: candle_core::Error) -> Self {
+        KernelError::Candle(Box::new(e))
+    }
 }
 
 fn check(inputs: &[Input<'_>], weights: &[f32], out_dtype: DType) -> Result<usize, KernelError> {
@@ -181,6 +187,108 @@ pub fn weighted_sum_cpu(
             .for_each_init(|| Vec::with_capacity(CHUNK), |acc, (ci, o)| run(ci, o, acc));
     }
     Ok(!nonfinite.load(Ordering::Relaxed))
+}
+
+/// One input read from a file with `pread` instead of a mapping: its tensor data starts at
+/// `offset` in `file`.
+#[derive(Clone, Copy, Debug)]
+pub struct FileInput<'a> {
+    pub file: &'a std::fs::File,
+    pub offset: u64,
+    pub dtype: DType,
+}
+
+/// Elements per chunk when reading files: larger reads, fewer syscalls.
+const FILE_CHUNK: usize = 64 * 1024;
+
+type Scratch = (Vec<f32>, Vec<Vec<u8>>);
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The CPU kernel over `n = out.len() / out_dtype.size_in_bytes()` elements of each file
+/// input: each thread `pread`s a chunk of every input into its own small buffers (a kernel copy
+/// from the page cache, cheaper than faulting in mapped pages) and folds it at once, while it is
+/// hot in cache. Returns whether every output value is finite, or the failing input's index and
+/// its I/O error.
+pub fn weighted_sum_files(
+    inputs: &[FileInput<'_>],
+    weights: &[f32],
+    out_dtype: DType,
+    out: &mut [u8],
+) -> Result<Result<bool, (usize, std::io::Error)>, KernelError> {
+    use std::os::unix::fs::FileExt;
+    use std::sync::Mutex;
+    if inputs.len() != weights.len() || inputs.is_empty() {
+        return Err(KernelError::Weights(inputs.len(), weights.len()));
+    }
+    for d in inputs.iter().map(|i| i.dtype).chain([out_dtype]) {
+        if !d.is_float() {
+            return Err(KernelError::NotFloat(d));
+        }
+    }
+    let osz = out_dtype.size_in_bytes();
+    let nonfinite = AtomicBool::new(false);
+    let failed: Mutex<Option<(usize, std::io::Error)>> = Mutex::new(None);
+    let fast = simd_available();
+    let run = |ci: usize, o: &mut [u8]| {
+        // Per-thread buffers, kept across calls: fresh ones would cost page faults and zeroing.
+        SCRATCH.with(|scratch| {
+            let (acc, bufs) = &mut *scratch.borrow_mut();
+            let start = ci * FILE_CHUNK;
+            let len = o.len() / osz;
+            acc.resize(len, 0.0);
+            bufs.resize_with(inputs.len(), Vec::new);
+            for (i, (inp, buf)) in inputs.iter().zip(bufs.iter_mut()).enumerate() {
+                let sz = inp.dtype.size_in_bytes();
+                buf.resize(len * sz, 0);
+                if let Err(e) = inp
+                    .file
+                    .read_exact_at(buf, inp.offset + (start * sz) as u64)
+                {
+                    failed.lock().expect("not poisoned").get_or_insert((i, e));
+                    return;
+                }
+            }
+            let ins: Vec<Input> = inputs
+                .iter()
+                .zip(bufs.iter())
+                .map(|(inp, b)| Input {
+                    bytes: b,
+                    dtype: inp.dtype,
+                })
+                .collect();
+            #[cfg(target_arch = "x86_64")]
+            let bad = if fast {
+                // SAFETY: simd_available() checked the CPU has AVX2, FMA and F16C.
+                unsafe { x86::chunk(&ins, weights, 0, out_dtype, o, &mut acc[..len]) }
+            } else {
+                chunk::<false>(&ins, weights, 0, out_dtype, o, &mut acc[..len])
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let bad = {
+                let _ = fast;
+                chunk::<false>(&ins, weights, 0, out_dtype, o, &mut acc[..len])
+            };
+            if bad {
+                nonfinite.store(true, Ordering::Relaxed);
+            }
+        })
+    };
+    let n = out.len() / osz;
+    if n < 2 * FILE_CHUNK {
+        for (ci, o) in out.chunks_mut(FILE_CHUNK * osz).enumerate() {
+            run(ci, o);
+        }
+    } else {
+        out.par_chunks_mut(FILE_CHUNK * osz)
+            .enumerate()
+            .for_each(|(ci, o)| run(ci, o));
+    }
+    if let Some(f) = failed.into_inner().expect("not poisoned") {
+        return Ok(Err(f));
+    }
+    Ok(Ok(!nonfinite.load(Ordering::Relaxed)))
 }
 
 fn simd_available() -> bool {
@@ -496,6 +604,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn file_inputs_give_the_same_bytes_as_slices() {
+        use std::io::Write;
+        let n = 3 * FILE_CHUNK + 11;
+        let w = [0.25f32, 0.75];
+        let vals: Vec<Vec<f32>> = (0..2)
+            .map(|k| cast_ref(&values(n, 40 + k), DType::BF16))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        for (k, v) in vals.iter().enumerate() {
+            let p = dir.path().join(format!("{k}"));
+            let mut f = std::fs::File::create(&p).unwrap();
+            f.write_all(&vec![9u8; 3 + k]).unwrap(); // data at an odd offset
+            f.write_all(&encode(v, DType::BF16)).unwrap();
+            files.push(std::fs::File::open(&p).unwrap());
+        }
+        let ins: Vec<FileInput> = files
+            .iter()
+            .enumerate()
+            .map(|(k, file)| FileInput {
+                file,
+                offset: 3 + k as u64,
+                dtype: DType::BF16,
+            })
+            .collect();
+        for out_d in [DType::F32, DType::F16, DType::BF16] {
+            let mut out = vec![0u8; n * out_d.size_in_bytes()];
+            assert!(weighted_sum_files(&ins, &w, out_d, &mut out)
+                .unwrap()
+                .unwrap());
+            assert_eq!(out, encode(&reference(&vals, &w), out_d), "{out_d}");
+        }
+        // Reading past the end reports which input failed.
+        let mut out = vec![0u8; (n + 1) * 4];
+        let e = weighted_sum_files(&ins, &w, DType::F32, &mut out)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.1.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

@@ -151,20 +151,24 @@ pub enum AverageError {
     NonFinite { name: String, file: PathBuf },
     #[error("tensor '{name}': the weighted sum overflows {dtype} (no input value is NaN/Inf; try --dtype f32)")]
     Overflow { name: String, dtype: DType },
-    #[error("tensor '{name}': {source}")]
+    #[error("tensor '{name}': {error}")]
     Kernel {
         name: String,
-        #[source]
-        source: kernel::KernelError,
+        error: kernel::KernelError,
     },
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cancelled")]
-    Cancelled(#[from] Cancelled),
+    Cancelled(Cancelled),
+}
+
+impl From<Cancelled> for AverageError {
+    fn from(c: Cancelled) -> Self {
+        AverageError::Cancelled(c)
+    }
 }
 
 #[cfg(test)]

@@ -56,11 +56,12 @@ impl std::fmt::Display for Format {
 /// that names the file and the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{}: {source}", path.display())]
+    // Causes are part of the one-line message and not chained as `source`, so the CLI's
+    // `a: b: c` rendering of an error chain does not repeat them.
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}: no such file or directory", path.display())]
     NotFound { path: PathBuf },
@@ -81,31 +82,31 @@ pub enum CheckpointError {
         name: String,
         dtype: DType,
     },
-    #[error("{}: tensor '{name}': {source}", path.display())]
+    #[error("{}: tensor '{name}': {error}", path.display())]
     Candle {
         path: PathBuf,
         name: String,
-        #[source]
-        source: Box<candle_core::Error>,
+        error: Box<candle_core::Error>,
     },
     #[error("{}: writer: {problem}", path.display())]
     Write { path: PathBuf, problem: String },
     #[error("{}: {problem}", path.display())]
     Output { path: PathBuf, problem: String },
-    #[error(transparent)]
-    Torch(#[from] torch::TorchError),
+    /// A PyTorch file the pickle reader refused (its message names the file).
+    #[error("{0}")]
+    Torch(torch::TorchError),
 }
 
 impl CheckpointError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        if source.kind() == std::io::ErrorKind::NotFound {
+    pub(crate) fn io(path: &Path, error: std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::NotFound {
             CheckpointError::NotFound {
                 path: path.to_path_buf(),
             }
         } else {
             CheckpointError::Io {
                 path: path.to_path_buf(),
-                source,
+                error,
             }
         }
     }
@@ -114,6 +115,12 @@ impl CheckpointError {
             path: path.to_path_buf(),
             problem: problem.into(),
         }
+    }
+}
+
+impl From<torch::TorchError> for CheckpointError {
+    fn from(e: torch::TorchError) -> Self {
+        CheckpointError::Torch(e)
     }
 }
 

@@ -15,6 +15,7 @@ use super::{is_buffer, CheckpointError, DType, Format, TensorInfo};
 /// One memory-mapped weights file.
 struct MappedFile {
     path: PathBuf,
+    file: fs::File,
     map: Mmap,
 }
 
@@ -60,11 +61,12 @@ const SAFETENSORS_SINGLE: &str = "model.safetensors";
 const TORCH_INDEX: &str = "pytorch_model.bin.index.json";
 const TORCH_SINGLE: &str = "pytorch_model.bin";
 
-fn map_file(path: &Path) -> Result<Mmap, CheckpointError> {
+fn map_file(path: &Path) -> Result<(fs::File, Mmap), CheckpointError> {
     let file = fs::File::open(path).map_err(|e| CheckpointError::io(path, e))?;
     // SAFETY: the mapping is read-only; like every mmap-based reader (candle, safetensors) we
     // rely on checkpoint files not being modified while they are open.
-    unsafe { Mmap::map(&file) }.map_err(|e| CheckpointError::io(path, e))
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| CheckpointError::io(path, e))?;
+    Ok((file, map))
 }
 
 impl WeightsReader {
@@ -162,7 +164,7 @@ impl WeightsReader {
         let mut by_name = HashMap::new();
         let mut hasher = Sha256::new();
         for (fi, path) in paths.into_iter().enumerate() {
-            let map = map_file(&path)?;
+            let (file, map) = map_file(&path)?;
             let parsed = if torch {
                 // No raw header to hash: hash a canonical listing of the index instead.
                 let index = read_torch_index(&path)?;
@@ -201,6 +203,14 @@ impl WeightsReader {
                     })
                     .collect()
             };
+            // Headers of two steps of one run are byte-identical (same names, shapes, offsets):
+            // a few sampled blocks of the data tell them apart without reading it.
+            let data_start = if torch {
+                0
+            } else {
+                map.len() - parsed_data_len(&parsed)
+            };
+            sample_into(&mut hasher, &map[data_start..]);
             let file_name = path
                 .file_name()
                 .unwrap_or_default()
@@ -239,7 +249,7 @@ impl WeightsReader {
                 tensors.push(info);
                 entries.push(Entry { file: fi, loc });
             }
-            files.push(MappedFile { path, map });
+            files.push(MappedFile { path, file, map });
         }
         if let Some(expected) = expected {
             for (name, file) in expected {
@@ -378,7 +388,7 @@ impl WeightsReader {
             CheckpointError::Candle {
                 path: path.clone(),
                 name: name.to_string(),
-                source: Box::new(source),
+                error: Box::new(source),
             }
         })
     }
@@ -396,6 +406,22 @@ impl WeightsReader {
             Loc::Torch(t) => (t.data_offset, t.data_offset + t.storage_nbytes),
         };
         drop_pages(&file.map, start, end);
+    }
+
+    /// Where a tensor's bytes lie contiguously in its file: the open file and the absolute
+    /// offset, or `None` for strided views. Lets bulk readers use `pread` (a plain copy, cheaper
+    /// than faulting in mapped pages) instead of the mapping.
+    pub fn file_span(&self, name: &str) -> Option<(&fs::File, u64)> {
+        let (info, entry) = self.entry(name).ok()?;
+        let file = &self.files[entry.file];
+        match &entry.loc {
+            Loc::Range { start, .. } => Some((&file.file, *start)),
+            Loc::Torch(t) if is_row_major(&info.shape, &t.strides) => Some((
+                &file.file,
+                t.data_offset + t.storage_offset * info.dtype.size_in_bytes() as u64,
+            )),
+            Loc::Torch(_) => None,
+        }
     }
 
     /// Like [`release`](Self::release) for bytes `offset..offset + len` of a tensor's data, so
@@ -425,7 +451,8 @@ impl WeightsReader {
         }
     }
 
-    /// sha256 (hex) over the header(s): the checkpoint's identity without reading its data.
+    /// sha256 (hex) over the header(s) and 16 sampled 4 KiB blocks of each file's data: the
+    /// checkpoint's identity without reading its data (steps of one run share their headers).
     pub fn header_hash(&self) -> String {
         self.header_hash.clone()
     }
@@ -454,6 +481,36 @@ impl WeightsReader {
             .into_iter()
             .max_by_key(|&(d, n)| (n, d.size_in_bytes()))
             .map(|(d, _)| d)
+    }
+}
+
+/// Bytes of tensor data listed in a parsed safetensors file (they end the file).
+fn parsed_data_len(parsed: &[(TensorInfo, Loc)]) -> usize {
+    let (lo, hi) = parsed
+        .iter()
+        .fold((u64::MAX, 0u64), |(lo, hi), (_, loc)| match loc {
+            Loc::Range { start, end } => (lo.min(*start), hi.max(*end)),
+            Loc::Torch(_) => (lo, hi),
+        });
+    if hi > lo {
+        (hi - lo) as usize
+    } else {
+        0
+    }
+}
+
+/// Hashes 16 blocks of 4 KiB spread evenly over `data` (all of it when smaller).
+fn sample_into(hasher: &mut Sha256, data: &[u8]) {
+    const BLOCK: usize = 4096;
+    const SAMPLES: usize = 16;
+    if data.len() <= BLOCK * SAMPLES {
+        hasher.update(data);
+        return;
+    }
+    let span = data.len() - BLOCK;
+    for i in 0..SAMPLES {
+        let at = span / (SAMPLES - 1) * i;
+        hasher.update(&data[at..at + BLOCK]);
     }
 }
 
