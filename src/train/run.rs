@@ -158,7 +158,7 @@ impl DemoConfig {
         if self.steps == 0 || self.batch_size == 0 || self.ctx < 2 {
             return bad("steps, batch size and ctx (>= 2) must be positive".into());
         }
-        if self.num_heads == 0 || self.hidden_size % self.num_heads != 0 {
+        if self.num_heads == 0 || !self.hidden_size.is_multiple_of(self.num_heads) {
             return bad(format!(
                 "hidden size {} is not divisible by {} heads",
                 self.hidden_size, self.num_heads
