@@ -87,6 +87,27 @@ fn tiny_run_learns_writes_metrics_and_checkpoints_that_reload_exactly() {
     let (first, last) = (mean(&m[..10]), mean(&m[m.len() - 10..]));
     assert!(last < first - 0.5, "loss {first} -> {last}");
 
+    // The declared learning-rate surge: applied on its steps only, written into
+    // trajectory.json, and it makes the loss jump above where it was just before.
+    let surge = cfg
+        .lr_surge
+        .clone()
+        .expect("the tiny demo declares a surge, like the real one");
+    let plain = lawa::train::optim::Schedule {
+        surge: None,
+        ..cfg.schedule()
+    };
+    for line in &m {
+        let step = line["step"].as_u64().unwrap();
+        let ratio = line["lr"].as_f64().unwrap() / plain.lr(step);
+        let inside = step >= surge.step && step < surge.step + surge.steps;
+        let want = if inside { surge.factor } else { 1.0 };
+        assert!((ratio - want).abs() < 1e-9, "step {step}: lr ratio {ratio}");
+    }
+    let at = surge.step as usize - 1; // index of the first surged step
+    let (before, after) = (mean(&m[at - 10..at]), mean(&m[at + 1..at + 11]));
+    assert!(after > before + 0.3, "no spike: {before} -> {after}");
+
     // Every checkpoint is a model dir that reloads with the logits it had when saved.
     for (step, logits) in &at_save {
         let dir = out.join(format!("step{step}"));
@@ -143,6 +164,11 @@ fn tiny_run_learns_writes_metrics_and_checkpoints_that_reload_exactly() {
         Some(cfg.tokens_per_step())
     );
     assert_eq!(traj["seed"].as_u64(), Some(cfg.seed));
+    assert_eq!(traj["lr_surge"]["factor"].as_f64(), Some(surge.factor));
+    assert!(traj["lr_surge"]["why"]
+        .as_str()
+        .unwrap()
+        .contains("on purpose"));
     // No temporary dir is left beside it.
     let names: Vec<String> = std::fs::read_dir(tmp.path())
         .unwrap()

@@ -74,10 +74,20 @@ impl Default for DemoConfig {
                 weight_decay: 0.1,
             },
             clip_norm: Some(1.0),
-            lr_surge: None,
+            lr_surge: Some(LrSurge {
+                step: 720,
+                steps: 10,
+                factor: 20.0,
+                why: SURGE_WHY.to_string(),
+            }),
         }
     }
 }
+
+/// Why the demo's spike is made on purpose (written into `trajectory.json`).
+pub const SURGE_WHY: &str = "a loss spike made on purpose: this tiny model did not spike on its \
+own (tried: peak lr up to 6e-2, Adam beta2 up to 0.999, eps 1e-12, no clipping), so the \
+learning rate is multiplied for a few steps to give the run a spike to explore";
 
 impl DemoConfig {
     /// A run of a few seconds for tests: same code paths, tiny sizes.
@@ -92,12 +102,18 @@ impl DemoConfig {
             num_layers: 1,
             num_heads: 2,
             ctx: 16,
-            batch_size: 4,
-            steps: 60,
+            batch_size: 8,
+            steps: 100,
             checkpoint_every: 10,
             peak_lr: 5e-3,
             min_lr: 5e-4,
             warmup_steps: 5,
+            lr_surge: Some(LrSurge {
+                step: 70,
+                steps: 2,
+                factor: 100.0,
+                why: SURGE_WHY.to_string(),
+            }),
             ..DemoConfig::default()
         }
     }
@@ -142,7 +158,7 @@ impl DemoConfig {
         if self.steps == 0 || self.batch_size == 0 || self.ctx < 2 {
             return bad("steps, batch size and ctx (>= 2) must be positive".into());
         }
-        if self.num_heads == 0 || self.hidden_size % self.num_heads != 0 {
+        if self.num_heads == 0 || !self.hidden_size.is_multiple_of(self.num_heads) {
             return bad(format!(
                 "hidden size {} is not divisible by {} heads",
                 self.hidden_size, self.num_heads

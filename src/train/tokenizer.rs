@@ -21,8 +21,8 @@ pub fn train(text: &str, vocab_size: usize) -> Result<Tokenizer, TrainError> {
     let mut tok = TokenizerBuilder::<BPE, _, ByteLevel, ByteLevel, ByteLevel>::new()
         .with_model(BPE::default())
         .with_normalizer(None::<tokenizers::NormalizerWrapper>)
-        .with_pre_tokenizer(Some(byte_level.clone()))
-        .with_post_processor(Some(byte_level.clone()))
+        .with_pre_tokenizer(Some(byte_level))
+        .with_post_processor(Some(byte_level))
         .with_decoder(Some(byte_level))
         .build()
         .map_err(err)?;
