@@ -25,7 +25,7 @@ pub use windows::Windows;
 pub const DEFAULT_CTX_CAP: usize = 2048;
 
 /// f32 logits held at once per model while projecting to the vocabulary (elements).
-const LOGITS_BUDGET: usize = 1 << 24;
+const LOGITS_BUDGET: usize = 1 << 26;
 
 /// What to evaluate on.
 #[derive(Clone, Debug, PartialEq, Eq)]
