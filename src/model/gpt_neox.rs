@@ -51,14 +51,15 @@ fn linear(in_dim: usize, out_dim: usize, bias: bool, init: Init, vb: VarBuilder)
     Ok(Linear::new(weight, bias))
 }
 
-/// A Linear layer on the eval path: the packed CPU kernel for f32 on the CPU, candle otherwise.
+/// Whether the eval path takes the packed CPU kernels (f32 on an AVX2+FMA CPU).
+fn packed_cpu(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32 && super::gemm::available()
+}
+
+/// A Linear layer on the eval path: the packed CPU kernel when [`packed_cpu`], candle otherwise.
 fn linear_eval(l: &Linear, x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 && super::gemm::available() {
-        let y = super::gemm::linear_t(x, l.weight())?;
-        match l.bias() {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
-        }
+    if packed_cpu(x) {
+        super::gemm::linear_t(x, l.weight(), l.bias(), false)
     } else {
         l.forward(x)
     }
@@ -216,7 +217,7 @@ pub fn attention_eval(
     scale: f64,
 ) -> Result<Tensor> {
     let dtype = q.dtype();
-    if q.device().is_cpu() && dtype == DType::F32 && super::gemm::available() {
+    if packed_cpu(q) {
         return super::gemm::causal_attention(q, k, v, scale);
     }
     let scores = (q * scale)?.matmul(&k.t()?)?;
@@ -302,6 +303,12 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor, path: Path) -> Result<Tensor> {
+        if path == Path::Eval && self.act == Activation::Gelu && packed_cpu(x) {
+            // Up-projection, bias and GELU in one pass over the intermediate activations.
+            let w = self.dense_h_to_4h.weight();
+            let h = super::gemm::linear_t(x, w, self.dense_h_to_4h.bias(), true)?;
+            return linear_eval(&self.dense_4h_to_h, &h);
+        }
         let h = linear_fwd(&self.dense_h_to_4h, x, path)?;
         let h = match self.act {
             Activation::Gelu => h.gelu_erf()?,
