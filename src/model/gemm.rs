@@ -435,8 +435,8 @@ fn pack_a(a: View, ic: usize, mc: usize, pc: usize, kc: usize, dst: &mut [f32]) 
     }
 }
 
-/// One `mr x nr` tile of C (at `c`, row stride `ldc`) from packed slivers; full tiles go
-/// straight to C, edge tiles through a scratch tile.
+/// One `mr x nr` tile of C (at `c`, row stride `ldc`) from packed slivers; full tiles are
+/// written (or accumulated) in place, edge tiles go through a scratch tile.
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile(
     kc: usize,
@@ -448,8 +448,12 @@ unsafe fn tile(
     nr: usize,
     accumulate: bool,
 ) {
+    if mr == MR && nr == NR {
+        kernel_6x16(kc, a.as_ptr(), b.as_ptr(), c, ldc, accumulate);
+        return;
+    }
     let mut acc = [0f32; MR * NR];
-    kernel_6x16(kc, a.as_ptr(), b.as_ptr(), acc.as_mut_ptr());
+    kernel_6x16(kc, a.as_ptr(), b.as_ptr(), acc.as_mut_ptr(), NR, false);
     for r in 0..mr {
         let dst = c.add(r * ldc);
         for j in 0..nr {
@@ -463,11 +467,18 @@ unsafe fn tile(
     }
 }
 
-/// `out[6 x 16] = Σ_p a[p*6 + r] * b[p*16 + c]`: 12 ymm accumulators, 2 B loads and one
-/// broadcast per row per step.
+/// `out[r * ldc + c] (+)= Σ_p a[p*6 + r] * b[p*16 + c]` for a 6 x 16 tile: 12 ymm
+/// accumulators, 2 B loads and one broadcast per row per step.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_6x16(kc: usize, a: *const f32, b: *const f32, out: *mut f32) {
+unsafe fn kernel_6x16(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    out: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
     use std::arch::x86_64::*;
     let mut c00 = _mm256_setzero_ps();
     let mut c01 = _mm256_setzero_ps();
@@ -516,13 +527,29 @@ unsafe fn kernel_6x16(kc: usize, a: *const f32, b: *const f32, out: *mut f32) {
     .into_iter()
     .enumerate()
     {
-        _mm256_storeu_ps(out.add(r * NR), lo);
-        _mm256_storeu_ps(out.add(r * NR + 8), hi);
+        let row = out.add(r * ldc);
+        let (lo, hi) = if accumulate {
+            (
+                _mm256_add_ps(lo, _mm256_loadu_ps(row)),
+                _mm256_add_ps(hi, _mm256_loadu_ps(row.add(8))),
+            )
+        } else {
+            (lo, hi)
+        };
+        _mm256_storeu_ps(row, lo);
+        _mm256_storeu_ps(row.add(8), hi);
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn kernel_6x16(_kc: usize, _a: *const f32, _b: *const f32, _out: *mut f32) {
+unsafe fn kernel_6x16(
+    _kc: usize,
+    _a: *const f32,
+    _b: *const f32,
+    _out: *mut f32,
+    _ldc: usize,
+    _accumulate: bool,
+) {
     unreachable!("gemm::available() is false off x86-64")
 }
 
