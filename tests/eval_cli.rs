@@ -233,7 +233,14 @@ fn a_run_with_step_evaluates_that_checkpoint() {
         assert!(ok, "{err}");
         serde_json::from_str(&out).unwrap()
     };
-    let via_run = eval_json(&[p(run.path()), "--step", "200", "--tokens", p(&bin), "--json"]);
+    let via_run = eval_json(&[
+        p(run.path()),
+        "--step",
+        "200",
+        "--tokens",
+        p(&bin),
+        "--json",
+    ]);
     let direct = eval_json(&[p(&fixture("full_rotary")), "--tokens", p(&bin), "--json"]);
     assert_eq!(via_run.mean_nll, direct.mean_nll);
     assert_eq!(via_run.windows, 1);

@@ -160,8 +160,8 @@ impl EvalError {
     }
 }
 
-/// Reads or tokenises `data`, keeping the first `max_tokens` ids. `model_dir` supplies
-/// `tokenizer.json` for text.
+/// Reads or tokenises `data`, keeping the first `max_tokens` ids. `model_dir` (or, for a
+/// weights file, its folder) supplies `tokenizer.json` for text.
 pub fn load_tokens(
     data: &EvalData,
     model_dir: &Path,
@@ -169,10 +169,15 @@ pub fn load_tokens(
 ) -> Result<Tokens, EvalError> {
     match data {
         EvalData::Text(path) => {
-            let tokenizer = model_dir.join("tokenizer.json");
+            let dir = if model_dir.is_file() {
+                model_dir.parent().unwrap_or(Path::new("."))
+            } else {
+                model_dir
+            };
+            let tokenizer = dir.join("tokenizer.json");
             if !tokenizer.is_file() {
                 return Err(EvalError::NoTokenizer {
-                    dir: model_dir.to_path_buf(),
+                    dir: dir.to_path_buf(),
                 });
             }
             tokenize_text_file(path, &tokenizer, max_tokens)
