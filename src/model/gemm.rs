@@ -79,7 +79,6 @@ pub fn matmul(m: usize, k: usize, n: usize, a: View, b: View, c: &mut [f32]) {
                 let apack = &apack;
                 // Threads take column slivers; each writes its own columns of C.
                 (0..slivers).into_par_iter().with_min_len(4).for_each(|s| {
-                    let c_ptr = c_ptr;
                     let j = jc + s * NR;
                     let nr = NR.min(jc + nc - j);
                     let bs = &bpack[s * NR * kc..(s + 1) * NR * kc];
@@ -93,7 +92,7 @@ pub fn matmul(m: usize, k: usize, n: usize, a: View, b: View, c: &mut [f32]) {
                                 kc,
                                 as_,
                                 bs,
-                                c_ptr.0.add((ic + ir) * n + j),
+                                c_ptr.get().add((ic + ir) * n + j),
                                 n,
                                 mr,
                                 nr,
@@ -359,7 +358,7 @@ unsafe fn exp256(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
         8.333_452e-3,
         4.166_579_6e-2,
         1.666_666_5e-1,
-        5.000_000_1e-1,
+        0.5, // Cephes: 5.0000001201e-1, which is 0.5 in f32
     ] {
         p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
     }
@@ -386,6 +385,13 @@ fn cpu_f32<'a>(s: &'a candle_core::Storage, l: &candle_core::Layout) -> Result<&
 
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
+
+impl SendPtr {
+    // A method, so closures capture the whole (Send) wrapper, not the raw pointer field.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 // SAFETY: threads write disjoint tiles through it (see `matmul`).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
