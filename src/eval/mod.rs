@@ -25,7 +25,7 @@ pub use windows::Windows;
 pub const DEFAULT_CTX_CAP: usize = 2048;
 
 /// f32 logits held at once per model while projecting to the vocabulary (elements).
-const LOGITS_BUDGET: usize = 1 << 24;
+const LOGITS_BUDGET: usize = 1 << 26;
 
 /// What to evaluate on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,8 +160,8 @@ impl EvalError {
     }
 }
 
-/// Reads or tokenises `data`, keeping the first `max_tokens` ids. `model_dir` supplies
-/// `tokenizer.json` for text.
+/// Reads or tokenises `data`, keeping the first `max_tokens` ids. `model_dir` (or, for a
+/// weights file, its folder) supplies `tokenizer.json` for text.
 pub fn load_tokens(
     data: &EvalData,
     model_dir: &Path,
@@ -169,10 +169,15 @@ pub fn load_tokens(
 ) -> Result<Tokens, EvalError> {
     match data {
         EvalData::Text(path) => {
-            let tokenizer = model_dir.join("tokenizer.json");
+            let dir = if model_dir.is_file() {
+                model_dir.parent().unwrap_or(Path::new("."))
+            } else {
+                model_dir
+            };
+            let tokenizer = dir.join("tokenizer.json");
             if !tokenizer.is_file() {
                 return Err(EvalError::NoTokenizer {
-                    dir: model_dir.to_path_buf(),
+                    dir: dir.to_path_buf(),
                 });
             }
             tokenize_text_file(path, &tokenizer, max_tokens)

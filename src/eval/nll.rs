@@ -57,7 +57,7 @@ fn token_nll_cpu(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         .zip(targets.par_iter())
         .map(|(row, &t)| {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f64 = row.iter().map(|&x| (x - max).exp() as f64).sum();
+            let sum = crate::model::gemm::sum_exp(row, max);
             (max as f64 + sum.ln() - row[t as usize] as f64) as f32
         })
         .collect();

@@ -51,6 +51,28 @@ fn linear(in_dim: usize, out_dim: usize, bias: bool, init: Init, vb: VarBuilder)
     Ok(Linear::new(weight, bias))
 }
 
+/// Whether the eval path takes the packed CPU kernels (f32 on an AVX2+FMA CPU).
+fn packed_cpu(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32 && super::gemm::available()
+}
+
+/// A Linear layer on the eval path: the packed CPU kernel when [`packed_cpu`], candle otherwise.
+fn linear_eval(l: &Linear, x: &Tensor) -> Result<Tensor> {
+    if packed_cpu(x) {
+        super::gemm::linear_t(x, l.weight(), l.bias(), false)
+    } else {
+        l.forward(x)
+    }
+}
+
+/// A Linear on either path.
+fn linear_fwd(l: &Linear, x: &Tensor, path: Path) -> Result<Tensor> {
+    match path {
+        Path::Eval => linear_eval(l, x),
+        Path::Train => l.forward(x),
+    }
+}
+
 #[derive(Clone, Debug)]
 struct LayerNorm {
     weight: Tensor,
@@ -183,7 +205,8 @@ pub fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
 }
 
 /// Causal attention core for evaluation: `softmax(q kᵀ · scale + mask) v` with the softmax in
-/// f32 (as transformers' eager attention does) and candle's fused softmax kernel.
+/// f32 (as transformers' eager attention does): the packed CPU kernel for f32 on the CPU,
+/// else candle's matmuls and fused softmax kernel. `mask` must be the causal mask.
 /// `q, k, v: [B, H, T, hs]`, `mask: [T, T]` f32; returns `[B, H, T, hs]`.
 /// Kept separate so that a fused (flash) kernel can replace it.
 pub fn attention_eval(
@@ -194,6 +217,9 @@ pub fn attention_eval(
     scale: f64,
 ) -> Result<Tensor> {
     let dtype = q.dtype();
+    if packed_cpu(q) {
+        return super::gemm::causal_attention(q, k, v, scale);
+    }
     let scores = (q * scale)?.matmul(&k.t()?)?;
     let scores = scores.to_dtype(DType::F32)?.broadcast_add(mask)?;
     let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
@@ -244,10 +270,8 @@ impl Attention {
         let (b, t, d) = x.dims3()?;
         let hs = self.head_size;
         // The fused projection is interleaved per head: [q_h, k_h, v_h] for each head h.
-        let qkv = self
-            .query_key_value
-            .forward(x)?
-            .reshape((b, t, self.heads, 3 * hs))?;
+        let qkv =
+            linear_fwd(&self.query_key_value, x, path)?.reshape((b, t, self.heads, 3 * hs))?;
         let split = |i: usize| qkv.narrow(3, i * hs, hs)?.transpose(1, 2)?.contiguous();
         let q = rotary.apply(&split(0)?, path)?;
         let k = rotary.apply(&split(1)?, path)?;
@@ -257,7 +281,7 @@ impl Attention {
             Path::Eval => attention_eval(&q, &k, &v, mask, scale)?,
             Path::Train => attention_train(&q, &k, &v, mask, scale)?,
         };
-        self.dense.forward(&y.transpose(1, 2)?.reshape((b, t, d))?)
+        linear_fwd(&self.dense, &y.transpose(1, 2)?.reshape((b, t, d))?, path)
     }
 }
 
@@ -278,15 +302,21 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.dense_h_to_4h.forward(x)?;
+    fn forward(&self, x: &Tensor, path: Path) -> Result<Tensor> {
+        if path == Path::Eval && self.act == Activation::Gelu && packed_cpu(x) {
+            // Up-projection, bias and GELU in one pass over the intermediate activations.
+            let w = self.dense_h_to_4h.weight();
+            let h = super::gemm::linear_t(x, w, self.dense_h_to_4h.bias(), true)?;
+            return linear_eval(&self.dense_4h_to_h, &h);
+        }
+        let h = linear_fwd(&self.dense_h_to_4h, x, path)?;
         let h = match self.act {
             Activation::Gelu => h.gelu_erf()?,
             Activation::GeluTanh => h.gelu()?,
             Activation::Relu => h.relu()?,
             Activation::Silu => h.silu()?,
         };
-        self.dense_4h_to_h.forward(&h)
+        linear_fwd(&self.dense_4h_to_h, &h, path)
     }
 }
 
@@ -323,13 +353,13 @@ impl Layer {
             // x + attn(ln1(x)) + mlp(ln2(x)), summed in transformers' order.
             let mlp = self
                 .mlp
-                .forward(&self.post_attention_layernorm.forward(x, path)?)?;
+                .forward(&self.post_attention_layernorm.forward(x, path)?, path)?;
             (mlp + attn)? + x
         } else {
             let h = (attn + x)?;
             let mlp = self
                 .mlp
-                .forward(&self.post_attention_layernorm.forward(&h, path)?)?;
+                .forward(&self.post_attention_layernorm.forward(&h, path)?, path)?;
             mlp + h
         }
     }
@@ -402,7 +432,7 @@ impl GptNeox {
 
     /// Logits `[B, T, vocab]` from differentiable ops only (training).
     pub fn forward_train(&self, input_ids: &Tensor) -> Result<Tensor> {
-        self.logits(&self.run(input_ids, Path::Train)?)
+        self.embed_out.forward(&self.run(input_ids, Path::Train)?)
     }
 
     /// The final-layer-normed hidden states `[B, T, hidden]` (eval path). With
@@ -413,7 +443,7 @@ impl GptNeox {
 
     /// The output head: `[..., hidden]` → `[..., vocab]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.embed_out.forward(hidden)
+        linear_eval(&self.embed_out, hidden)
     }
 
     fn run(&self, input_ids: &Tensor, path: Path) -> Result<Tensor> {

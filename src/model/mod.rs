@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod config;
+pub mod gemm;
 pub mod gpt_neox;
 mod load;
 
