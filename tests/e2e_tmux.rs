@@ -72,7 +72,7 @@ fn list_row(screen: &str, step: u64) -> Option<String> {
     screen
         .lines()
         .map(|l| l.chars().take(36).collect::<String>())
-        .find(|l| l.starts_with('│') && l.contains(&needle))
+        .find(|l| (l.starts_with('│') || l.starts_with('┃')) && l.contains(&needle))
 }
 
 #[test]
