@@ -497,7 +497,7 @@ mod tests {
         assert_eq!(short_number(2000.0), "2000");
         assert_eq!(short_number(20000.0), "20k");
         assert_eq!(short_number(2_097_152.0), "2.1M");
-        assert_eq!(short_number(3.14159), "3.14");
+        assert_eq!(short_number(3.2567), "3.26");
         assert_eq!(short_number(12.345), "12.3");
         assert_eq!(short_number(143e9), "143G");
     }

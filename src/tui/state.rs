@@ -772,10 +772,10 @@ impl State {
             KeyCode::Backspace => {
                 edit.buffer.pop();
             }
-            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
-                if edit.buffer.len() < 200 {
-                    edit.buffer.push(c);
-                }
+            KeyCode::Char(c)
+                if !key.modifiers.contains(KeyModifiers::CONTROL) && edit.buffer.len() < 200 =>
+            {
+                edit.buffer.push(c);
             }
             _ => {}
         }
