@@ -237,9 +237,7 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
         .iter()
         .filter_map(|&(a, b)| Some((x(a)?, x(b)?)))
         .collect();
-    let window = opts
-        .window_steps
-        .and_then(|(a, b)| Some((x(a)?, x(b)?)));
+    let window = opts.window_steps.and_then(|(a, b)| Some((x(a)?, x(b)?)));
     ChartModel {
         title: traj.name.clone(),
         x_axis: opts.x_axis,
@@ -264,15 +262,30 @@ impl ChartModel {
     }
 
     /// The y range of the points whose x lies in `[x0, x1]` (log10 of it on a log axis;
-    /// non-positive values are left out there).
+    /// non-positive values are left out there). The train loss of the first 5% of the range is
+    /// left out: its first steps (loss near ln(vocab)) would flatten everything else, and
+    /// spikes later in the run still set the range.
     pub fn y_range(&self, x0: f64, x1: f64) -> Option<(f64, f64)> {
+        let train_from = x0 + 0.05 * (x1 - x0);
         let ys = self.curves.iter().flat_map(|c| {
+            let from = match c.kind {
+                CurveKind::TrainRaw | CurveKind::TrainSmooth => train_from,
+                _ => x0,
+            };
             c.points
                 .iter()
-                .filter(move |p| p.0 >= x0 && p.0 <= x1)
+                .filter(move |p| p.0 >= from && p.0 <= x1)
                 .filter_map(|p| self.y_value(p.1))
         });
-        min_max(ys)
+        min_max(ys).or_else(|| {
+            // Nothing past the warm-up: fall back to everything in range.
+            min_max(self.curves.iter().flat_map(|c| {
+                c.points
+                    .iter()
+                    .filter(move |p| p.0 >= x0 && p.0 <= x1)
+                    .filter_map(|p| self.y_value(p.1))
+            }))
+        })
     }
 
     /// A data value in plotted units: log10 on a log axis (None if not positive).
@@ -306,15 +319,16 @@ pub fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
         .map(|m| m * mag)
         .find(|s| *s >= raw)
         .unwrap_or(10.0 * mag);
-    let first = (lo / step).ceil() * step;
-    let mut out = Vec::new();
-    let mut v = first;
-    while v <= hi + step * 1e-9 {
-        // Snap away float noise such as 0.30000000000000004.
-        out.push((v / step).round() * step);
-        v += step;
-    }
-    out
+    // Decimals the step needs; printing and parsing snaps away noise like 2.4000000000000004.
+    let decimals = (-step.log10().floor()).max(0.0) as usize + 1;
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    (first..=last)
+        .map(|i| {
+            let v = i as f64 * step;
+            format!("{v:.decimals$}").parse().unwrap_or(v)
+        })
+        .collect()
 }
 
 /// A short label of an axis value: `1.2k`, `3.4M`, `2.05`.
@@ -462,11 +476,17 @@ mod tests {
         let (lo, hi) = m.y_range(300.0, 400.0).unwrap();
         assert!((hi - 1.5).abs() < 1e-12, "{hi}");
         assert!((lo - 0.25).abs() < 1e-12, "{lo}");
+        // The first 5% of the train loss (steps 1..20 here) does not set the range.
+        let (_, hi) = m.y_range(1.0, 400.0).unwrap();
+        assert!((hi - 5.0 / 21f64.sqrt()).abs() < 1e-12, "{hi}");
     }
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {
-        assert_eq!(nice_ticks(0.0, 10.0, 5), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        assert_eq!(
+            nice_ticks(0.0, 10.0, 5),
+            vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+        );
         assert_eq!(nice_ticks(2.1, 2.9, 4), vec![2.2, 2.4, 2.6, 2.8]);
         assert_eq!(nice_ticks(1.0, 1.0, 4), vec![1.0]);
         assert!(nice_ticks(f64::NAN, 1.0, 4).is_empty());
@@ -477,7 +497,7 @@ mod tests {
         assert_eq!(short_number(2000.0), "2000");
         assert_eq!(short_number(20000.0), "20k");
         assert_eq!(short_number(2_097_152.0), "2.1M");
-        assert_eq!(short_number(3.14159), "3.14");
+        assert_eq!(short_number(3.2567), "3.26");
         assert_eq!(short_number(12.345), "12.3");
         assert_eq!(short_number(143e9), "143G");
     }

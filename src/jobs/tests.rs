@@ -89,6 +89,18 @@ fn harness() -> Harness {
 }
 
 impl Harness {
+    /// The next `n` events (no progress); the worker may start a job while others are still
+    /// being queued, so `Started` of `started` is checked and taken out, keeping the rest's order.
+    fn queued(&self, n: usize, started: JobId) -> Vec<JobEvent> {
+        let mut v: Vec<JobEvent> = (0..n).map(|_| self.next()).collect();
+        let pos = v
+            .iter()
+            .position(|e| *e == JobEvent::Started { id: started })
+            .unwrap_or_else(|| panic!("job {started} started: {v:?}"));
+        v.remove(pos);
+        v
+    }
+
     /// Next event that is not a progress report.
     fn next(&self) -> JobEvent {
         loop {
@@ -120,14 +132,18 @@ fn jobs_run_one_at_a_time_in_order_with_progress() {
     let a = h.runner.submit(Target::Checkpoint { step: 10 });
     let b = h.runner.submit(window(20));
     assert_eq!(
-        h.next(),
-        JobEvent::Queued {
-            id: a,
-            target: Target::Checkpoint { step: 10 }
-        }
+        h.queued(3, a),
+        vec![
+            JobEvent::Queued {
+                id: a,
+                target: Target::Checkpoint { step: 10 }
+            },
+            JobEvent::Queued {
+                id: b,
+                target: window(20)
+            }
+        ]
     );
-    assert_eq!(h.next(), JobEvent::Queued { id: b, target: window(20) });
-    assert_eq!(h.next(), JobEvent::Started { id: a });
     // The first job is blocked: the second has not started.
     assert_eq!(h.runner.busy(), 2);
     h.gate.send(()).unwrap();
@@ -175,11 +191,11 @@ fn a_new_request_for_a_queued_target_replaces_it() {
     let a = h.runner.submit(Target::Checkpoint { step: 1 });
     let b = h.runner.submit(window(20));
     let c = h.runner.submit(window(20));
-    assert!(matches!(h.next(), JobEvent::Queued { id, .. } if id == a));
-    assert!(matches!(h.next(), JobEvent::Queued { id, .. } if id == b));
-    assert_eq!(h.next(), JobEvent::Replaced { id: b, by: c });
-    assert!(matches!(h.next(), JobEvent::Queued { id, .. } if id == c));
-    assert_eq!(h.next(), JobEvent::Started { id: a });
+    let ev = h.queued(5, a);
+    assert!(matches!(ev[0], JobEvent::Queued { id, .. } if id == a));
+    assert!(matches!(ev[1], JobEvent::Queued { id, .. } if id == b));
+    assert_eq!(ev[2], JobEvent::Replaced { id: b, by: c });
+    assert!(matches!(ev[3], JobEvent::Queued { id, .. } if id == c));
     assert_eq!(h.runner.busy(), 2);
     h.gate.send(()).unwrap();
     h.gate.send(()).unwrap();
@@ -195,10 +211,8 @@ fn cancel_queued_running_and_all() {
     let b = h.runner.submit(Target::Checkpoint { step: 2 });
     let c = h.runner.submit(Target::Checkpoint { step: 3 });
     let d = h.runner.submit(Target::Checkpoint { step: 4 });
-    for _ in 0..4 {
-        assert!(matches!(h.next(), JobEvent::Queued { .. }));
-    }
-    assert_eq!(h.next(), JobEvent::Started { id: a });
+    let ev = h.queued(5, a);
+    assert!(ev.iter().all(|e| matches!(e, JobEvent::Queued { .. })));
     h.runner.cancel(b);
     assert_eq!(h.next(), JobEvent::Cancelled { id: b });
     h.runner.cancel(a);
@@ -220,10 +234,8 @@ fn failures_and_panics_are_reported_and_the_queue_goes_on() {
     let a = h.runner.submit(Target::Checkpoint { step: 13 });
     let b = h.runner.submit(Target::Checkpoint { step: 666 });
     let c = h.runner.submit(Target::Checkpoint { step: 7 });
-    for _ in 0..3 {
-        assert!(matches!(h.next(), JobEvent::Queued { .. }));
-    }
-    assert_eq!(h.next(), JobEvent::Started { id: a });
+    let ev = h.queued(4, a);
+    assert!(ev.iter().all(|e| matches!(e, JobEvent::Queued { .. })));
     h.gate.send(()).unwrap();
     assert_eq!(
         h.next(),

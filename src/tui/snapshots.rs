@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -88,10 +89,34 @@ fn busy_state() -> State {
         update(s, Event::Job(e));
     };
     let window = s.window_target(s.cursor).unwrap();
-    ev(&mut s, JobEvent::Queued { id: 1, target: Target::Checkpoint { step: 1200 } });
-    ev(&mut s, JobEvent::Queued { id: 2, target: window });
-    ev(&mut s, JobEvent::Queued { id: 3, target: Target::Checkpoint { step: 200 } });
-    ev(&mut s, JobEvent::Queued { id: 4, target: Target::Checkpoint { step: 400 } });
+    ev(
+        &mut s,
+        JobEvent::Queued {
+            id: 1,
+            target: Target::Checkpoint { step: 1200 },
+        },
+    );
+    ev(
+        &mut s,
+        JobEvent::Queued {
+            id: 2,
+            target: window,
+        },
+    );
+    ev(
+        &mut s,
+        JobEvent::Queued {
+            id: 3,
+            target: Target::Checkpoint { step: 200 },
+        },
+    );
+    ev(
+        &mut s,
+        JobEvent::Queued {
+            id: 4,
+            target: Target::Checkpoint { step: 400 },
+        },
+    );
     ev(&mut s, JobEvent::Started { id: 3 });
     ev(
         &mut s,
@@ -132,13 +157,17 @@ fn whole_screen_120x36() {
 }
 
 #[test]
-fn whole_screen_log_tokens_zoomed_spike_aware() {
+fn whole_screen_log_tokens_zoomed_spike_aware_then_help() {
     let mut s = testdata::state();
-    for c in "xlia?".chars() {
-        update(&mut s, Event::Key(crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char(c))));
+    let key = |s: &mut State, c: char| {
+        update(s, Event::Key(KeyEvent::from(KeyCode::Char(c))));
+    };
+    for c in "xlia".chars() {
+        key(&mut s, c);
     }
-    // `?` opened the help; draw it over the rest.
-    check("screen_help_log_tokens", &screen(&mut s, 100, 30));
+    check("screen_log_tokens_zoomed", &screen(&mut s, 100, 30));
+    key(&mut s, '?');
+    check("screen_help", &screen(&mut s, 100, 30));
 }
 
 #[test]
@@ -169,7 +198,7 @@ fn window_panel_for_each_scheme() {
         all.push_str(&panel(30, 9, |b, a| {
             panels::window::render(b, a, &s, &Theme::plain());
         }));
-        update(&mut s, Event::Key(crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char('w'))));
+        update(&mut s, Event::Key(KeyEvent::from(KeyCode::Char('w'))));
     }
     check("panel_window", &all);
 }

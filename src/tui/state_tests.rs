@@ -56,7 +56,10 @@ fn cursor_keys_move_and_clamp() {
     press(&mut s, "k");
     assert_eq!(s.cursor, 2);
     update(&mut s, code(KeyCode::PageDown));
-    assert_eq!(s.cursor, 11, "a page is 10 before the list is drawn; clamped at the end");
+    assert_eq!(
+        s.cursor, 11,
+        "a page is 10 before the list is drawn; clamped at the end"
+    );
     update(&mut s, code(KeyCode::PageUp));
     assert_eq!(s.cursor, 1);
     update(&mut s, code(KeyCode::End));
@@ -189,12 +192,11 @@ fn eval_settings_edit_emits_set_eval_and_changes_what_is_shown() {
 #[test]
 fn enter_queues_the_window_and_the_raw_end_checkpoint_once() {
     let mut s = testdata::state();
-    // At 1100 neither the raw eval nor uniform k=5 is stored.
-    press(&mut s, "k");
+    // At 1200 neither the raw eval nor uniform k=5 is stored.
     let eff = update(&mut s, code(KeyCode::Enter));
     let t = submitted(&eff);
     assert_eq!(t.len(), 2, "{eff:?}");
-    assert_eq!(*t[0], Target::Checkpoint { step: 1100 });
+    assert_eq!(*t[0], Target::Checkpoint { step: 1200 });
     match t[1] {
         Target::Window {
             end_step,
@@ -204,9 +206,9 @@ fn enter_queues_the_window_and_the_raw_end_checkpoint_once() {
             k,
             spike_aware,
         } => {
-            assert_eq!(*end_step, 1100);
-            assert_eq!(steps, &vec![700, 800, 900, 1000, 1100]);
-            assert_eq!(weights.len(), 5);
+            assert_eq!(*end_step, 1200);
+            assert_eq!(steps, &vec![800, 900, 1000, 1100, 1200]);
+            assert_eq!(weights, &vec![0.2; 5]);
             assert_eq!(scheme, "uniform");
             assert_eq!(*k, 5);
             assert!(!spike_aware);
@@ -225,12 +227,12 @@ fn enter_queues_the_window_and_the_raw_end_checkpoint_once() {
     }
     let again = update(&mut s, code(KeyCode::Enter));
     assert!(submitted(&again).is_empty());
-    // At 1000 the raw result is stored (every other step from 100): only the window.
+    // At 1100 the raw result is stored (every other step from 100): only the window.
     press(&mut s, "k");
     let eff = update(&mut s, code(KeyCode::Enter));
     let t = submitted(&eff);
     assert_eq!(t.len(), 1);
-    assert!(matches!(t[0], Target::Window { end_step: 1000, .. }));
+    assert!(matches!(t[0], Target::Window { end_step: 1100, .. }));
 }
 
 #[test]
@@ -238,9 +240,8 @@ fn a_window_of_one_is_just_the_raw_checkpoint() {
     let mut s = testdata::state();
     press(&mut s, "----");
     assert_eq!(s.k, 1);
-    press(&mut s, "k"); // 1100: no raw result yet
     let eff = update(&mut s, code(KeyCode::Enter));
-    assert_eq!(submitted(&eff), vec![&Target::Checkpoint { step: 1100 }]);
+    assert_eq!(submitted(&eff), vec![&Target::Checkpoint { step: 1200 }]);
 }
 
 #[test]
@@ -330,10 +331,7 @@ fn job_events_update_the_jobs_and_results() {
     );
     assert_eq!(s.jobs[0].status, JobStatus::Done);
     assert_eq!(s.results.len(), before + 1);
-    assert_eq!(
-        s.result_index()[&("raw".to_string(), 1200)].mean_nll,
-        2.5
-    );
+    assert_eq!(s.result_index()[&("raw".to_string(), 1200)].mean_nll, 2.5);
     // Failures show their line and never quit.
     update(
         &mut s,
@@ -393,14 +391,14 @@ fn axis_toggles_zoom_and_pan() {
     assert!(s.log_y);
     press(&mut s, "x");
     assert_eq!(s.x_axis, XAxis::Step);
-    // Full range is 10..1200 (the loss log); zoom in halves it around the cursor (1200).
+    // Full range is 2..1200 (the loss log); zoom in halves it around the cursor (1200).
     press(&mut s, "i");
     let (a, b) = s.zoom.unwrap();
-    assert!((b - a - 595.0).abs() < 1e-9, "{a} {b}");
+    assert!((b - a - 599.0).abs() < 1e-9, "{a} {b}");
     assert!((b - 1200.0).abs() < 1e-9);
     update(&mut s, code(KeyCode::Left));
     let (a2, _) = s.zoom.unwrap();
-    assert!((a - a2 - 595.0 / 4.0).abs() < 1e-9);
+    assert!((a - a2 - 599.0 / 4.0).abs() < 1e-9);
     // Moving the cursor out of view pans to it.
     update(&mut s, code(KeyCode::Home));
     let (a3, b3) = s.zoom.unwrap();
@@ -453,9 +451,15 @@ fn mouse_clicks_drags_and_wheel() {
     update(&mut s, mouse(MouseEventKind::Down(MouseButton::Left), 5, 5));
     assert_eq!(s.cursor, 3);
     // Column 40 + 30 is x = 300: checkpoint index 2; drag to x = 700.
-    update(&mut s, mouse(MouseEventKind::Down(MouseButton::Left), 70, 5));
+    update(
+        &mut s,
+        mouse(MouseEventKind::Down(MouseButton::Left), 70, 5),
+    );
     assert_eq!(s.cursor_step(), Some(300));
-    update(&mut s, mouse(MouseEventKind::Drag(MouseButton::Left), 110, 5));
+    update(
+        &mut s,
+        mouse(MouseEventKind::Drag(MouseButton::Left), 110, 5),
+    );
     update(&mut s, mouse(MouseEventKind::Up(MouseButton::Left), 110, 5));
     assert_eq!(s.cursor_step(), Some(700));
     assert_eq!(s.window_steps(), vec![300, 400, 500, 600, 700]);
@@ -476,7 +480,11 @@ fn help_quit_and_ctrl_c() {
     assert!(s.help);
     press(&mut s, "j");
     assert!(!s.help);
-    assert_eq!(s.cursor, STEPS.len() - 1, "the key that closes help does nothing else");
+    assert_eq!(
+        s.cursor,
+        STEPS.len() - 1,
+        "the key that closes help does nothing else"
+    );
     assert_eq!(press(&mut s, "q"), vec![Effect::Quit]);
     assert!(s.quit);
     let mut s = testdata::state();
@@ -488,9 +496,15 @@ fn help_quit_and_ctrl_c() {
 fn export_key_and_result() {
     let mut s = testdata::state();
     assert_eq!(press(&mut s, "e"), vec![Effect::Export]);
-    update(&mut s, Event::Exported(Ok(vec!["a.png".into(), "a.svg".into()])));
+    update(
+        &mut s,
+        Event::Exported(Ok(vec!["a.png".into(), "a.svg".into()])),
+    );
     assert!(s.message.as_deref().unwrap().contains("a.png, a.svg"));
-    update(&mut s, Event::Exported(Err("out: permission denied".into())));
+    update(
+        &mut s,
+        Event::Exported(Err("out: permission denied".into())),
+    );
     assert!(s.message.as_deref().unwrap().starts_with("export failed"));
 }
 
@@ -502,7 +516,11 @@ fn without_a_loss_log_spikes_come_from_the_raw_eval_curve() {
     assert!(s.spikes.is_empty());
     // Raw evals arrive one by one: a flat curve with one bad checkpoint.
     for (i, &step) in STEPS.iter().enumerate() {
-        let nll = if step == 900 { 5.0 } else { 3.0 - i as f64 * 0.01 };
+        let nll = if step == 900 {
+            5.0
+        } else {
+            3.0 - i as f64 * 0.01
+        };
         update(
             &mut s,
             Event::Job(JobEvent::Done {

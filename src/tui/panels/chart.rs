@@ -87,31 +87,64 @@ fn y_ticks(model: &ChartModel, y0: f64, y1: f64, n: usize) -> Vec<(f64, String)>
     }
 }
 
-fn legend(model: &ChartModel, theme: &Theme) -> Line<'static> {
-    let mut spans = Vec::new();
+/// Legend items (glyph, style, name), short enough for an 80-column chart.
+fn legend_items(model: &ChartModel, theme: &Theme) -> Vec<(String, Style, String)> {
+    let mut items = Vec::new();
     for c in &model.curves {
-        let glyph = match c.kind {
-            CurveKind::TrainRaw => "┄ ",
-            _ => "━ ",
+        let (glyph, name) = match c.kind {
+            // The faint raw loss is explained by the smoothed entry.
+            CurveKind::TrainRaw => continue,
+            CurveKind::TrainSmooth => ("━", "train loss".to_string()),
+            CurveKind::EvalRaw => ("━", "raw ckpt".to_string()),
+            CurveKind::Average => ("━", c.name.trim_start_matches("eval: ").to_string()),
         };
-        spans.push(Span::styled(glyph, theme.curve(c.color)));
-        spans.push(Span::raw(format!("{}  ", c.name)));
+        items.push((glyph.to_string(), theme.curve(c.color), name));
     }
     if !model.spikes.is_empty() {
         let style = match theme.spike_bg() {
             Some(bg) => Style::default().bg(bg),
             None => Style::default(),
         };
-        spans.push(Span::styled(if theme.color { "  " } else { "≈ " }, style));
-        spans.push(Span::raw(" spike"));
+        let glyph = if theme.color { " " } else { "≈" };
+        items.push((glyph.to_string(), style, "spike".to_string()));
     }
-    Line::from(spans)
+    items
+}
+
+/// Lays the legend out over as many lines as it needs, at most `max_lines`.
+fn legend_lines(
+    model: &ChartModel,
+    theme: &Theme,
+    width: u16,
+    max_lines: usize,
+) -> Vec<Line<'static>> {
+    let mut lines: Vec<Vec<Span<'static>>> = vec![Vec::new()];
+    let mut used = 0usize;
+    for (glyph, style, name) in legend_items(model, theme) {
+        let w = glyph.chars().count() + 1 + name.chars().count() + 2;
+        if used > 0 && used + w > width as usize {
+            if lines.len() == max_lines {
+                break;
+            }
+            lines.push(Vec::new());
+            used = 0;
+        }
+        let l = lines.last_mut().expect("one line at least");
+        l.push(Span::styled(glyph, style));
+        l.push(Span::raw(format!(" {name}  ")));
+        used += w;
+    }
+    lines.into_iter().map(Line::from).collect()
 }
 
 pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Drawn {
     let model = state.chart();
     let y_name = if model.log_y { "loss, log" } else { "loss" };
-    let zoom = if state.zoom.is_some() { " (zoomed)" } else { "" };
+    let zoom = if state.zoom.is_some() {
+        " (zoomed)"
+    } else {
+        ""
+    };
     let block = panel_block(
         format!(
             " {} · {y_name} vs {}{zoom} ",
@@ -126,10 +159,14 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Dra
     if inner.height < 6 || inner.width < 24 {
         return Drawn::default();
     }
-    buf.set_line(inner.x, inner.y, &legend(&model, theme), inner.width);
+    let legend = legend_lines(&model, theme, inner.width, 2);
+    for (i, l) in legend.iter().enumerate() {
+        buf.set_line(inner.x, inner.y + i as u16, l, inner.width);
+    }
+    let n = legend.len() as u16;
     let plot = Rect {
-        y: inner.y + 1,
-        height: inner.height - 1,
+        y: inner.y + n,
+        height: inner.height - n,
         ..inner
     };
     let Some((mut x0, mut x1)) = state.x_view(&model) else {
@@ -148,7 +185,7 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Dra
     y1 += pad;
 
     let graph_h = plot.height.saturating_sub(2);
-    let ticks = y_ticks(&model, y0, y1, (graph_h as usize / 3).clamp(2, 8));
+    let ticks = y_ticks(&model, y0, y1, (graph_h as usize / 2).clamp(3, 8));
     let label_w = ticks
         .iter()
         .map(|t| t.1.chars().count())
@@ -195,7 +232,8 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Dra
         .render(graph, buf);
 
     // Shading and marks, column by column.
-    let col_x = |col: u16| x0 + (col - graph.x) as f64 / (graph.width - 1).max(1) as f64 * (x1 - x0);
+    let col_x =
+        |col: u16| x0 + (col - graph.x) as f64 / (graph.width - 1).max(1) as f64 * (x1 - x0);
     let half = (x1 - x0) / (graph.width - 1).max(1) as f64 / 2.0;
     let covers = |col: u16, a: f64, b: f64| {
         let x = col_x(col);
@@ -239,7 +277,9 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Dra
     for row in graph.top()..graph.bottom() {
         buf[(axis_x, row)].set_symbol("│").set_style(theme.faint());
     }
-    buf[(axis_x, axis_y)].set_symbol("└").set_style(theme.faint());
+    buf[(axis_x, axis_y)]
+        .set_symbol("└")
+        .set_style(theme.faint());
 
     for (t, label) in &ticks {
         if *t < y0 || *t > y1 {

@@ -54,12 +54,12 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
     }
     if show_loss {
         header.push("loss".into());
-        widths.push(Constraint::Length(6));
+        widths.push(Constraint::Length(5));
     }
     header.push("raw ppl".into());
-    widths.push(Constraint::Length(8));
+    widths.push(Constraint::Length(7));
     header.push("avg ppl".into());
-    widths.push(Constraint::Length(8));
+    widths.push(Constraint::Length(7));
     header.push(String::new());
     widths.push(Constraint::Length(1));
 
@@ -89,7 +89,7 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
             if show_loss {
                 cells.push(Line::from(
                     loss_at(state, c.step)
-                        .map(|l| format!("{l:.3}"))
+                        .map(|l| format!("{l:.2}"))
                         .unwrap_or_default(),
                 ));
             }
