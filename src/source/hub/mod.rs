@@ -354,6 +354,22 @@ pub fn cached_checkpoint(repo: &RepoId, revision: &str, opts: &HubOptions) -> Op
     cache::complete_snapshot(&snapshot).map(|_| snapshot)
 }
 
+/// Where a checkpoint already is on disk, without downloading anything: a local one's path if
+/// it exists, a hub one's snapshot folder if it is complete in the cache (`HF_HUB_CACHE` /
+/// `HF_HOME`). Lets `lawa list` and the explorer show what is local.
+pub fn cached_location(location: &Location) -> Option<PathBuf> {
+    match location {
+        Location::Local { path } => path.exists().then(|| path.clone()),
+        Location::Hub { repo, revision } => {
+            let repo = RepoId::parse(repo).ok()?;
+            let repo_dir = cache::repo_dir(&hf_hub::resolve_cache_dir(), &repo);
+            let commit = cache::resolve_ref(&repo_dir, revision)?;
+            let snapshot = repo_dir.join("snapshots").join(commit);
+            cache::complete_snapshot(&snapshot).map(|_| snapshot)
+        }
+    }
+}
+
 /// The local folder of a hub checkpoint (`…/snapshots/<commit>`, an HF model dir), downloading
 /// the files that are not in the cache yet, with byte progress (stage `download`,
 /// [`crate::progress::Unit::Bytes`]) and retry messages through `reporter`. Cancellable; an
