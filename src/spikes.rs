@@ -77,14 +77,66 @@ fn median(sorted: &[f64]) -> f64 {
     }
 }
 
-/// Median and robust standard deviation (1.4826 × MAD) of finite values.
-fn robust_stats(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    let med = median(&v);
-    let mut dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
-    dev.sort_by(f64::total_cmp);
-    (med, 1.4826 * median(&dev))
+/// The last `cap` finite values before the current point, also kept sorted so that the median
+/// is a lookup and the MAD a linear selection (long logs have 10^5 points).
+struct Window {
+    order: std::collections::VecDeque<f64>,
+    sorted: Vec<f64>,
+    cap: usize,
+    scratch: Vec<f64>,
+}
+
+impl Window {
+    fn new(cap: usize) -> Self {
+        Self {
+            order: Default::default(),
+            sorted: Vec::with_capacity(cap + 1),
+            cap,
+            scratch: Vec::with_capacity(cap + 1),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    fn push(&mut self, v: f64) {
+        self.order.push_back(v);
+        let at = self.sorted.partition_point(|x| x.total_cmp(&v).is_lt());
+        self.sorted.insert(at, v);
+        if self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                let at = self.sorted.partition_point(|x| x.total_cmp(&old).is_lt());
+                self.sorted.remove(at);
+            }
+        }
+    }
+
+    fn reset(&mut self, values: impl Iterator<Item = f64>) {
+        self.order.clear();
+        self.sorted.clear();
+        for v in values {
+            self.push(v);
+        }
+    }
+
+    /// Median and robust standard deviation (1.4826 × MAD); the window must not be empty.
+    fn stats(&mut self) -> (f64, f64) {
+        let med = median(&self.sorted);
+        self.scratch.clear();
+        self.scratch
+            .extend(self.sorted.iter().map(|x| (x - med).abs()));
+        let n = self.scratch.len();
+        let (lower, hi, _) = self.scratch.select_nth_unstable_by(n / 2, f64::total_cmp);
+        let hi = *hi;
+        let mad = if n % 2 == 1 {
+            hi
+        } else {
+            let lo = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (lo + hi) / 2.0
+        };
+        (med, 1.4826 * mad)
+    }
 }
 
 /// A region being tracked, in point indices.
@@ -103,7 +155,7 @@ pub fn detect(steps: &[u64], values: &[f64], params: &SpikeParams) -> Vec<SpikeR
     let n = steps.len().min(values.len());
     let window = params.window.max(1);
     let min_history = params.min_history.clamp(1, window);
-    let mut history: std::collections::VecDeque<f64> = Default::default();
+    let mut history = Window::new(window);
     let mut closed: Vec<(usize, usize, usize, f64, f64)> = Vec::new();
     let mut open: Option<Open> = None;
 
@@ -142,9 +194,8 @@ pub fn detect(steps: &[u64], values: &[f64], params: &SpikeParams) -> Vec<SpikeR
                     if o.peak_excess > 2.0 * tail_mean {
                         closed.push((o.start, o.end, o.peak, o.peak_excess, o.baseline));
                     }
-                    history.clear();
                     let from = (i + 1).saturating_sub(window);
-                    history.extend(values[from..=i].iter().copied().filter(|x| x.is_finite()));
+                    history.reset(values[from..=i].iter().copied().filter(|x| x.is_finite()));
                     open = None;
                 }
                 i += 1;
@@ -156,7 +207,7 @@ pub fn detect(steps: &[u64], values: &[f64], params: &SpikeParams) -> Vec<SpikeR
         }
         // Baseline and entry margin from the finite points before this one.
         let stats = (history.len() >= min_history).then(|| {
-            let (med, sigma) = robust_stats(history.iter().copied());
+            let (med, sigma) = history.stats();
             let margin = (params.threshold * sigma)
                 .max(params.min_rel * med.abs())
                 .max(1e-12);
@@ -192,10 +243,7 @@ pub fn detect(steps: &[u64], values: &[f64], params: &SpikeParams) -> Vec<SpikeR
                 continue;
             }
         }
-        history.push_back(v);
-        if history.len() > window {
-            history.pop_front();
-        }
+        history.push(v);
         i += 1;
     }
     if let Some(o) = open {
@@ -263,6 +311,26 @@ mod tests {
     fn add_spike(values: &mut [f64], at: usize, width: usize, height: f64) {
         for k in 0..width {
             values[at + k] += height * (1.0 - k as f64 / width as f64);
+        }
+    }
+
+    #[test]
+    fn rolling_window_stats_match_a_naive_computation() {
+        let z = noise(2, 300);
+        for cap in [1, 2, 7, 50] {
+            let mut w = Window::new(cap);
+            for (i, &v) in z.iter().enumerate() {
+                // Repeated values too: removal must take out exactly one copy.
+                w.push((v * 4.0).round());
+                let from = (i + 1).saturating_sub(cap);
+                let mut naive: Vec<f64> = z[from..=i].iter().map(|v| (v * 4.0).round()).collect();
+                naive.sort_by(f64::total_cmp);
+                let med = median(&naive);
+                let mut dev: Vec<f64> = naive.iter().map(|x| (x - med).abs()).collect();
+                dev.sort_by(f64::total_cmp);
+                assert_eq!(w.stats(), (med, 1.4826 * median(&dev)), "cap {cap} at {i}");
+                assert_eq!(w.len(), naive.len());
+            }
         }
     }
 

@@ -206,3 +206,27 @@ fn bad_sources_fail_with_one_line() {
         assert!(err.contains(&format!("{name}: {says}")), "{err}");
     }
 }
+
+/// The engine's committed fixtures: a sharded safetensors run lists with the shard format.
+#[test]
+fn sharded_fixture_run() {
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoints/st_f16_sharded");
+    let out = lawa(&["list", dir.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["checkpoints"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for r in rows {
+        assert!(r["format"].as_str().unwrap().contains("sharded"), "{r}");
+        assert_eq!(r["dtype"], "f16");
+        assert!(r["parameters"].as_u64().unwrap() > 0);
+        assert!(r["error"].is_null());
+    }
+    assert!(v["metrics"]["loss"].is_null());
+    assert_eq!(v["warnings"], json!([]));
+}

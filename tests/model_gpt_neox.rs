@@ -195,3 +195,64 @@ fn batch_rows_are_independent() {
     let alone = m.model.forward(&r.ids.narrow(0, 1, 1).unwrap()).unwrap();
     assert!(max_abs_diff(&alone, &both.narrow(0, 1, 1).unwrap()) <= 1e-5);
 }
+
+#[test]
+fn pytorch_bin_with_pythia_buffers_gives_the_same_logits() {
+    for name in VARIANTS {
+        let dir = fixture(name);
+        let r = reference(&dir);
+        // The .bin file itself (config.json beside it), and a dir holding only the .bin.
+        let m = load_model_dir(&dir.join("pytorch_model.bin"), None, &Device::Cpu).unwrap();
+        assert_eq!(m.format, lawa::checkpoint::Format::TorchBin);
+        assert_eq!(m.dir, dir);
+        let diff = max_abs_diff(&m.model.forward(&r.ids).unwrap(), &r.logits);
+        assert!(diff <= 1e-4, "{name} .bin: {diff}");
+        let only_bin = tempfile::tempdir().unwrap();
+        for f in ["config.json", "pytorch_model.bin"] {
+            std::fs::copy(dir.join(f), only_bin.path().join(f)).unwrap();
+        }
+        let m = load_model_dir(only_bin.path(), Some(DType::F32), &Device::Cpu).unwrap();
+        assert_eq!(m.format, lawa::checkpoint::Format::TorchBin);
+        let diff = max_abs_diff(&m.model.forward(&r.ids).unwrap(), &r.logits);
+        assert!(diff <= 1e-4, "{name} .bin dir: {diff}");
+    }
+}
+
+#[test]
+fn sharded_safetensors_written_by_the_checkpoint_writer_load() {
+    // As an averaged output is written: our streaming writer, here in bf16 and forced into shards.
+    use lawa::checkpoint::{DType as CkDType, SafetensorsWriter, TensorInfo, WeightsReader};
+    let dir = fixture("sequential");
+    let r = reference(&dir);
+    let src = WeightsReader::open(&dir.join("model.safetensors")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.join("config.json"), out.path().join("config.json")).unwrap();
+    let plan: Vec<TensorInfo> = src
+        .tensors()
+        .iter()
+        .map(|t| TensorInfo {
+            name: t.name.clone(),
+            dtype: CkDType::BF16,
+            shape: t.shape.clone(),
+        })
+        .collect();
+    let mut w = SafetensorsWriter::create(out.path(), plan.clone(), 20_000).unwrap();
+    for t in &plan {
+        let v = src
+            .tensor(&t.name, &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap();
+        let v: Vec<half::bf16> = v.flatten_all().unwrap().to_vec1().unwrap();
+        w.write(&t.name, bytemuck::cast_slice(&v)).unwrap();
+    }
+    w.finish().unwrap();
+    assert!(out.path().join("model.safetensors.index.json").is_file());
+    let m = load_model_dir(out.path(), None, &Device::Cpu).unwrap();
+    assert_eq!(m.format, lawa::checkpoint::Format::ShardedSafetensors);
+    assert_eq!(m.stored_dtype, Some(DType::BF16));
+    assert_eq!(m.model.dtype(), DType::BF16);
+    // bf16 weights, bf16 compute: the bf16 bound of half_precision_logits_within_rounding_tolerance.
+    let diff = max_abs_diff(&m.model.forward(&r.ids).unwrap(), &r.logits);
+    assert!(diff <= 1.5e-1, "{diff}");
+}

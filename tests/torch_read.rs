@@ -30,10 +30,10 @@ fn read_expected(path: &Path) -> (Vec<String>, HashMap<String, Expected>) {
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     let data = &bytes[8 + n..];
-    let meta = header["__metadata__"].as_object().unwrap();
-    let dtypes: BTreeMap<String, String> =
-        serde_json::from_str(meta["dtypes"].as_str().unwrap()).unwrap();
-    let order: Vec<String> = serde_json::from_str(meta["order"].as_str().unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(header["__metadata__"]["expected"].as_str().unwrap()).unwrap();
+    let dtypes: BTreeMap<String, String> = serde_json::from_value(meta["dtypes"].clone()).unwrap();
+    let order: Vec<String> = serde_json::from_value(meta["order"].clone()).unwrap();
     let mut out = HashMap::new();
     for (name, v) in header.as_object().unwrap() {
         if name == "__metadata__" {
@@ -354,6 +354,14 @@ fn bad_files() {
         "{}: legacy (pre-1.6) torch.save format is not supported",
         p.display()
     )));
+    let p = fixture("torchscript.pt");
+    assert_eq!(
+        err(&p),
+        format!(
+            "{}: a TorchScript archive (torch.jit.save), not a state dict: save model.state_dict() with torch.save",
+            p.display()
+        )
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("empty.bin");
     std::fs::write(&p, b"").unwrap();
@@ -530,7 +538,8 @@ fn plain_data_at_every_protocol() {
     let want = concat!(
         r#"{"int": -5, "big": <bigint>, "float": 0.1, "text": "héllo", "bytes": b[0, 255, 97, 98], "#,
         r#""tuple": (1, (2, None), True, False), "set": {3}, "frozen": {4}, "size": (2, 3), "#,
-        r#""device": "cuda:1", "dtype": <torch dtype>, "list": [1.5, "x", [], {}]}"#
+        r#""device": "cuda:1", "dtype": <torch dtype>, "list": [1.5, "x", [], {}], "#,
+        r#""np": [1.5, 0.25, -3, 200, True]}"#
     );
     for proto in 0..6 {
         let bytes = std::fs::read(fixture(&format!("plain_data_p{proto}.pkl"))).unwrap();

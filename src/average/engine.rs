@@ -5,12 +5,13 @@
 use std::borrow::Cow;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use super::kernel::{self, all_finite, Input};
 use super::{AverageError, AverageInput, AverageOptions, AverageSummary};
 use crate::checkpoint::{
-    is_buffer, DType, OutputDir, SafetensorsWriter, TensorInfo, WeightsReader,
+    is_buffer, CheckpointError, DType, OutputDir, SafetensorsWriter, TensorInfo, WeightsReader,
 };
 use crate::progress::{Reporter, Unit};
 
@@ -61,12 +62,11 @@ pub fn average(
         .max_by_key(|&i| (inputs[i].step, i))
         .expect("non-empty");
     let plan = plan(&readers, newest, opts)?;
-    let mut writer = SafetensorsWriter::create(
+    let writer = SafetensorsWriter::create(
         outdir.path(),
         plan.iter().map(|p| p.out.clone()).collect(),
         opts.shard_size,
     )?;
-
     let w32: Vec<f32> = inputs.iter().map(|i| i.weight as f32).collect();
     // Identical tensors equal their weighted sum only when the weights sum to 1.
     let sum: f64 = inputs.iter().map(|i| i.weight).sum();
@@ -74,81 +74,21 @@ pub fn average(
     for r in &readers {
         r.advise_sequential();
     }
-
-    let total = plan.len() as u64;
-    reporter.report("average", 0, Some(total), Unit::Tensors);
-    let (mut averaged, mut copied, mut bytes_read) = (0usize, 0usize, 0u64);
-    let mut buf: Vec<u8> = Vec::new();
-    for (k, p) in plan.iter().enumerate() {
-        reporter.check()?;
-        let name = p.out.name.as_str();
-        let srcs = readers
-            .iter()
-            .map(|r| r.bytes(name))
-            .collect::<Result<Vec<Cow<[u8]>>, _>>()?;
-        bytes_read += srcs.iter().map(|s| s.len() as u64).sum::<u64>();
-        let identical = srcs
-            .iter()
-            .zip(&p.in_dtypes)
-            .all(|(s, &d)| d == p.in_dtypes[0] && *s == srcs[0]);
-        let buffer = is_buffer(name);
-
-        if !p.out.dtype.is_float() || (identical && (buffer || normalized)) {
-            if !identical {
-                let other = (1..srcs.len()).find(|&i| srcs[i] != srcs[0]).unwrap_or(1);
-                return Err(AverageError::Mismatch(format!(
-                    "tensor '{name}' ({}) differs between {} and {}: only float tensors can be averaged",
-                    p.out.dtype,
-                    file_of(&readers[0], name).display(),
-                    file_of(&readers[other], name).display(),
-                )));
-            }
-            let src_dtype = p.in_dtypes[0];
-            if p.out.dtype.is_float()
-                && !buffer
-                && !opts.allow_nonfinite
-                && !all_finite(&srcs[0], src_dtype)
-            {
-                return Err(non_finite(&readers, &srcs, &p.in_dtypes, p.out.dtype, name));
-            }
-            if src_dtype == p.out.dtype {
-                writer.write(name, &srcs[0])?;
-            } else {
-                let one = [Input {
-                    bytes: &srcs[0],
-                    dtype: src_dtype,
-                }];
-                let bytes = sum_into(&one, &[1.0], p.out.dtype, opts, &mut buf, name)?;
-                writer.write(name, bytes.0)?;
-            }
-            copied += 1;
-        } else {
-            let ins: Vec<Input> = srcs
-                .iter()
-                .zip(&p.in_dtypes)
-                .map(|(s, &dtype)| Input { bytes: s, dtype })
-                .collect();
-            let (bytes, finite) = sum_into(&ins, &w32, p.out.dtype, opts, &mut buf, name)?;
-            if !finite && !opts.allow_nonfinite {
-                return Err(non_finite(&readers, &srcs, &p.in_dtypes, p.out.dtype, name));
-            }
-            writer.write(name, bytes)?;
-            averaged += 1;
-        }
-        drop(srcs);
-        for r in &readers {
-            r.release(name);
-        }
-        reporter.report_detail(
-            "average",
-            k as u64 + 1,
-            Some(total),
-            Unit::Tensors,
-            Some(name.to_string()),
-        );
-    }
-    drop(buf);
+    let job = Job {
+        readers: &readers,
+        plan: &plan,
+        weights: &w32,
+        normalized,
+        opts,
+        reporter,
+    };
+    let (counts, writer) = job.run(writer)?;
     let mut bytes_written = writer.finish()?;
+    let Counts {
+        averaged,
+        copied,
+        bytes_read,
+    } = counts;
 
     let side_dir = side_dir(&inputs[newest].path);
     for f in SIDE_FILES {
@@ -194,6 +134,251 @@ pub fn average(
         bytes_written,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// Elements per piece of a large tensor: the inputs are consumed, and their pages released,
+/// piece by piece, so memory stays a few pieces whatever the number of checkpoints.
+const SEGMENT: usize = 1 << 20;
+
+/// What the writer thread is handed, in plan order.
+enum Piece<'a> {
+    /// Computed bytes of tensor `name` (the first `len` of `buf`; `buf` returns to the pool).
+    Part {
+        name: &'a str,
+        buf: Vec<u8>,
+        len: usize,
+    },
+    /// A whole tensor copied from an input; its input pages are released once written.
+    Whole { name: &'a str, data: Cow<'a, [u8]> },
+}
+
+#[derive(Default)]
+struct Counts {
+    averaged: usize,
+    copied: usize,
+    bytes_read: u64,
+}
+
+/// Why the compute side stopped: a real error, or the writer hung up (it has the error).
+enum Stop {
+    Error(AverageError),
+    WriterGone,
+}
+
+impl<E: Into<AverageError>> From<E> for Stop {
+    fn from(e: E) -> Self {
+        Stop::Error(e.into())
+    }
+}
+
+/// The streaming part of an average: computing on this thread (and rayon's), writing on another,
+/// so disk writes overlap the arithmetic.
+struct Job<'a> {
+    readers: &'a [WeightsReader],
+    plan: &'a [Planned],
+    weights: &'a [f32],
+    normalized: bool,
+    opts: &'a AverageOptions,
+    reporter: &'a Reporter,
+}
+
+impl<'a> Job<'a> {
+    fn run(&self, writer: SafetensorsWriter) -> Result<(Counts, SafetensorsWriter), AverageError> {
+        std::thread::scope(|scope| {
+            // Two pieces in flight at most: bounded memory, and enough to keep both sides busy.
+            let (tx, rx) = mpsc::sync_channel::<Piece<'a>>(2);
+            let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
+            let readers = self.readers;
+            let writing = scope.spawn(move || write_pieces(writer, rx, pool_tx, readers));
+            let computed = self.compute(&tx, &pool_rx);
+            drop(tx);
+            let written = match writing.join() {
+                Ok(w) => w,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            match (computed, written) {
+                (Ok(counts), Ok(writer)) => Ok((counts, writer)),
+                (Err(Stop::Error(e)), _) => Err(e),
+                (_, Err(e)) => Err(e.into()),
+                (Err(Stop::WriterGone), Ok(_)) => unreachable!("the writer only hangs up on error"),
+            }
+        })
+    }
+
+    fn compute(
+        &self,
+        tx: &mpsc::SyncSender<Piece<'a>>,
+        pool: &mpsc::Receiver<Vec<u8>>,
+    ) -> Result<Counts, Stop> {
+        let readers = self.readers;
+        let total = self.plan.len() as u64;
+        self.reporter
+            .report("average", 0, Some(total), Unit::Tensors);
+        let mut c = Counts::default();
+        for (k, p) in self.plan.iter().enumerate() {
+            self.reporter.check()?;
+            let name = p.out.name.as_str();
+            let mut srcs = readers
+                .iter()
+                .map(|r| r.bytes(name))
+                .collect::<Result<Vec<Cow<'a, [u8]>>, _>>()?;
+            c.bytes_read += srcs.iter().map(|s| s.len() as u64).sum::<u64>();
+            let identical = srcs
+                .iter()
+                .zip(&p.in_dtypes)
+                .all(|(s, &d)| d == p.in_dtypes[0] && *s == srcs[0]);
+            let buffer = is_buffer(name);
+
+            if !p.out.dtype.is_float() || (identical && (buffer || self.normalized)) {
+                if !identical {
+                    let other = (1..srcs.len()).find(|&i| srcs[i] != srcs[0]).unwrap_or(1);
+                    return Err(Stop::Error(AverageError::Mismatch(format!(
+                        "tensor '{name}' ({}) differs between {} and {}: only float tensors can be averaged",
+                        p.out.dtype,
+                        file_of(&readers[0], name).display(),
+                        file_of(&readers[other], name).display(),
+                    ))));
+                }
+                let src_dtype = p.in_dtypes[0];
+                if p.out.dtype.is_float()
+                    && !buffer
+                    && !self.opts.allow_nonfinite
+                    && !all_finite(&srcs[0], src_dtype)
+                {
+                    return Err(Stop::Error(non_finite(
+                        readers,
+                        &srcs,
+                        &p.in_dtypes,
+                        p.out.dtype,
+                        name,
+                    )));
+                }
+                if src_dtype == p.out.dtype {
+                    let data = srcs.swap_remove(0);
+                    tx.send(Piece::Whole { name, data })
+                        .map_err(|_| Stop::WriterGone)?;
+                } else {
+                    self.sum_pieces(p, &srcs[..1], &[1.0], tx, pool)?;
+                }
+                c.copied += 1;
+            } else {
+                self.sum_pieces(p, &srcs, self.weights, tx, pool)?;
+                c.averaged += 1;
+            }
+            self.reporter.report_detail(
+                "average",
+                k as u64 + 1,
+                Some(total),
+                Unit::Tensors,
+                Some(name.to_string()),
+            );
+        }
+        Ok(c)
+    }
+
+    /// The weighted sum of one tensor, SEGMENT elements at a time: each piece is computed,
+    /// handed to the writer, and the input pages it came from released.
+    fn sum_pieces(
+        &self,
+        p: &'a Planned,
+        srcs: &[Cow<'a, [u8]>],
+        weights: &[f32],
+        tx: &mpsc::SyncSender<Piece<'a>>,
+        pool: &mpsc::Receiver<Vec<u8>>,
+    ) -> Result<(), Stop> {
+        let name = p.out.name.as_str();
+        let n = p.out.numel();
+        let osz = p.out.dtype.size_in_bytes();
+        let mut start = 0;
+        while start < n {
+            let len = SEGMENT.min(n - start);
+            let ins: Vec<Input> = srcs
+                .iter()
+                .zip(&p.in_dtypes)
+                .map(|(s, &dtype)| {
+                    let sz = dtype.size_in_bytes();
+                    Input {
+                        bytes: &s[start * sz..(start + len) * sz],
+                        dtype,
+                    }
+                })
+                .collect();
+            let mut buf = pool.try_recv().unwrap_or_else(|_| vec![0u8; SEGMENT * 8]);
+            let out = &mut buf[..len * osz];
+            let kernel_err = |source| {
+                Stop::Error(AverageError::Kernel {
+                    name: name.to_string(),
+                    source,
+                })
+            };
+            let finite = if self.opts.device.is_cpu() {
+                kernel::weighted_sum_cpu(&ins, weights, p.out.dtype, out).map_err(kernel_err)?
+            } else {
+                let (bytes, finite) =
+                    kernel::weighted_sum_candle(&ins, weights, p.out.dtype, &self.opts.device)
+                        .map_err(kernel_err)?;
+                out.copy_from_slice(&bytes);
+                finite
+            };
+            if !finite && !self.opts.allow_nonfinite {
+                return Err(Stop::Error(non_finite(
+                    self.readers,
+                    srcs,
+                    &p.in_dtypes,
+                    p.out.dtype,
+                    name,
+                )));
+            }
+            tx.send(Piece::Part {
+                name,
+                buf,
+                len: len * osz,
+            })
+            .map_err(|_| Stop::WriterGone)?;
+            for (r, &dtype) in self.readers.iter().zip(&p.in_dtypes) {
+                let sz = dtype.size_in_bytes();
+                r.release_range(name, start * sz, len * sz);
+            }
+            start += len;
+        }
+        if n == 0 {
+            tx.send(Piece::Part {
+                name,
+                buf: Vec::new(),
+                len: 0,
+            })
+            .map_err(|_| Stop::WriterGone)?;
+        }
+        for r in self.readers {
+            r.release(name);
+        }
+        Ok(())
+    }
+}
+
+/// The writer thread: writes pieces in order, recycles buffers, releases copied inputs' pages.
+fn write_pieces<'a>(
+    mut writer: SafetensorsWriter,
+    rx: mpsc::Receiver<Piece<'a>>,
+    pool: mpsc::Sender<Vec<u8>>,
+    readers: &[WeightsReader],
+) -> Result<SafetensorsWriter, CheckpointError> {
+    for piece in rx {
+        match piece {
+            Piece::Part { name, buf, len } => {
+                writer.write_part(name, &buf[..len])?;
+                let _ = pool.send(buf);
+            }
+            Piece::Whole { name, data } => {
+                writer.write(name, &data)?;
+                drop(data);
+                for r in readers {
+                    r.release(name);
+                }
+            }
+        }
+    }
+    Ok(writer)
 }
 
 /// One output tensor: its name/dtype/shape and the dtype each input stores it in.
@@ -278,32 +463,6 @@ fn plan(
         });
     }
     Ok(plan)
-}
-
-/// The weighted sum on the chosen device, into `buf` on the CPU (reused across tensors).
-fn sum_into<'b>(
-    ins: &[Input<'_>],
-    weights: &[f32],
-    out_dtype: DType,
-    opts: &AverageOptions,
-    buf: &'b mut Vec<u8>,
-    name: &str,
-) -> Result<(&'b [u8], bool), AverageError> {
-    let err = |source| AverageError::Kernel {
-        name: name.to_string(),
-        source,
-    };
-    let n = ins[0].bytes.len() / ins[0].dtype.size_in_bytes();
-    if opts.device.is_cpu() {
-        buf.resize(n * out_dtype.size_in_bytes(), 0);
-        let finite = kernel::weighted_sum_cpu(ins, weights, out_dtype, buf).map_err(err)?;
-        Ok((&buf[..], finite))
-    } else {
-        let (bytes, finite) =
-            kernel::weighted_sum_candle(ins, weights, out_dtype, &opts.device).map_err(err)?;
-        *buf = bytes;
-        Ok((&buf[..], finite))
-    }
 }
 
 /// The error for a tensor whose sum is not finite: the first input holding NaN/Inf, or an

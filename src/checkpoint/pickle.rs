@@ -35,9 +35,12 @@ pub enum Object {
     Set(Vec<ObjId>),
     /// A reference to an allow-listed class or function (not called).
     Global(Global),
+    /// `numpy.dtype(code)` (e.g. `"f8"`), the type of a numpy scalar.
+    NumpyDType(String),
     /// A storage named by a persistent id: its bytes are entry `data/{key}` of the archive.
-    Storage(StorageRef),
-    Tensor(TensorRef),
+    /// (Boxed, like the tensor, to keep every node small: a pickle can make one per byte.)
+    Storage(Box<StorageRef>),
+    Tensor(Box<TensorRef>),
 }
 
 impl Object {
@@ -55,6 +58,7 @@ impl Object {
             Object::Dict(_) => "dict",
             Object::Set(_) => "set",
             Object::Global(_) => "class or function",
+            Object::NumpyDType(_) => "numpy dtype",
             Object::Storage(_) => "storage",
             Object::Tensor(_) => "tensor",
         }
@@ -103,6 +107,10 @@ pub enum Global {
     TorchDevice,
     /// `torch.Tensor` / `torch.nn.Parameter` as passed to `_rebuild_from_type_v2`.
     TensorClass,
+    /// `numpy.dtype` and `numpy.core.multiarray.scalar`: numpy scalars (a loss, a learning rate)
+    /// that training scripts store beside the weights.
+    NumpyDType,
+    NumpyScalar,
 }
 
 const STORAGE_TYPES: &[(&str, Option<DType>)] = &[
@@ -153,6 +161,8 @@ pub fn lookup_global(module: &str, name: &str) -> Option<Global> {
         ("builtins" | "__builtin__", "set") => Global::Set,
         ("builtins" | "__builtin__", "frozenset") => Global::FrozenSet,
         ("_codecs", "encode") => Global::CodecsEncode,
+        ("numpy", "dtype") => Global::NumpyDType,
+        ("numpy.core.multiarray" | "numpy._core.multiarray", "scalar") => Global::NumpyScalar,
         ("torch._utils", "_rebuild_tensor") => Global::RebuildTensor,
         ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
         ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
@@ -181,6 +191,8 @@ pub enum PickleError {
     UnsupportedClass(String),
     #[error("tensors of type torch.{0} are not supported")]
     UnsupportedStorage(&'static str),
+    #[error("pickle builds more than {0} objects: not a checkpoint")]
+    TooManyObjects(usize),
     #[error("pickle ends early at byte {0}")]
     Truncated(usize),
     #[error("unknown pickle opcode 0x{op:02x} at byte {pos}")]
@@ -233,6 +245,10 @@ impl Pickle {
     }
 }
 
+/// Most nodes a pickle may build (each is 32 bytes). A state dict needs a few per tensor; this
+/// only stops a hostile file from turning every byte into a node.
+pub const MAX_OBJECTS: usize = 8 << 20;
+
 /// Longest class name quoted in an error: the name comes from the file.
 const MAX_NAME_IN_ERROR: usize = 200;
 
@@ -252,7 +268,12 @@ fn class_name(module: &str, name: &str) -> String {
 /// Runs the pickle in `data` and returns its value tree. Never executes code; memory is bounded
 /// by a small multiple of `data.len()`.
 pub fn parse(data: &[u8]) -> Result<Pickle, PickleError> {
+    parse_limited(data, MAX_OBJECTS)
+}
+
+fn parse_limited(data: &[u8], max_objects: usize) -> Result<Pickle, PickleError> {
     Machine {
+        max_objects,
         data,
         pos: 0,
         op_pos: 0,
@@ -265,6 +286,7 @@ pub fn parse(data: &[u8]) -> Result<Pickle, PickleError> {
 }
 
 struct Machine<'a> {
+    max_objects: usize,
     data: &'a [u8],
     pos: usize,
     /// Start of the opcode being run, for error messages.
@@ -349,7 +371,7 @@ impl<'a> Machine<'a> {
 
     fn pop(&mut self) -> Result<ObjId, PickleError> {
         // Items below the innermost mark belong to an enclosing frame.
-        if self.stack.len() <= self.marks.last().copied().unwrap_or(0) && !self.marks.is_empty() {
+        if self.marks.last().is_some_and(|&m| self.stack.len() <= m) {
             return Err(self.malformed("pop across a mark"));
         }
         self.stack
@@ -413,6 +435,10 @@ impl<'a> Machine<'a> {
 
     fn run(mut self) -> Result<Pickle, PickleError> {
         loop {
+            // No opcode builds more than three nodes.
+            if self.objs.len() > self.max_objects {
+                return Err(PickleError::TooManyObjects(self.max_objects));
+            }
             self.op_pos = self.pos;
             let op = self.u8()?;
             match op {
@@ -458,36 +484,14 @@ impl<'a> Machine<'a> {
                     let o = match l {
                         "01" => Object::Bool(true),
                         "00" => Object::Bool(false),
-                        _ => l.parse::<i64>().map(Object::Int).or_else(|_| {
-                            if !l.is_empty()
-                                && l.trim_start_matches('-')
-                                    .bytes()
-                                    .all(|b| b.is_ascii_digit())
-                            {
-                                Ok(Object::BigInt)
-                            } else {
-                                Err(self.malformed("bad INT argument"))
-                            }
-                        })?,
+                        _ => text_int(l).ok_or_else(|| self.malformed("bad INT argument"))?,
                     };
                     self.push(o);
                 }
                 b'L' => {
                     let l = self.line()?;
-                    let digits = l.strip_suffix('L').unwrap_or(l);
-                    let o = match digits.parse::<i64>() {
-                        Ok(v) => Object::Int(v),
-                        Err(_)
-                            if !digits.is_empty()
-                                && digits
-                                    .trim_start_matches('-')
-                                    .bytes()
-                                    .all(|b| b.is_ascii_digit()) =>
-                        {
-                            Object::BigInt
-                        }
-                        Err(_) => return Err(self.malformed("bad LONG argument")),
-                    };
+                    let o = text_int(l.strip_suffix('L').unwrap_or(l))
+                        .ok_or_else(|| self.malformed("bad LONG argument"))?;
                     self.push(o);
                 }
                 b'J' => {
@@ -895,7 +899,7 @@ impl<'a> Machine<'a> {
             }
             Global::RebuildTensor | Global::RebuildTensorV2 => {
                 let storage = match &self.objs[arg(0)?] {
-                    Object::Storage(s) => s.clone(),
+                    Object::Storage(s) => (**s).clone(),
                     other => {
                         return Err(self.malformed(format!(
                             "tensor built from a {} instead of a storage",
@@ -913,12 +917,12 @@ impl<'a> Machine<'a> {
                         strides.len()
                     )));
                 }
-                Object::Tensor(TensorRef {
+                Object::Tensor(Box::new(TensorRef {
                     storage,
                     storage_offset,
                     shape,
                     strides,
-                })
+                }))
             }
             Global::RebuildParameter | Global::RebuildParameterWithState => {
                 // A Parameter is its data; requires_grad, hooks and state do not matter here.
@@ -951,6 +955,34 @@ impl<'a> Machine<'a> {
                 match a.get(1).map(|&i| &self.objs[i]) {
                     Some(Object::Int(i)) => Object::Str(format!("{kind}:{i}")),
                     _ => Object::Str(kind.to_string()),
+                }
+            }
+            Global::NumpyDType => {
+                let code = self
+                    .str_of(arg(0)?)
+                    .ok_or_else(|| self.malformed("numpy.dtype of a non-string"))?;
+                Object::NumpyDType(code.to_string())
+            }
+            Global::NumpyScalar => {
+                let code = match &self.objs[arg(0)?] {
+                    Object::NumpyDType(c) => c.as_str(),
+                    other => {
+                        return Err(self.malformed(format!(
+                            "numpy scalar of a {} instead of a dtype",
+                            other.kind()
+                        )))
+                    }
+                };
+                match &self.objs[arg(1)?] {
+                    Object::Bytes(b) => {
+                        numpy_scalar(code, b).unwrap_or_else(|| Object::Bytes(b.clone()))
+                    }
+                    other => {
+                        return Err(self.malformed(format!(
+                            "numpy scalar from a {} instead of bytes",
+                            other.kind()
+                        )))
+                    }
                 }
             }
             Global::StorageType(..) | Global::TorchDType | Global::TensorClass => {
@@ -986,13 +1018,45 @@ impl<'a> Machine<'a> {
             .to_string();
         let location = self.str_of(items[3]).unwrap_or("").to_string();
         let numel = self.uint(items[4], "storage size")?;
-        Ok(Object::Storage(StorageRef {
+        Ok(Object::Storage(Box::new(StorageRef {
             key,
             dtype,
             numel,
             location,
-        }))
+        })))
     }
+}
+
+/// The value of a numpy scalar from its dtype code and (little-endian) bytes; `None` for types
+/// it does not decode, which are then kept as bytes.
+fn numpy_scalar(code: &str, b: &[u8]) -> Option<Object> {
+    fn arr<const N: usize>(b: &[u8]) -> Option<[u8; N]> {
+        b.try_into().ok()
+    }
+    Some(match code {
+        "f8" => Object::Float(f64::from_le_bytes(arr(b)?)),
+        "f4" => Object::Float(f32::from_le_bytes(arr(b)?) as f64),
+        "f2" => Object::Float(half::f16::from_le_bytes(arr(b)?).to_f64()),
+        "i8" => Object::Int(i64::from_le_bytes(arr(b)?)),
+        "i4" => Object::Int(i32::from_le_bytes(arr(b)?) as i64),
+        "i2" => Object::Int(i16::from_le_bytes(arr(b)?) as i64),
+        "i1" => Object::Int(i8::from_le_bytes(arr(b)?) as i64),
+        "u8" => i64::try_from(u64::from_le_bytes(arr(b)?)).map_or(Object::BigInt, Object::Int),
+        "u4" => Object::Int(u32::from_le_bytes(arr(b)?) as i64),
+        "u2" => Object::Int(u16::from_le_bytes(arr(b)?) as i64),
+        "u1" => Object::Int(u8::from_le_bytes(arr(b)?) as i64),
+        "b1" => Object::Bool(arr::<1>(b)?[0] != 0),
+        _ => return None,
+    })
+}
+
+/// A decimal integer of the text opcodes; wider than 64 bits becomes [`Object::BigInt`].
+fn text_int(s: &str) -> Option<Object> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.parse::<i64>().map_or(Object::BigInt, Object::Int))
 }
 
 /// Decodes Python's raw-unicode-escape (protocol 0 UNICODE): bytes are Latin-1 characters
@@ -1086,6 +1150,26 @@ mod tests {
         assert_eq!(raw_unicode_escape(b"\\u12"), None);
         assert_eq!(raw_unicode_escape(b"\\ud800"), None);
         assert_eq!(raw_unicode_escape(b"x\\y").as_deref(), Some("x\\y"));
+    }
+
+    #[test]
+    fn nodes_stay_small_and_few() {
+        assert!(std::mem::size_of::<Object>() <= 32);
+        let mut p = vec![0x80, 2, b'('];
+        p.extend(std::iter::repeat_n(b'N', 1000));
+        p.extend_from_slice(b"l.");
+        assert!(parse_limited(&p, 1001).is_ok());
+        let e = parse_limited(&p, 999).unwrap_err();
+        assert_eq!(e, PickleError::TooManyObjects(999));
+    }
+
+    #[test]
+    fn numpy_scalars() {
+        assert_eq!(numpy_scalar("f2", &[0x00, 0x3c]), Some(Object::Float(1.0)));
+        assert_eq!(numpy_scalar("u8", &[0xff; 8]), Some(Object::BigInt));
+        assert_eq!(numpy_scalar("i1", &[0xfe]), Some(Object::Int(-2)));
+        assert_eq!(numpy_scalar("f8", &[0; 4]), None, "wrong length");
+        assert_eq!(numpy_scalar("c16", &[0; 16]), None);
     }
 
     #[test]

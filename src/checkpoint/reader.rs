@@ -392,23 +392,30 @@ impl WeightsReader {
         };
         let file = &self.files[entry.file];
         let (start, end) = match &entry.loc {
-            Loc::Range { start, end } => (*start as usize, *end as usize),
-            Loc::Torch(t) => (
-                t.data_offset as usize,
-                (t.data_offset + t.storage_nbytes).min(file.map.len() as u64) as usize,
-            ),
+            Loc::Range { start, end } => (*start, *end),
+            Loc::Torch(t) => (t.data_offset, t.data_offset + t.storage_nbytes),
         };
-        if end > start {
-            // SAFETY: the mapping is read-only and file-backed, so dropped pages are simply
-            // faulted in again from the file on the next access; no data can be lost.
-            let _ = unsafe {
-                file.map.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    start,
-                    end - start,
-                )
-            };
-        }
+        drop_pages(&file.map, start, end);
+    }
+
+    /// Like [`release`](Self::release) for bytes `offset..offset + len` of a tensor's data, so
+    /// a large tensor can be let go of piece by piece as it is consumed. A no-op for tensors
+    /// whose bytes are not contiguous in the file (those are read into memory anyway).
+    pub fn release_range(&self, name: &str, offset: usize, len: usize) {
+        let Ok((info, entry)) = self.entry(name) else {
+            return;
+        };
+        let file = &self.files[entry.file];
+        let base = match &entry.loc {
+            Loc::Range { start, .. } => *start,
+            Loc::Torch(t) if is_row_major(&info.shape, &t.strides) => {
+                t.data_offset + t.storage_offset * info.dtype.size_in_bytes() as u64
+            }
+            Loc::Torch(_) => return,
+        };
+        let len = len.min(info.nbytes().saturating_sub(offset));
+        let start = base + offset as u64;
+        drop_pages(&file.map, start, start + len as u64);
     }
 
     /// Hints that tensors will be read front to back (aggressive read-ahead on a cold cache).
@@ -448,6 +455,34 @@ impl WeightsReader {
             .max_by_key(|&(d, n)| (n, d.size_in_bytes()))
             .map(|(d, _)| d)
     }
+}
+
+/// Drops this process's mapping of bytes `start..end` of `map` (see [`WeightsReader::release`]).
+fn drop_pages(map: &Mmap, start: u64, end: u64) {
+    let end = end.min(map.len() as u64);
+    if end > start {
+        // SAFETY: the mapping is read-only and file-backed, so dropped pages are simply
+        // faulted in again from the file on the next access; no data can be lost.
+        let _ = unsafe {
+            map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                start as usize,
+                (end - start) as usize,
+            )
+        };
+    }
+}
+
+/// Whether `strides` (in elements) are those of a row-major contiguous tensor of `shape`.
+fn is_row_major(shape: &[usize], strides: &[usize]) -> bool {
+    let mut expect = 1;
+    for (&d, &s) in shape.iter().zip(strides).rev() {
+        if d != 1 && s != expect {
+            return false;
+        }
+        expect *= d;
+    }
+    shape.len() == strides.len()
 }
 
 /// The `weight_map` of a shard index (`{"weight_map": {tensor: file}}`).

@@ -57,7 +57,7 @@ pub enum TorchError {
 
 /// The pickle of a `data.pkl` is parsed in memory; anything bigger than this is not a checkpoint
 /// (a 12B-parameter shard's is ~100 KB) and would only cost memory.
-const MAX_PICKLE_BYTES: u64 = 256 << 20;
+const MAX_PICKLE_BYTES: u64 = 64 << 20;
 
 /// Keys under which training scripts nest the model's state dict.
 const NESTING_KEYS: &[&str] = &["model", "state_dict", "module", "model_state_dict"];
@@ -112,6 +112,16 @@ pub fn read_torch_index(path: &Path) -> Result<Vec<TorchTensor>, TorchError> {
             reason: "no data.pkl in the archive".into(),
         })?;
     let prefix = pkl_name[..pkl_name.len() - "data.pkl".len()].to_string();
+
+    // torch.jit.save archives hold code and a pickled module object, not a state dict.
+    if zip
+        .index_for_name(&format!("{prefix}constants.pkl"))
+        .is_some()
+    {
+        return Err(invalid(
+            "a TorchScript archive (torch.jit.save), not a state dict: save model.state_dict() with torch.save".into(),
+        ));
+    }
 
     if let Some(i) = zip.index_for_name(&format!("{prefix}byteorder")) {
         let e = entry(&mut zip, i, path, file_len)?;
@@ -416,7 +426,7 @@ fn tensor_dict(pk: &Pickle, id: ObjId) -> Option<Vec<(&str, &TensorRef)>> {
     items
         .iter()
         .map(|&(k, v)| match (pk.get(k), pk.get(v)) {
-            (Object::Str(name), Object::Tensor(t)) => Some((name.as_str(), t)),
+            (Object::Str(name), Object::Tensor(t)) => Some((name.as_str(), &**t)),
             _ => None,
         })
         .collect()
@@ -495,37 +505,79 @@ fn is_contiguous(shape: &[usize], strides: &[usize]) -> bool {
 /// Copies a strided view out of `storage` into row-major order. The caller has checked that
 /// every index lies inside `storage`.
 fn gather(storage: &[u8], es: usize, offset: usize, shape: &[usize], strides: &[usize]) -> Vec<u8> {
+    // A fixed element size turns each element copy into one load and store.
+    match es {
+        1 => gather_n::<1>(storage, offset, shape, strides),
+        2 => gather_n::<2>(storage, offset, shape, strides),
+        4 => gather_n::<4>(storage, offset, shape, strides),
+        _ => gather_n::<8>(storage, offset, shape, strides),
+    }
+}
+
+fn gather_n<const ES: usize>(
+    storage: &[u8],
+    offset: usize,
+    shape: &[usize],
+    strides: &[usize],
+) -> Vec<u8> {
     let numel: usize = shape.iter().product();
-    let mut out = Vec::with_capacity(numel * es);
-    if shape.is_empty() {
-        out.extend_from_slice(&storage[offset * es..(offset + 1) * es]);
+    let mut out = vec![0u8; numel * ES];
+    if numel == 0 {
         return out;
     }
-    let d = shape.len() - 1;
-    let (inner_n, inner_s) = (shape[d], strides[d]);
-    // Odometer over the outer dimensions; the innermost one is a run (a single copy if stride 1).
-    let mut idx = vec![0usize; d];
-    loop {
+    let Some((&inner_n, outer)) = shape.split_last() else {
+        out.copy_from_slice(&storage[offset * ES..(offset + 1) * ES]);
+        return out;
+    };
+    let inner_s = strides[outer.len()];
+    if let ([rows], [sr, sc]) = (outer, strides) {
+        if inner_s != 1 {
+            transpose_tiled::<ES>(storage, offset, (*rows, inner_n), (*sr, *sc), &mut out);
+            return out;
+        }
+    }
+    // Odometer over the outer dimensions; the innermost one is a row (one copy if stride 1).
+    let mut idx = vec![0usize; outer.len()];
+    for row in out.chunks_exact_mut(inner_n * ES) {
         let base = offset + idx.iter().zip(strides).map(|(i, s)| i * s).sum::<usize>();
         if inner_s == 1 {
-            out.extend_from_slice(&storage[base * es..(base + inner_n) * es]);
+            row.copy_from_slice(&storage[base * ES..(base + inner_n) * ES]);
         } else {
-            for j in 0..inner_n {
-                let e = base + j * inner_s;
-                out.extend_from_slice(&storage[e * es..(e + 1) * es]);
+            for (j, dst) in row.chunks_exact_mut(ES).enumerate() {
+                let e = (base + j * inner_s) * ES;
+                dst.copy_from_slice(&storage[e..e + ES]);
             }
         }
-        let mut k = d;
-        loop {
-            if k == 0 {
-                return out;
-            }
-            k -= 1;
+        for k in (0..outer.len()).rev() {
             idx[k] += 1;
-            if idx[k] < shape[k] {
+            if idx[k] < outer[k] {
                 break;
             }
             idx[k] = 0;
+        }
+    }
+    out
+}
+
+/// The 2-D strided copy (typically a transposed weight) in tiles, so that both the reads and
+/// the writes of a tile stay within a few cache lines each instead of missing on every element.
+fn transpose_tiled<const ES: usize>(
+    storage: &[u8],
+    offset: usize,
+    (rows, cols): (usize, usize),
+    (sr, sc): (usize, usize),
+    out: &mut [u8],
+) {
+    const TILE: usize = 32;
+    for i0 in (0..rows).step_by(TILE) {
+        for j0 in (0..cols).step_by(TILE) {
+            for j in j0..(j0 + TILE).min(cols) {
+                for i in i0..(i0 + TILE).min(rows) {
+                    let e = (offset + i * sr + j * sc) * ES;
+                    let o = (i * cols + j) * ES;
+                    out[o..o + ES].copy_from_slice(&storage[e..e + ES]);
+                }
+            }
         }
     }
 }
@@ -565,6 +617,29 @@ mod tests {
         }
         assert_eq!(got, want);
         assert_eq!(gather(&storage, 2, 5, &[], &[]), 5u16.to_le_bytes());
+        // 2-D views (tiled path), sizes not multiples of the tile, every element size.
+        for es in [1usize, 2, 4, 8] {
+            let (rows, cols) = (37usize, 70usize);
+            let storage: Vec<u8> = (0..rows * cols * es + 3 * es)
+                .map(|i| (i * 7 % 251) as u8)
+                .collect();
+            for (strides, off) in [
+                ([1usize, rows], 0usize),
+                ([1, rows], 3),
+                ([cols, 1], 1),
+                ([0, 1], 2),
+            ] {
+                let got = gather(&storage, es, off, &[rows, cols], &strides);
+                let mut want = Vec::new();
+                for i in 0..rows {
+                    for j in 0..cols {
+                        let e = (off + i * strides[0] + j * strides[1]) * es;
+                        want.extend_from_slice(&storage[e..e + es]);
+                    }
+                }
+                assert_eq!(got, want, "es {es} strides {strides:?} offset {off}");
+            }
+        }
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct SafetensorsWriter {
     shard: usize,
     out: Option<BufWriter<File>>,
     bytes_written: u64,
+    /// Bytes of the current tensor written so far (streamed in parts).
+    partial: usize,
 }
 
 impl SafetensorsWriter {
@@ -83,6 +85,7 @@ impl SafetensorsWriter {
             shard: 0,
             out: None,
             bytes_written: 0,
+            partial: 0,
         };
         w.open_shard()?;
         Ok(w)
@@ -135,8 +138,23 @@ impl SafetensorsWriter {
         Ok(())
     }
 
-    /// Writes the next tensor of the plan; `name` and the byte count must match it.
+    /// Writes the next tensor of the plan whole; `name` and the byte count must match it.
     pub fn write(&mut self, name: &str, data: &[u8]) -> Result<(), CheckpointError> {
+        if let Some(t) = self.plan.get(self.next) {
+            if t.name == name && (self.partial != 0 || t.nbytes() != data.len()) {
+                return Err(self.err(format!(
+                    "tensor '{name}': {} bytes written, {} planned",
+                    self.partial + data.len(),
+                    t.nbytes()
+                )));
+            }
+        }
+        self.write_part(name, data)
+    }
+
+    /// Appends the next bytes of the current tensor (the next of the plan), so a tensor can be
+    /// streamed in pieces; the tensor is complete once its planned byte count is reached.
+    pub fn write_part(&mut self, name: &str, data: &[u8]) -> Result<(), CheckpointError> {
         let Some(t) = self.plan.get(self.next) else {
             return Err(self.err(format!("tensor '{name}' written after the plan's end")));
         };
@@ -146,11 +164,11 @@ impl SafetensorsWriter {
                 t.name
             )));
         }
-        if t.nbytes() != data.len() {
+        let nbytes = t.nbytes();
+        if self.partial + data.len() > nbytes {
             return Err(self.err(format!(
-                "tensor '{name}': {} bytes written, {} planned",
-                data.len(),
-                t.nbytes()
+                "tensor '{name}': {} bytes written, {nbytes} planned",
+                self.partial + data.len()
             )));
         }
         while self.next >= self.shards[self.shard].range.end {
@@ -165,13 +183,26 @@ impl SafetensorsWriter {
             .write_all(data)
             .map_err(|e| CheckpointError::io(path, e))?;
         self.bytes_written += data.len() as u64;
-        self.next += 1;
+        self.partial += data.len();
+        if self.partial == nbytes {
+            self.next += 1;
+            self.partial = 0;
+        }
         Ok(())
     }
 
     /// Checks every planned tensor was written, flushes, writes the shard index.
     /// Returns the bytes written (headers included).
     pub fn finish(mut self) -> Result<u64, CheckpointError> {
+        if self.partial != 0 {
+            let t = &self.plan[self.next];
+            return Err(self.err(format!(
+                "tensor '{}': only {} of {} bytes written",
+                t.name,
+                self.partial,
+                t.nbytes()
+            )));
+        }
         if self.next != self.plan.len() {
             return Err(self.err(format!(
                 "finished after {} of {} tensors (next: '{}')",
@@ -267,6 +298,37 @@ mod tests {
                 assert_eq!(&*r.bytes(&t.name).unwrap(), data(&t).as_slice());
             }
         }
+    }
+
+    #[test]
+    fn tensors_can_be_streamed_in_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SafetensorsWriter::create(dir.path(), plan(), 48).unwrap();
+        for t in plan() {
+            let d = data(&t);
+            for piece in d.chunks(5) {
+                w.write_part(&t.name, piece).unwrap();
+            }
+        }
+        w.finish().unwrap();
+        let r = WeightsReader::open(dir.path()).unwrap();
+        for t in plan() {
+            assert_eq!(&*r.bytes(&t.name).unwrap(), data(&t).as_slice());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SafetensorsWriter::create(dir.path(), plan(), 48).unwrap();
+        w.write_part("w1", &[0; 40]).unwrap();
+        assert!(w
+            .write_part("w1", &[0; 9])
+            .unwrap_err()
+            .to_string()
+            .contains("49 bytes written, 48 planned"));
+        assert!(
+            w.write("w1", &[0; 8]).is_err(),
+            "whole write in the middle of a tensor"
+        );
+        let e = w.finish().unwrap_err().to_string();
+        assert!(e.contains("only 40 of 48 bytes"), "{e}");
     }
 
     #[test]

@@ -1,8 +1,88 @@
-//! `lawa export`: export charts and tables from cached results.
+//! `lawa export`: export the chart and tables of a trajectory from its cached results.
+
+use std::path::PathBuf;
+
+use lawa::export::chart::{self, ChartOptions, XAxis};
+use lawa::results::{self, EvalKey, ResultRecord, ResultsStore};
+use lawa::spikes::SpikeParams;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
+pub enum XArg {
+    #[default]
+    Step,
+    Tokens,
+}
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The trajectory (as given to `lawa explore`)
+    pub source: String,
+    /// Output folder (created if needed)
+    #[arg(long)]
+    pub out: PathBuf,
+    /// x axis of the chart
+    #[arg(long, value_enum, default_value_t = XArg::Step)]
+    pub x: XArg,
+    /// Logarithmic y axis
+    #[arg(long)]
+    pub log_y: bool,
+    /// EMA smoothing of the train loss, in [0, 1)
+    #[arg(long, default_value_t = 0.6)]
+    pub smoothing: f64,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`lawa export` is not built yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let traj = lawa::source::open(&args.source)?;
+    let dir = results::trajectory_dir(&traj.source)?;
+    let (store, warnings) = ResultsStore::open(&dir)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    let all: Vec<ResultRecord> = store.records().to_vec();
+    // The chart compares like with like: the eval settings of the newest result.
+    let key = all.last().map(|r| EvalKey {
+        data_hash: r.data_hash.clone(),
+        ctx: Some(r.ctx),
+        max_tokens: r.max_tokens,
+    });
+    let shown: Vec<&ResultRecord> = all
+        .iter()
+        .filter(|r| key.as_ref().is_some_and(|k| k.matches(r)))
+        .collect();
+    let spikes = chart::detect_spikes(&traj, &shown, &SpikeParams::default());
+    let x_axis = match args.x {
+        XArg::Step => XAxis::Step,
+        XArg::Tokens => XAxis::Tokens,
+    };
+    if x_axis == XAxis::Tokens && !chart::has_tokens(&traj) {
+        anyhow::bail!("{}: tokens per step unknown for this run; use --x step", args.source);
+    }
+    let model = chart::build(
+        &traj,
+        &shown,
+        &ChartOptions {
+            x_axis,
+            log_y: args.log_y,
+            smoothing: args.smoothing.clamp(0.0, 0.99),
+            spikes: spikes.iter().map(|r| (r.start_step, r.end_step)).collect(),
+            cursor_step: None,
+            window_steps: None,
+        },
+    );
+    let files = lawa::export::export_all(
+        &model,
+        &all,
+        &args.out,
+        &lawa::export::file_stem(&traj.name),
+    )?;
+    eprintln!(
+        "{} results ({} on the chart), {} spike region(s)",
+        all.len(),
+        shown.len(),
+        spikes.len()
+    );
+    for f in files {
+        println!("{}", f.display());
+    }
+    Ok(())
 }

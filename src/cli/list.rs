@@ -211,7 +211,7 @@ fn table(l: &Listing) -> String {
     let mut out = String::new();
     let per_step = l
         .tokens_per_step
-        .map(|k| format!(", {} tokens/step", compact(k)))
+        .map(|k| format!(", {k} tokens/step"))
         .unwrap_or_default();
     out.push_str(&format!(
         "{}  ({})  {} checkpoints{per_step}\n",
@@ -242,13 +242,14 @@ fn table(l: &Listing) -> String {
             ("tokens", &m.tokens),
         ] {
             if let Some(s) = s {
+                let last = if label == "tokens" && s.last.is_finite() && s.last >= 0.0 {
+                    compact(s.last as u64)
+                } else {
+                    num(s.last)
+                };
                 out.push_str(&format!(
-                    "  {label:<9} {} points, steps {}-{}, last {} (step {})\n",
-                    s.count,
-                    s.first_step,
-                    s.last_step,
-                    num(s.last),
-                    s.last_step
+                    "  {label:<9} {} points, steps {}-{}, last {last} (step {})\n",
+                    s.count, s.first_step, s.last_step, s.last_step
                 ));
             }
         }

@@ -47,10 +47,14 @@ pub fn main() -> ExitCode {
         lawa::source::hub::set_offline(true);
     }
     let result: anyhow::Result<()> = match cli.command {
-        None => {
-            use clap::CommandFactory;
-            Cli::command().print_help().map_err(Into::into)
-        }
+        // `lawa` alone: the explorer on the demo trajectory, trained first (with its progress).
+        None => explore::run_demo(|| match Cli::try_parse_from(["lawa", "demo"]) {
+            Ok(Cli {
+                command: Some(Command::Demo(a)),
+            }) => demo::run(a),
+            Ok(_) => anyhow::bail!("internal: `lawa demo` did not parse as the demo command"),
+            Err(e) => Err(e.into()),
+        }),
         Some(Command::List(a)) => list::run(a),
         Some(Command::Average(a)) => average::run(a),
         Some(Command::Eval(a)) => eval::run(a),

@@ -27,6 +27,8 @@ pub enum ModelError {
     },
     #[error("{}: {msg}", path.display())]
     Weights { path: PathBuf, msg: String },
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error("{0}")]
     Candle(#[from] candle_core::Error),
 }

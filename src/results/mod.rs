@@ -1,1 +1,544 @@
 //! The per-trajectory results store (append-only) and the averaged-model cache.
+//!
+//! Every evaluation result is one JSON line in `results.jsonl` under the trajectory's data dir
+//! (`$LAWA_HOME/trajectories/<hash of the source>/`). Lines are appended whole and fsynced, so a
+//! crash or kill leaves at worst a torn last line, which is dropped (with a warning) on open.
+//! Averaged model dirs live beside it in `models/`, evicted oldest-first above a size limit.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Version of lawa that wrote a record.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The scheme name of a record that evaluates one checkpoint as it is.
+pub const RAW: &str = "raw";
+
+const RESULTS_FILE: &str = "results.jsonl";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {msg}", path.display())]
+    Json { path: PathBuf, msg: String },
+    #[error("no data directory for lawa on this system: set LAWA_HOME")]
+    NoHome,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
+    move |source| ResultsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One evaluation: a raw checkpoint (`scheme == "raw"`) or an average of a window of checkpoints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    /// The trajectory's source string.
+    pub source: String,
+    /// The checkpoint the window ends at (the x position of the result).
+    pub end_step: u64,
+    /// The checkpoints that were averaged (one for a raw checkpoint).
+    pub steps: Vec<u64>,
+    /// `raw`, `uniform`, `ema:HALF_LIFE`, `linear`, `custom:w1,w2,...` (the average scheme's Display).
+    pub scheme: String,
+    /// The window size asked for (the spike-aware window may skip checkpoints but keeps k).
+    pub k: usize,
+    /// Checkpoints inside detected loss spikes were left out of the window.
+    pub spike_aware: bool,
+    /// Normalised weight of each step in `steps`.
+    pub weights: Vec<f64>,
+    /// Eval data: its file name (for people) and content hash (for matching).
+    pub data: String,
+    pub data_hash: String,
+    pub ctx: usize,
+    pub max_tokens: Option<u64>,
+    pub dtype: String,
+    pub device: String,
+    pub mean_nll: f64,
+    pub ppl: f64,
+    pub bits_per_byte: Option<f64>,
+    pub predicted_tokens: u64,
+    pub tool_version: String,
+    /// Seconds since the Unix epoch when the result was stored.
+    pub unix_time: u64,
+}
+
+impl ResultRecord {
+    pub fn is_raw(&self) -> bool {
+        self.scheme == RAW
+    }
+    /// The curve this result belongs to.
+    pub fn series(&self) -> String {
+        series_label(&self.scheme, self.k, self.spike_aware)
+    }
+}
+
+/// Name of the curve of one averaging setting: `raw`, `uniform k=5`, `ema:200 k=8 spike-aware`.
+pub fn series_label(scheme: &str, k: usize, spike_aware: bool) -> String {
+    if scheme == RAW {
+        return RAW.to_string();
+    }
+    let aware = if spike_aware { " spike-aware" } else { "" };
+    format!("{scheme} k={k}{aware}")
+}
+
+/// Which eval data and settings a record must match to be shown next to others.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct EvalKey {
+    pub data_hash: String,
+    /// `None`: the model's default context (whatever the record says).
+    pub ctx: Option<usize>,
+    pub max_tokens: Option<u64>,
+}
+
+impl EvalKey {
+    pub fn matches(&self, r: &ResultRecord) -> bool {
+        r.data_hash == self.data_hash
+            && self.ctx.is_none_or(|c| c == r.ctx)
+            && self.max_tokens == r.max_tokens
+    }
+}
+
+/// Seconds since the epoch, for record timestamps.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// lawa's data dir: `$LAWA_HOME`, else the platform data dir + `lawa`.
+pub fn lawa_home() -> Result<PathBuf, ResultsError> {
+    if let Some(h) = std::env::var_os("LAWA_HOME").filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(h));
+    }
+    dirs::data_dir()
+        .map(|d| d.join("lawa"))
+        .ok_or(ResultsError::NoHome)
+}
+
+/// Stable key of a trajectory source: an existing path is canonicalised first, so `./run` and
+/// `/abs/run` share one store.
+pub fn source_key(source: &str) -> String {
+    let canonical = fs::canonicalize(source)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| source.to_string());
+    hex16(canonical.as_bytes())
+}
+
+/// The data dir of one trajectory: `$LAWA_HOME/trajectories/<source key>`.
+pub fn trajectory_dir(source: &str) -> Result<PathBuf, ResultsError> {
+    Ok(lawa_home()?.join("trajectories").join(source_key(source)))
+}
+
+/// First 16 hex digits of the sha256 of `bytes`.
+pub fn hex16(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hash identifying eval data by content: `text:` or `tokens:` + sha256 of the file.
+pub fn file_hash(kind: &str, path: &Path) -> Result<String, ResultsError> {
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let d = h.finalize();
+    let hex: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{kind}:{hex}"))
+}
+
+/// The append-only store of one trajectory's results.
+#[derive(Debug)]
+pub struct ResultsStore {
+    path: PathBuf,
+    records: Vec<ResultRecord>,
+}
+
+impl ResultsStore {
+    /// Opens (creating if needed) the store in `dir`. Lines that do not parse are skipped and
+    /// returned as warnings; a torn last line (a write cut short) is cut off the file so the
+    /// next append starts on a fresh line.
+    pub fn open(dir: &Path) -> Result<(ResultsStore, Vec<String>), ResultsError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let path = dir.join(RESULTS_FILE);
+        let mut warnings = Vec::new();
+        let mut records = Vec::new();
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if complete < bytes.len() {
+            warnings.push(format!(
+                "{}: ignored a torn last line ({} bytes; an interrupted write)",
+                path.display(),
+                bytes.len() - complete
+            ));
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            f.set_len(complete as u64).map_err(io_err(&path))?;
+            f.sync_all().map_err(io_err(&path))?;
+        }
+        for (i, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<ResultRecord>(line) {
+                Ok(r) => records.push(r),
+                Err(e) => warnings.push(format!(
+                    "{}: line {}: skipped, not a result record: {e}",
+                    path.display(),
+                    i + 1
+                )),
+            }
+        }
+        Ok((ResultsStore { path, records }, warnings))
+    }
+
+    /// Opens the store of the trajectory with this source string.
+    pub fn open_for_source(source: &str) -> Result<(ResultsStore, Vec<String>), ResultsError> {
+        Self::open(&trajectory_dir(source)?)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn records(&self) -> &[ResultRecord] {
+        &self.records
+    }
+
+    /// Appends one record as one whole line and fsyncs before returning.
+    pub fn append(&mut self, record: ResultRecord) -> Result<(), ResultsError> {
+        let mut line = serde_json::to_vec(&record).map_err(|e| ResultsError::Json {
+            path: self.path.clone(),
+            msg: e.to_string(),
+        })?;
+        line.push(b'\n');
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io_err(&self.path))?;
+        // One write call of the whole line: concurrent appenders never interleave within a line.
+        f.write_all(&line).map_err(io_err(&self.path))?;
+        f.sync_data().map_err(io_err(&self.path))?;
+        self.records.push(record);
+        Ok(())
+    }
+}
+
+/// Averaged model dirs kept for re-evaluation and export, oldest evicted above a size limit.
+#[derive(Clone, Debug)]
+pub struct ModelCache {
+    dir: PathBuf,
+    limit_bytes: u64,
+}
+
+/// Default size limit of the averaged-model cache.
+pub const DEFAULT_CACHE_LIMIT: u64 = 4 << 30;
+
+impl ModelCache {
+    pub fn new(dir: PathBuf, limit_bytes: u64) -> Self {
+        Self { dir, limit_bytes }
+    }
+
+    /// The cache of a trajectory's data dir (`<dir>/models`).
+    pub fn in_trajectory_dir(dir: &Path, limit_bytes: u64) -> Self {
+        Self::new(dir.join("models"), limit_bytes)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the average with this key lives (present or not).
+    pub fn path_for(&self, key: &str) -> PathBuf {
+        self.dir.join(key)
+    }
+
+    /// The cached model dir for `key`, if complete; marks it as recently used.
+    /// Dirs are only ever renamed into place when complete, so existence means complete.
+    pub fn get(&self, key: &str) -> Option<PathBuf> {
+        let p = self.path_for(key);
+        if !p.is_dir() {
+            return None;
+        }
+        touch(&p);
+        Some(p)
+    }
+
+    /// Removes the least recently used model dirs until the cache fits its limit, never
+    /// removing `keep`. Hidden entries (temporary dirs of writes in progress) are left alone.
+    pub fn evict(&self, keep: Option<&Path>) -> Result<Vec<PathBuf>, ResultsError> {
+        let mut entries = Vec::new();
+        let rd = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.dir)(e)),
+        };
+        for e in rd {
+            let e = e.map_err(io_err(&self.dir))?;
+            let p = e.path();
+            if e.file_name().to_string_lossy().starts_with('.') || !p.is_dir() {
+                continue;
+            }
+            let used = fs::metadata(&p)
+                .and_then(|m| m.modified())
+                .unwrap_or(UNIX_EPOCH);
+            entries.push((used, dir_size(&p), p));
+        }
+        let mut total: u64 = entries.iter().map(|e| e.1).sum();
+        entries.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.2.cmp(&b.2)));
+        let mut removed = Vec::new();
+        for (_, size, p) in entries {
+            if total <= self.limit_bytes {
+                break;
+            }
+            if Some(p.as_path()) == keep {
+                continue;
+            }
+            fs::remove_dir_all(&p).map_err(io_err(&p))?;
+            total = total.saturating_sub(size);
+            removed.push(p);
+        }
+        Ok(removed)
+    }
+}
+
+/// Key of an averaged model: what was averaged, how, in which dtype.
+pub fn average_key(source: &str, steps: &[u64], weights: &[f64], dtype: &str) -> String {
+    let mut s = format!("{source}|{dtype}");
+    for (st, w) in steps.iter().zip(weights) {
+        s.push_str(&format!("|{st}:{w:.17e}"));
+    }
+    let steps_part = match (steps.first(), steps.last()) {
+        (Some(a), Some(b)) => format!("avg-{a}-{b}-"),
+        _ => "avg-".to_string(),
+    };
+    format!("{steps_part}{}", hex16(s.as_bytes()))
+}
+
+fn touch(p: &Path) {
+    // Best effort: the mtime of the dir is the last-use time the eviction orders by.
+    if let Ok(f) = File::open(p) {
+        let _ = f.set_modified(SystemTime::now());
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = fs::read_dir(p) {
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += dir_size(&e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// Reads the last `n` bytes of a file (used by tests and diagnostics of torn writes).
+pub fn tail_bytes(path: &Path, n: u64) -> Result<Vec<u8>, ResultsError> {
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let len = f.metadata().map_err(io_err(path))?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(n)))
+        .map_err(io_err(path))?;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v).map_err(io_err(path))?;
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn record(end: u64, scheme: &str, nll: f64) -> ResultRecord {
+        ResultRecord {
+            source: "run".into(),
+            end_step: end,
+            steps: vec![end],
+            scheme: scheme.into(),
+            k: 1,
+            spike_aware: false,
+            weights: vec![1.0],
+            data: "heldout.txt".into(),
+            data_hash: "text:abc".into(),
+            ctx: 64,
+            max_tokens: None,
+            dtype: "f32".into(),
+            device: "cpu".into(),
+            mean_nll: nll,
+            ppl: nll.exp(),
+            bits_per_byte: Some(1.0),
+            predicted_tokens: 100,
+            tool_version: TOOL_VERSION.into(),
+            unix_time: 1,
+        }
+    }
+
+    #[test]
+    fn appended_records_are_loaded_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, w) = ResultsStore::open(dir.path()).unwrap();
+        assert!(w.is_empty() && s.records().is_empty());
+        s.append(record(10, RAW, 2.0)).unwrap();
+        s.append(record(20, "uniform", 1.5)).unwrap();
+        let (s2, w2) = ResultsStore::open(dir.path()).unwrap();
+        assert!(w2.is_empty());
+        assert_eq!(s2.records(), s.records());
+        assert_eq!(s2.records()[1].end_step, 20);
+    }
+
+    #[test]
+    fn torn_last_line_is_dropped_with_a_warning_and_appends_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = ResultsStore::open(dir.path()).unwrap();
+        s.append(record(10, RAW, 2.0)).unwrap();
+        // A write cut short by a crash: half a JSON line, no newline.
+        let full = serde_json::to_string(&record(20, RAW, 1.0)).unwrap();
+        let mut f = OpenOptions::new().append(true).open(s.path()).unwrap();
+        f.write_all(&full.as_bytes()[..full.len() / 2]).unwrap();
+        drop(f);
+        let (mut s2, w) = ResultsStore::open(dir.path()).unwrap();
+        assert_eq!(s2.records().len(), 1);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("torn last line"), "{}", w[0]);
+        s2.append(record(30, RAW, 1.0)).unwrap();
+        let (s3, w3) = ResultsStore::open(dir.path()).unwrap();
+        assert!(w3.is_empty(), "{w3:?}");
+        assert_eq!(
+            s3.records().iter().map(|r| r.end_step).collect::<Vec<_>>(),
+            vec![10, 30]
+        );
+        assert_eq!(tail_bytes(s3.path(), 1).unwrap(), b"\n");
+    }
+
+    #[test]
+    fn garbage_lines_are_skipped_with_their_line_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = serde_json::to_string(&record(10, RAW, 2.0)).unwrap();
+        fs::write(
+            dir.path().join(RESULTS_FILE),
+            format!("{line}\nnot json\n\n{line}\n"),
+        )
+        .unwrap();
+        let (s, w) = ResultsStore::open(dir.path()).unwrap();
+        assert_eq!(s.records().len(), 2);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("line 2"), "{}", w[0]);
+    }
+
+    #[test]
+    fn eval_key_matches_data_ctx_and_max_tokens() {
+        let r = record(10, RAW, 2.0);
+        let mut k = EvalKey {
+            data_hash: "text:abc".into(),
+            ctx: None,
+            max_tokens: None,
+        };
+        assert!(k.matches(&r));
+        k.ctx = Some(64);
+        assert!(k.matches(&r));
+        k.ctx = Some(128);
+        assert!(!k.matches(&r));
+        k.ctx = None;
+        k.max_tokens = Some(10);
+        assert!(!k.matches(&r));
+        k.max_tokens = None;
+        k.data_hash = "text:other".into();
+        assert!(!k.matches(&r));
+    }
+
+    #[test]
+    fn series_labels() {
+        assert_eq!(series_label(RAW, 5, true), "raw");
+        assert_eq!(series_label("uniform", 5, false), "uniform k=5");
+        assert_eq!(
+            series_label("ema:200", 8, true),
+            "ema:200 k=8 spike-aware"
+        );
+    }
+
+    #[test]
+    fn source_key_is_the_same_for_relative_and_absolute_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let abs = dir.path().to_string_lossy().into_owned();
+        let with_dot = format!("{abs}/.");
+        assert_eq!(source_key(&abs), source_key(&with_dot));
+        assert_ne!(source_key("hf:a/b"), source_key("hf:a/c"));
+    }
+
+    #[test]
+    fn cache_evicts_least_recently_used_above_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ModelCache::new(dir.path().join("models"), 2500);
+        for (i, name) in ["a", "b", "c"].iter().enumerate() {
+            let p = cache.path_for(name);
+            fs::create_dir_all(&p).unwrap();
+            fs::write(p.join("model.safetensors"), vec![0u8; 1000]).unwrap();
+            let t = UNIX_EPOCH + std::time::Duration::from_secs(1000 + i as u64);
+            File::open(&p).unwrap().set_modified(t).unwrap();
+        }
+        // A write in progress is never counted or removed.
+        fs::create_dir_all(cache.dir().join(".tmp-x")).unwrap();
+        // Using "a" makes "b" the oldest.
+        assert!(cache.get("a").is_some());
+        let removed = cache.evict(None).unwrap();
+        assert_eq!(removed, vec![cache.path_for("b")]);
+        assert!(cache.get("b").is_none());
+        assert!(cache.dir().join(".tmp-x").is_dir());
+        // Keeping the oldest removes the next one instead.
+        let tight = ModelCache::new(cache.dir().to_path_buf(), 1000);
+        let removed = tight.evict(Some(&cache.path_for("c"))).unwrap();
+        assert_eq!(removed, vec![cache.path_for("a")]);
+        assert!(cache.get("c").is_some());
+    }
+
+    #[test]
+    fn file_hash_depends_on_content_and_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.txt");
+        fs::write(&a, "hello").unwrap();
+        let h1 = file_hash("text", &a).unwrap();
+        assert!(h1.starts_with("text:"));
+        assert_ne!(h1, file_hash("tokens", &a).unwrap());
+        fs::write(&a, "hellp").unwrap();
+        assert_ne!(h1, file_hash("text", &a).unwrap());
+        let e = file_hash("text", &dir.path().join("missing")).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn average_key_depends_on_steps_weights_and_dtype() {
+        let a = average_key("s", &[1, 2], &[0.5, 0.5], "f32");
+        assert!(a.starts_with("avg-1-2-"));
+        assert_ne!(a, average_key("s", &[1, 2], &[0.25, 0.75], "f32"));
+        assert_ne!(a, average_key("s", &[1, 2], &[0.5, 0.5], "f16"));
+        assert_ne!(a, average_key("s", &[1, 3], &[0.5, 0.5], "f32"));
+    }
+}

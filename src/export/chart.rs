@@ -1,0 +1,484 @@
+//! The chart as data: curves, spike regions, cursor and window, in the units of the axes.
+//!
+//! Built once from a trajectory and its results; the terminal chart and the PNG/SVG export both
+//! draw this same model, so what is exported is what was on screen.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::results::ResultRecord;
+use crate::source::Trajectory;
+
+/// What the x axis counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum XAxis {
+    #[default]
+    Step,
+    Tokens,
+}
+
+impl XAxis {
+    pub fn label(self) -> &'static str {
+        match self {
+            XAxis::Step => "step",
+            XAxis::Tokens => "tokens",
+        }
+    }
+    pub fn toggled(self) -> Self {
+        match self {
+            XAxis::Step => XAxis::Tokens,
+            XAxis::Tokens => XAxis::Step,
+        }
+    }
+}
+
+/// The role of a curve, which fixes how it is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum CurveKind {
+    /// Train loss as logged, drawn faint behind the smoothed one.
+    TrainRaw,
+    /// Train loss smoothed with a debiased EMA.
+    TrainSmooth,
+    /// Eval loss of each raw checkpoint.
+    EvalRaw,
+    /// Eval loss of averages of one scheme, at the step their window ends.
+    Average,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Curve {
+    pub name: String,
+    pub kind: CurveKind,
+    /// Index into the palette: stable per curve so colours do not jump as results arrive.
+    pub color: usize,
+    /// (x, y) sorted by x; y in nats.
+    pub points: Vec<(f64, f64)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ChartModel {
+    pub title: String,
+    pub x_axis: XAxis,
+    pub log_y: bool,
+    pub curves: Vec<Curve>,
+    /// Spike regions as x ranges.
+    pub spikes: Vec<(f64, f64)>,
+    pub cursor: Option<f64>,
+    /// The averaging window as an x range.
+    pub window: Option<(f64, f64)>,
+}
+
+/// What to put on the chart besides the trajectory and its results.
+#[derive(Clone, Debug, Default)]
+pub struct ChartOptions {
+    pub x_axis: XAxis,
+    pub log_y: bool,
+    /// EMA smoothing factor of the train loss in [0, 1): 0 is no smoothing.
+    pub smoothing: f64,
+    /// Spike regions as step ranges.
+    pub spikes: Vec<(u64, u64)>,
+    pub cursor_step: Option<u64>,
+    pub window_steps: Option<(u64, u64)>,
+}
+
+/// Debiased exponential moving average (as TensorBoard smooths): `s_t = a s_{t-1} + (1-a) x_t`
+/// started at 0 and divided by `1 - a^t`, so early values are not pulled towards zero.
+/// Non-finite inputs are skipped (the previous smoothed value is repeated).
+pub fn ema_debiased(values: &[f64], alpha: f64) -> Vec<f64> {
+    let a = alpha.clamp(0.0, 0.999_999);
+    let mut acc = 0.0;
+    let mut weight = 0.0;
+    let mut out = Vec::with_capacity(values.len());
+    for &v in values {
+        if v.is_finite() {
+            acc = a * acc + (1.0 - a) * v;
+            weight = a * weight + (1.0 - a);
+        }
+        out.push(if weight > 0.0 { acc / weight } else { f64::NAN });
+    }
+    out
+}
+
+/// Tokens seen at `step`: the checkpoint's own count, else the metrics' tokens at that step,
+/// else `step * tokens_per_step`.
+pub fn tokens_at(traj: &Trajectory, step: u64) -> Option<u64> {
+    if let Some(t) = traj.checkpoint(step).and_then(|c| c.tokens) {
+        return Some(t);
+    }
+    let tk = &traj.metrics.tokens;
+    if let Ok(i) = tk.steps.binary_search(&step) {
+        if tk.values[i].is_finite() && tk.values[i] >= 0.0 {
+            return Some(tk.values[i] as u64);
+        }
+    }
+    traj.tokens_per_step.map(|t| t.saturating_mul(step))
+}
+
+/// The x coordinate of a step on the given axis (`None` when tokens are unknown).
+pub fn x_of(traj: &Trajectory, axis: XAxis, step: u64) -> Option<f64> {
+    match axis {
+        XAxis::Step => Some(step as f64),
+        XAxis::Tokens => tokens_at(traj, step).map(|t| t as f64),
+    }
+}
+
+/// Whether the tokens axis can be drawn at all for this trajectory.
+pub fn has_tokens(traj: &Trajectory) -> bool {
+    traj.tokens_per_step.is_some()
+        || !traj.metrics.tokens.is_empty()
+        || traj.checkpoints.iter().any(|c| c.tokens.is_some())
+}
+
+/// Spike regions of a run: on the train loss when one was logged, else on the raw-checkpoint
+/// eval curve of `records` (sparser, so with a shorter history).
+pub fn detect_spikes(
+    traj: &Trajectory,
+    records: &[&ResultRecord],
+    params: &crate::spikes::SpikeParams,
+) -> Vec<crate::spikes::SpikeRegion> {
+    let loss = &traj.metrics.loss;
+    if loss.len() >= 3 {
+        return crate::spikes::detect(&loss.steps, &loss.values, params);
+    }
+    let mut raw: Vec<(u64, f64)> = records
+        .iter()
+        .filter(|r| r.is_raw())
+        .map(|r| (r.end_step, r.mean_nll))
+        .collect();
+    // Latest result wins for a step evaluated twice.
+    raw.reverse();
+    raw.sort_by_key(|p| p.0);
+    raw.dedup_by_key(|p| p.0);
+    if raw.len() < 3 {
+        return Vec::new();
+    }
+    let (s, v): (Vec<u64>, Vec<f64>) = raw.into_iter().unzip();
+    let sparse = crate::spikes::SpikeParams {
+        window: params.window.min(20),
+        min_history: params.min_history.min(4),
+        ..params.clone()
+    };
+    crate::spikes::detect(&s, &v, &sparse)
+}
+
+/// Builds the chart of a trajectory and the results that match the current eval settings.
+/// Curves: train loss raw and smoothed (if logged), raw-checkpoint eval, one per averaging series
+/// in order of first appearance in `records`.
+pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) -> ChartModel {
+    let x = |s: u64| x_of(traj, opts.x_axis, s);
+    let mut curves = Vec::new();
+    let loss = &traj.metrics.loss;
+    if !loss.is_empty() {
+        let raw: Vec<(f64, f64)> = loss
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .filter_map(|(s, v)| Some((x(s)?, v)))
+            .collect();
+        let sm = ema_debiased(&loss.values, opts.smoothing);
+        let smooth: Vec<(f64, f64)> = loss
+            .steps
+            .iter()
+            .zip(sm)
+            .filter(|(_, v)| v.is_finite())
+            .filter_map(|(&s, v)| Some((x(s)?, v)))
+            .collect();
+        curves.push(Curve {
+            name: "train loss".into(),
+            kind: CurveKind::TrainRaw,
+            color: 0,
+            points: raw,
+        });
+        curves.push(Curve {
+            name: format!("train loss (EMA {:.2})", opts.smoothing),
+            kind: CurveKind::TrainSmooth,
+            color: 1,
+            points: smooth,
+        });
+    }
+    // Latest result wins when the same point was evaluated twice.
+    let mut series: Vec<(String, BTreeMap<u64, f64>)> = Vec::new();
+    for r in records {
+        let name = r.series();
+        let i = match series.iter().position(|(n, _)| *n == name) {
+            Some(i) => i,
+            None => {
+                series.push((name, BTreeMap::new()));
+                series.len() - 1
+            }
+        };
+        series[i].1.insert(r.end_step, r.mean_nll);
+    }
+    // The raw eval curve comes first and has a fixed colour.
+    series.sort_by_key(|(n, _)| n != crate::results::RAW);
+    let mut next_color = 3;
+    for (name, pts) in series {
+        let is_raw = name == crate::results::RAW;
+        let points = pts
+            .into_iter()
+            .filter(|(_, v)| v.is_finite())
+            .filter_map(|(s, v)| Some((x(s)?, v)))
+            .collect();
+        let (kind, color, name) = if is_raw {
+            (CurveKind::EvalRaw, 2, "eval: raw checkpoint".to_string())
+        } else {
+            next_color += 1;
+            (CurveKind::Average, next_color - 1, format!("eval: {name}"))
+        };
+        curves.push(Curve {
+            name,
+            kind,
+            color,
+            points,
+        });
+    }
+    let spikes = opts
+        .spikes
+        .iter()
+        .filter_map(|&(a, b)| Some((x(a)?, x(b)?)))
+        .collect();
+    let window = opts
+        .window_steps
+        .and_then(|(a, b)| Some((x(a)?, x(b)?)));
+    ChartModel {
+        title: traj.name.clone(),
+        x_axis: opts.x_axis,
+        log_y: opts.log_y,
+        curves,
+        spikes,
+        cursor: opts.cursor_step.and_then(x),
+        window,
+    }
+}
+
+impl ChartModel {
+    /// The x range covered by the data (curves, spikes, cursor), `None` when there is nothing.
+    pub fn x_range(&self) -> Option<(f64, f64)> {
+        let xs = self
+            .curves
+            .iter()
+            .flat_map(|c| c.points.iter().map(|p| p.0))
+            .chain(self.spikes.iter().flat_map(|s| [s.0, s.1]))
+            .chain(self.cursor);
+        min_max(xs)
+    }
+
+    /// The y range of the points whose x lies in `[x0, x1]` (log10 of it on a log axis;
+    /// non-positive values are left out there).
+    pub fn y_range(&self, x0: f64, x1: f64) -> Option<(f64, f64)> {
+        let ys = self.curves.iter().flat_map(|c| {
+            c.points
+                .iter()
+                .filter(move |p| p.0 >= x0 && p.0 <= x1)
+                .filter_map(|p| self.y_value(p.1))
+        });
+        min_max(ys)
+    }
+
+    /// A data value in plotted units: log10 on a log axis (None if not positive).
+    pub fn y_value(&self, y: f64) -> Option<f64> {
+        if !self.log_y {
+            return y.is_finite().then_some(y);
+        }
+        (y > 0.0 && y.is_finite()).then(|| y.log10())
+    }
+}
+
+fn min_max(it: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    it.filter(|v| v.is_finite()).fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((a, b)) => Some((a.min(v), b.max(v))),
+    })
+}
+
+/// About `n` round tick values covering `[lo, hi]` (1, 2, 5 × 10^k steps).
+pub fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    if !(lo.is_finite() && hi.is_finite()) || n == 0 {
+        return Vec::new();
+    }
+    if hi <= lo {
+        return vec![lo];
+    }
+    let raw = (hi - lo) / n.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    let first = (lo / step).ceil() * step;
+    let mut out = Vec::new();
+    let mut v = first;
+    while v <= hi + step * 1e-9 {
+        // Snap away float noise such as 0.30000000000000004.
+        out.push((v / step).round() * step);
+        v += step;
+    }
+    out
+}
+
+/// A short label of an axis value: `1.2k`, `3.4M`, `2.05`.
+pub fn short_number(v: f64) -> String {
+    let a = v.abs();
+    let (scaled, suffix) = if a >= 1e12 {
+        (v / 1e12, "T")
+    } else if a >= 1e9 {
+        (v / 1e9, "G")
+    } else if a >= 1e6 {
+        (v / 1e6, "M")
+    } else if a >= 1e4 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    if suffix.is_empty() {
+        if a >= 100.0 || (v.fract() == 0.0 && a < 1e4) {
+            format!("{v:.0}")
+        } else if a >= 10.0 {
+            format!("{v:.1}")
+        } else {
+            format!("{v:.2}")
+        }
+    } else {
+        let s = format!("{scaled:.1}");
+        let s = s.strip_suffix(".0").unwrap_or(&s).to_string();
+        format!("{s}{suffix}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Checkpoint, Location, Metrics, Series};
+
+    fn traj() -> Trajectory {
+        let steps = [100u64, 200, 300, 400];
+        Trajectory {
+            name: "t".into(),
+            source: "t".into(),
+            checkpoints: steps
+                .iter()
+                .map(|&s| Checkpoint {
+                    step: s,
+                    tokens: None,
+                    name: format!("step{s}"),
+                    location: Location::Local {
+                        path: format!("/x/step{s}").into(),
+                    },
+                })
+                .collect(),
+            metrics: Metrics {
+                loss: Series {
+                    steps: (1..=400).collect(),
+                    values: (1..=400).map(|s| 5.0 / (s as f64).sqrt()).collect(),
+                },
+                ..Default::default()
+            },
+            tokens_per_step: Some(1000),
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn ema_debiased_starts_at_the_first_value_and_smooths() {
+        let v = [4.0, 2.0, 2.0, 2.0];
+        let s = ema_debiased(&v, 0.5);
+        assert_eq!(s[0], 4.0);
+        // (0.5*0.5*4 + 0.5*2) / (1 - 0.25) = 2 / 0.75
+        assert!((s[1] - 2.0 / 0.75).abs() < 1e-12);
+        assert!(s[3] < s[2] && s[2] < s[1]);
+        assert_eq!(ema_debiased(&v, 0.0), v.to_vec());
+        let with_nan = ema_debiased(&[1.0, f64::NAN, 3.0], 0.0);
+        assert_eq!(with_nan, vec![1.0, 1.0, 3.0]);
+        assert!(ema_debiased(&[f64::NAN], 0.5)[0].is_nan());
+    }
+
+    #[test]
+    fn tokens_come_from_tokens_per_step() {
+        let t = traj();
+        assert_eq!(tokens_at(&t, 200), Some(200_000));
+        assert_eq!(x_of(&t, XAxis::Tokens, 300), Some(300_000.0));
+        assert_eq!(x_of(&t, XAxis::Step, 300), Some(300.0));
+        assert!(has_tokens(&t));
+    }
+
+    #[test]
+    fn build_orders_curves_and_keeps_series_colours() {
+        let t = traj();
+        let mk = |end: u64, scheme: &str, k: usize, nll: f64| ResultRecord {
+            source: "t".into(),
+            end_step: end,
+            steps: vec![end],
+            scheme: scheme.into(),
+            k,
+            spike_aware: false,
+            weights: vec![1.0],
+            data: "d".into(),
+            data_hash: "h".into(),
+            ctx: 8,
+            max_tokens: None,
+            dtype: "f32".into(),
+            device: "cpu".into(),
+            mean_nll: nll,
+            ppl: nll.exp(),
+            bits_per_byte: None,
+            predicted_tokens: 1,
+            tool_version: "0".into(),
+            unix_time: 0,
+        };
+        let recs = [
+            mk(300, "uniform", 3, 1.0),
+            mk(200, "raw", 1, 2.0),
+            mk(300, "raw", 1, 1.5),
+            mk(200, "raw", 1, 1.9),
+        ];
+        let refs: Vec<&ResultRecord> = recs.iter().collect();
+        let m = build(
+            &t,
+            &refs,
+            &ChartOptions {
+                spikes: vec![(150, 180)],
+                cursor_step: Some(300),
+                window_steps: Some((200, 300)),
+                ..Default::default()
+            },
+        );
+        let names: Vec<_> = m.curves.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "train loss",
+                "train loss (EMA 0.00)",
+                "eval: raw checkpoint",
+                "eval: uniform k=3"
+            ]
+        );
+        // The later record for step 200 replaces the earlier one.
+        assert_eq!(m.curves[2].points, vec![(200.0, 1.9), (300.0, 1.5)]);
+        assert_eq!(m.curves[3].color, 3);
+        assert_eq!(m.spikes, vec![(150.0, 180.0)]);
+        assert_eq!(m.window, Some((200.0, 300.0)));
+        assert_eq!(m.x_range(), Some((1.0, 400.0)));
+        let (lo, hi) = m.y_range(300.0, 400.0).unwrap();
+        assert!((hi - 1.5).abs() < 1e-12, "{hi}");
+        assert!((lo - 0.25).abs() < 1e-12, "{lo}");
+    }
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        assert_eq!(nice_ticks(0.0, 10.0, 5), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        assert_eq!(nice_ticks(2.1, 2.9, 4), vec![2.2, 2.4, 2.6, 2.8]);
+        assert_eq!(nice_ticks(1.0, 1.0, 4), vec![1.0]);
+        assert!(nice_ticks(f64::NAN, 1.0, 4).is_empty());
+    }
+
+    #[test]
+    fn short_numbers() {
+        assert_eq!(short_number(2000.0), "2000");
+        assert_eq!(short_number(20000.0), "20k");
+        assert_eq!(short_number(2_097_152.0), "2.1M");
+        assert_eq!(short_number(3.14159), "3.14");
+        assert_eq!(short_number(12.345), "12.3");
+        assert_eq!(short_number(143e9), "143G");
+    }
+}

@@ -1,0 +1,196 @@
+//! Export: files written whole (PNG decodable with the right size, SVG with the curves and
+//! legend), tables with every record, nothing half-written on failure.
+
+use super::chart::{build, ChartOptions};
+use super::*;
+use crate::results::{ResultRecord, RAW, TOOL_VERSION};
+use crate::source::{Checkpoint, Location, Metrics, Series, Trajectory};
+
+fn traj() -> Trajectory {
+    let steps: Vec<u64> = (1..=100).map(|i| i * 10).collect();
+    Trajectory {
+        name: "org/run,1".into(),
+        source: "/runs/r".into(),
+        checkpoints: steps
+            .iter()
+            .step_by(10)
+            .map(|&s| Checkpoint {
+                step: s,
+                tokens: None,
+                name: format!("step{s}"),
+                location: Location::Local {
+                    path: format!("/runs/r/step{s}").into(),
+                },
+            })
+            .collect(),
+        metrics: Metrics {
+            loss: Series {
+                values: steps
+                    .iter()
+                    .map(|&s| 3.0 / (s as f64).sqrt() + if s == 500 { 1.0 } else { 0.0 })
+                    .collect(),
+                steps,
+            },
+            ..Default::default()
+        },
+        tokens_per_step: Some(100),
+        warnings: vec![],
+    }
+}
+
+fn record(end: u64, scheme: &str, nll: f64) -> ResultRecord {
+    ResultRecord {
+        source: "/runs/r".into(),
+        end_step: end,
+        steps: vec![end - 10, end],
+        scheme: scheme.into(),
+        k: 2,
+        spike_aware: false,
+        weights: vec![0.5, 0.5],
+        data: "held \"out\", v2.txt".into(),
+        data_hash: "text:ab".into(),
+        ctx: 32,
+        max_tokens: Some(1000),
+        dtype: "f32".into(),
+        device: "cpu".into(),
+        mean_nll: nll,
+        ppl: nll.exp(),
+        bits_per_byte: None,
+        predicted_tokens: 990,
+        tool_version: TOOL_VERSION.into(),
+        unix_time: 5,
+    }
+}
+
+fn records() -> Vec<ResultRecord> {
+    vec![
+        record(110, RAW, 0.5),
+        record(510, RAW, 0.4),
+        record(910, RAW, 0.2),
+        record(510, "uniform", 0.35),
+        record(910, "uniform", 0.18),
+    ]
+}
+
+fn model(log_y: bool) -> chart::ChartModel {
+    let recs = records();
+    let refs: Vec<&ResultRecord> = recs.iter().collect();
+    build(
+        &traj(),
+        &refs,
+        &ChartOptions {
+            log_y,
+            smoothing: 0.5,
+            spikes: vec![(490, 520)],
+            cursor_step: Some(910),
+            window_steps: Some((810, 910)),
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn csv_has_a_header_and_one_escaped_row_per_record() {
+    let csv = results_csv(&records());
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 6);
+    assert!(lines[0].starts_with("source,end_step,scheme,k,"));
+    let cols = lines[0].split(',').count();
+    assert_eq!(cols, 19);
+    // The data name has a comma and quotes: quoted, quotes doubled.
+    assert!(lines[1].contains("\"held \"\"out\"\", v2.txt\""), "{}", lines[1]);
+    assert!(lines[4].contains(",510,uniform,2,false,500 510,0.5 0.5,"), "{}", lines[4]);
+}
+
+#[test]
+fn export_all_writes_png_svg_csv_json_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let files = export_all(&model(false), &records(), &out, &file_stem("org/run,1")).unwrap();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "org_run_1.png",
+            "org_run_1.svg",
+            "org_run_1-results.csv",
+            "org_run_1-results.json"
+        ]
+    );
+    let mut listed: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    listed.sort();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(listed, expected, "no temporary files are left");
+
+    let png = std::fs::read(&files[0]).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let w = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!((w, h), PNG_SIZE);
+    // A real chart, not a blank canvas: many distinct bytes of compressed image data.
+    assert!(png.len() > 20_000, "{}", png.len());
+
+    let svg = std::fs::read_to_string(&files[1]).unwrap();
+    assert!(svg.starts_with("<svg"));
+    for name in ["train loss", "eval: raw checkpoint", "eval: uniform k=2", "loss spike", "averaging window"] {
+        assert!(svg.contains(name), "legend entry {name:?} in the SVG");
+    }
+    assert!(svg.contains("org/run,1"), "the title");
+
+    let json: Vec<ResultRecord> =
+        serde_json::from_slice(&std::fs::read(&files[3]).unwrap()).unwrap();
+    assert_eq!(json, records());
+}
+
+#[test]
+fn log_scale_labels_show_loss_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.svg");
+    write_svg(&model(true), &p).unwrap();
+    let svg = std::fs::read_to_string(&p).unwrap();
+    assert!(svg.contains("log scale"));
+    // Ticks are loss values (0.2 .. 1.x), not their logarithms (negative numbers).
+    assert!(!svg.contains(">-0."), "no negative log10 labels");
+}
+
+#[test]
+fn a_failed_export_leaves_no_partial_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // The output "dir" is a file: nothing can be written.
+    let blocker = dir.path().join("out");
+    std::fs::write(&blocker, "x").unwrap();
+    let err = export_all(&model(false), &records(), &blocker, "s").unwrap_err();
+    assert!(err.to_string().contains("out"), "{err}");
+    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(entries.len(), 1);
+    // A PNG into a missing folder fails naming the file, leaving nothing.
+    let p = dir.path().join("missing").join("c.png");
+    let err = write_png(&model(false), &p, (200, 100)).unwrap_err();
+    assert!(err.to_string().contains("c.png"), "{err}");
+}
+
+#[test]
+fn an_empty_chart_still_exports() {
+    let mut t = traj();
+    t.metrics = Default::default();
+    let m = build(&t, &[], &ChartOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let files = export_all(&m, &[], dir.path(), "empty").unwrap();
+    assert_eq!(files.len(), 4);
+    let csv = std::fs::read_to_string(&files[2]).unwrap();
+    assert_eq!(csv.lines().count(), 1);
+}
+
+#[test]
+fn file_stems_are_safe() {
+    assert_eq!(file_stem("EleutherAI/pythia-70m"), "EleutherAI_pythia-70m");
+    assert_eq!(file_stem("../.."), "_");
+    assert_eq!(file_stem(""), "lawa");
+}

@@ -1,0 +1,139 @@
+//! The checkpoint list: step, tokens, train loss, eval perplexity raw and averaged, job status.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Row, Table, Widget};
+
+use lawa::export::chart::{short_number, tokens_at};
+use lawa::results::RAW;
+
+use super::{fmt_ppl, panel_block, rows_below_header};
+use crate::tui::state::{Focus, JobStatus, State};
+use crate::tui::theme::Theme;
+
+/// Train loss logged at `step` (or the last one logged before it).
+fn loss_at(state: &State, step: u64) -> Option<f64> {
+    let l = &state.traj.metrics.loss;
+    let i = match l.steps.binary_search(&step) {
+        Ok(i) => i,
+        Err(0) => return None,
+        Err(i) => i - 1,
+    };
+    Some(l.values[i]).filter(|v| v.is_finite())
+}
+
+/// Draws the list; returns the rectangle of its data rows (for the mouse).
+pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rect {
+    let n = state.traj.checkpoints.len();
+    let block = panel_block(
+        format!(" Checkpoints {}/{} ", (state.cursor + 1).min(n), n),
+        state.focus == Focus::Checkpoints,
+        theme,
+    );
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.height < 2 || inner.width < 10 {
+        return Rect::default();
+    }
+    let rows_area = rows_below_header(inner);
+    let show_tokens = inner.width >= 44 && lawa::export::chart::has_tokens(&state.traj);
+    let show_loss = !state.traj.metrics.loss.is_empty();
+
+    let index = state.result_index();
+    let series = state.series();
+    let window = state.window_steps();
+    let height = rows_area.height as usize;
+    let offset = state.list_offset_for(height);
+
+    let mut header = vec!["  step".to_string()];
+    let mut widths = vec![Constraint::Length(9)];
+    if show_tokens {
+        header.push("tokens".into());
+        widths.push(Constraint::Length(7));
+    }
+    if show_loss {
+        header.push("loss".into());
+        widths.push(Constraint::Length(6));
+    }
+    header.push("raw ppl".into());
+    widths.push(Constraint::Length(8));
+    header.push("avg ppl".into());
+    widths.push(Constraint::Length(8));
+    header.push(String::new());
+    widths.push(Constraint::Length(1));
+
+    let rows = state
+        .traj
+        .checkpoints
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(height)
+        .map(|(i, c)| {
+            let in_window = window.contains(&c.step);
+            let mark = if in_window { "▐" } else { " " };
+            let spike = if state.in_spike(c.step) { "~" } else { " " };
+            let mut cells: Vec<Line> = vec![Line::from(vec![
+                Span::styled(mark, theme.in_window()),
+                Span::styled(spike, theme.error()),
+                Span::raw(format!("{:>7}", c.step)),
+            ])];
+            if show_tokens {
+                cells.push(Line::from(
+                    tokens_at(&state.traj, c.step)
+                        .map(|t| short_number(t as f64))
+                        .unwrap_or_default(),
+                ));
+            }
+            if show_loss {
+                cells.push(Line::from(
+                    loss_at(state, c.step)
+                        .map(|l| format!("{l:.3}"))
+                        .unwrap_or_default(),
+                ));
+            }
+            let raw = index.get(&(RAW.to_string(), c.step));
+            cells.push(Line::from(raw.map(|r| fmt_ppl(r.ppl)).unwrap_or_default()));
+            let avg = index.get(&(series.clone(), c.step));
+            let avg_cell = match (avg, raw) {
+                (Some(a), Some(r)) if a.ppl < r.ppl => {
+                    Line::from(Span::styled(fmt_ppl(a.ppl), theme.ok()))
+                }
+                (Some(a), _) => Line::from(fmt_ppl(a.ppl)),
+                _ => Line::from(""),
+            };
+            cells.push(avg_cell);
+            let status = state
+                .jobs
+                .iter()
+                .filter(|j| j.target.end_step() == c.step)
+                .map(|j| &j.status)
+                .fold(None, |acc: Option<&JobStatus>, s| match (acc, s) {
+                    (Some(JobStatus::Running), _) => acc,
+                    (_, JobStatus::Running) => Some(s),
+                    (Some(JobStatus::Queued), _) => acc,
+                    (_, JobStatus::Queued) => Some(s),
+                    (Some(JobStatus::Failed(_)), _) => acc,
+                    (_, JobStatus::Failed(_)) => Some(s),
+                    _ => acc,
+                });
+            cells.push(match status {
+                Some(JobStatus::Running) => Line::from(Span::styled("*", theme.busy())),
+                Some(JobStatus::Queued) => Line::from(Span::styled("…", theme.busy())),
+                Some(JobStatus::Failed(_)) => Line::from(Span::styled("!", theme.error())),
+                _ => Line::from(""),
+            });
+            let row = Row::new(cells);
+            if i == state.cursor {
+                row.style(theme.selected())
+            } else {
+                row
+            }
+        });
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(theme.header()))
+        .column_spacing(1);
+    Widget::render(table, inner, buf);
+    rows_area
+}

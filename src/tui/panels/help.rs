@@ -1,0 +1,60 @@
+//! The help overlay (`?`): every key and mouse action.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Widget};
+
+use super::panel_block;
+use crate::tui::theme::Theme;
+
+/// Every key of the explorer: (keys, action). Also the README's key table.
+pub const KEYS: &[(&str, &str)] = &[
+    ("↑ ↓ / j k", "move the cursor (or the selection in jobs/spikes)"),
+    ("PgUp PgDn Home End", "page, first, last checkpoint"),
+    ("[ ] / - +", "shrink / grow the window (k)"),
+    ("w", "cycle scheme: uniform, EMA, linear, custom"),
+    ("p", "edit the scheme's parameter (k, half-life, weights)"),
+    ("a", "spike-aware window: leave out checkpoints in spikes"),
+    ("Enter", "average the window + eval it (and the raw checkpoint)"),
+    ("r", "eval the raw checkpoint at the cursor"),
+    ("s", "sweep: average + eval at every checkpoint"),
+    ("e", "export chart (PNG, SVG) and results (CSV, JSON)"),
+    ("x", "x axis: step / tokens"),
+    ("l", "y axis: linear / log"),
+    ("i o 0", "zoom in / out / reset"),
+    ("← →", "pan the zoomed chart"),
+    ("< >", "less / more smoothing of the train loss"),
+    ("n N", "jump to the next / previous spike"),
+    ("t T", "eval context length / max tokens"),
+    ("c C", "cancel the selected (or running) job / all jobs"),
+    ("Tab", "focus: checkpoints, jobs, spikes"),
+    ("? Esc", "this help / close, reset zoom"),
+    ("q Ctrl-C", "quit"),
+    ("mouse", "click: cursor; drag on chart: window; wheel: zoom"),
+];
+
+pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme) {
+    let key_w = KEYS.iter().map(|k| k.0.chars().count()).max().unwrap_or(0);
+    let text_w = KEYS.iter().map(|k| k.1.chars().count()).max().unwrap_or(0);
+    let w = ((key_w + text_w + 5) as u16).min(area.width);
+    let h = (KEYS.len() as u16 + 2).min(area.height);
+    let r = Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    };
+    Clear.render(r, buf);
+    let block = panel_block(" Keys (any key closes) ".into(), true, theme);
+    let inner = block.inner(r);
+    block.render(r, buf);
+    for (i, (k, what)) in KEYS.iter().enumerate().take(inner.height as usize) {
+        let line = Line::from(vec![
+            Span::styled(format!("{k:<key_w$}"), theme.key()),
+            Span::raw("  "),
+            Span::raw(*what),
+        ]);
+        buf.set_line(inner.x + 1, inner.y + i as u16, &line, inner.width.saturating_sub(1));
+    }
+}

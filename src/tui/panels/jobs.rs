@@ -1,0 +1,114 @@
+//! The jobs panel: running (progress bar, ETA), queued, done, failed (the error's line).
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Widget;
+
+use lawa::jobs::eta;
+
+use super::{fit, fmt_duration, panel_block};
+use crate::tui::state::{Focus, JobStatus, State};
+use crate::tui::theme::Theme;
+
+/// `████░░░░` of `width` cells for `done/total`.
+pub fn bar(done: u64, total: u64, width: usize) -> String {
+    let frac = if total == 0 {
+        0.0
+    } else {
+        (done as f64 / total as f64).clamp(0.0, 1.0)
+    };
+    let full = (frac * width as f64).round() as usize;
+    "█".repeat(full) + &"░".repeat(width - full)
+}
+
+/// Draws the panel; returns the rectangle of its rows (for the mouse).
+pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rect {
+    let active = state.jobs.iter().filter(|j| j.status.is_active()).count();
+    let block = panel_block(
+        format!(" Jobs {active} active "),
+        state.focus == Focus::Jobs,
+        theme,
+    );
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.height == 0 || inner.width < 10 {
+        return Rect::default();
+    }
+    let jobs = state.jobs_in_order();
+    if jobs.is_empty() {
+        buf.set_string(
+            inner.x,
+            inner.y,
+            fit("Enter: average + eval the window; s: sweep", inner.width as usize),
+            theme.faint(),
+        );
+        return inner;
+    }
+    let h = inner.height as usize;
+    let sel = state.job_sel.min(jobs.len() - 1);
+    let offset = if state.focus == Focus::Jobs && sel >= h {
+        sel + 1 - h
+    } else {
+        0
+    };
+    let w = inner.width as usize;
+    for (row, (i, j)) in jobs.iter().enumerate().skip(offset).take(h).enumerate() {
+        let (glyph, gstyle) = match j.status {
+            JobStatus::Queued => ("…", theme.busy()),
+            JobStatus::Running => ("*", theme.busy()),
+            JobStatus::Done => ("✓", theme.ok()),
+            JobStatus::Failed(_) => ("!", theme.error()),
+            JobStatus::Cancelled => ("x", theme.faint()),
+        };
+        let label = j.target.label();
+        let label_w = (w / 2).clamp(8, 30);
+        let mut spans = vec![
+            Span::styled(glyph, gstyle),
+            Span::raw(" "),
+            Span::raw(format!("{:<label_w$}", fit(&label, label_w))),
+            Span::raw(" "),
+        ];
+        let rest = w.saturating_sub(label_w + 3);
+        let tail = match (&j.status, &j.progress) {
+            (JobStatus::Running, Some(p)) => {
+                let pct = p
+                    .total
+                    .filter(|t| *t > 0)
+                    .map(|t| format!("{:>3}%", (p.done * 100 / t).min(100)))
+                    .unwrap_or_default();
+                let eta = eta(p, j.elapsed)
+                    .map(|d| format!(" {}", fmt_duration(d)))
+                    .unwrap_or_default();
+                let stage = fit(&p.stage, 10);
+                let fixed = stage.chars().count() + 1 + pct.len() + eta.len() + 1;
+                let bw = rest.saturating_sub(fixed).min(20);
+                let bar = if bw >= 3 {
+                    format!(" {}", bar(p.done, p.total.unwrap_or(0), bw))
+                } else {
+                    String::new()
+                };
+                vec![
+                    Span::raw(stage),
+                    Span::styled(bar, theme.busy()),
+                    Span::raw(format!(" {pct}{eta}")),
+                ]
+            }
+            (JobStatus::Running, None) => vec![Span::raw("starting")],
+            (JobStatus::Queued, _) => vec![Span::styled("queued", theme.faint())],
+            (JobStatus::Done, _) => vec![Span::styled(
+                format!("done in {}", fmt_duration(j.elapsed)),
+                theme.faint(),
+            )],
+            (JobStatus::Failed(e), _) => vec![Span::styled(fit(e, rest), theme.error())],
+            (JobStatus::Cancelled, _) => vec![Span::styled("cancelled", theme.faint())],
+        };
+        spans.extend(tail);
+        let mut line = Line::from(spans);
+        if state.focus == Focus::Jobs && i == sel {
+            line = line.style(theme.selected());
+        }
+        buf.set_line(inner.x, inner.y + row as u16, &line, inner.width);
+    }
+    inner
+}

@@ -1,0 +1,42 @@
+//! The spikes panel: detected loss spikes with their step range and height; `n`/`N` jump.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::widgets::Widget;
+
+use super::{fit, panel_block};
+use crate::tui::state::{Focus, State};
+use crate::tui::theme::Theme;
+
+/// Draws the panel; returns the rectangle of its rows (for the mouse).
+pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rect {
+    let block = panel_block(
+        format!(" Spikes {} ", state.spikes.len()),
+        state.focus == Focus::Spikes,
+        theme,
+    );
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.height == 0 || inner.width < 6 {
+        return Rect::default();
+    }
+    if state.spikes.is_empty() {
+        buf.set_string(inner.x, inner.y, fit("none detected", inner.width as usize), theme.faint());
+        return inner;
+    }
+    let h = inner.height as usize;
+    let offset = (state.spike_sel + 1).saturating_sub(h);
+    for (row, (i, r)) in state.spikes.iter().enumerate().skip(offset).take(h).enumerate() {
+        let text = fit(
+            &format!("{}..{} +{:.2}", r.start_step, r.end_step, r.height),
+            inner.width as usize,
+        );
+        let style = if i == state.spike_sel && state.focus == Focus::Spikes {
+            theme.selected()
+        } else {
+            theme.error()
+        };
+        buf.set_string(inner.x, inner.y + row as u16, text, style);
+    }
+    inner
+}

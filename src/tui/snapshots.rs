@@ -1,0 +1,227 @@
+//! Snapshot tests: each panel and the whole screen rendered into ratatui's `TestBackend` /
+//! a `Buffer` from the small real trajectory of `testdata`, compared with the text files in
+//! `tests/snapshots/`. `UPDATE_SNAPSHOTS=1 cargo test --bin lawa snapshots` rewrites them
+//! (review the diff before committing).
+
+use std::path::PathBuf;
+
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::Terminal;
+
+use lawa::jobs::{JobEvent, Target};
+use lawa::progress::{Progress, Unit};
+
+use super::panels;
+use super::state::{update, Event, Focus, State};
+use super::testdata;
+use super::theme::Theme;
+use super::ui;
+
+/// The buffer as text, one line per row, trailing blanks trimmed.
+pub fn buffer_text(buf: &Buffer) -> String {
+    let area = buf.area;
+    let mut out = String::new();
+    for y in area.top()..area.bottom() {
+        let mut line = String::new();
+        for x in area.left()..area.right() {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn snapshot_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}.txt"))
+}
+
+fn check(name: &str, actual: &str) {
+    let path = snapshot_path(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_SNAPSHOTS=1 to create it)\n{actual}",
+            path.display()
+        )
+    });
+    if expected != actual {
+        panic!(
+            "snapshot {name} differs from {}\n--- expected\n{expected}\n--- actual\n{actual}",
+            path.display()
+        );
+    }
+}
+
+fn screen(state: &mut State, w: u16, h: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let theme = Theme::plain();
+    let mut areas = state.areas;
+    term.draw(|f| {
+        let area = f.area();
+        areas = ui::draw(f.buffer_mut(), area, state, &theme);
+    })
+    .unwrap();
+    state.areas = areas;
+    buffer_text(term.backend().buffer())
+}
+
+fn panel(w: u16, h: u16, draw: impl FnOnce(&mut Buffer, Rect)) -> String {
+    let area = Rect::new(0, 0, w, h);
+    let mut buf = Buffer::empty(area);
+    draw(&mut buf, area);
+    buffer_text(&buf)
+}
+
+/// The test state with jobs in every status.
+fn busy_state() -> State {
+    let mut s = testdata::state();
+    let ev = |s: &mut State, e| {
+        update(s, Event::Job(e));
+    };
+    let window = s.window_target(s.cursor).unwrap();
+    ev(&mut s, JobEvent::Queued { id: 1, target: Target::Checkpoint { step: 1200 } });
+    ev(&mut s, JobEvent::Queued { id: 2, target: window });
+    ev(&mut s, JobEvent::Queued { id: 3, target: Target::Checkpoint { step: 200 } });
+    ev(&mut s, JobEvent::Queued { id: 4, target: Target::Checkpoint { step: 400 } });
+    ev(&mut s, JobEvent::Started { id: 3 });
+    ev(
+        &mut s,
+        JobEvent::Failed {
+            id: 3,
+            error: "/runs/tiny-run/step200/model.safetensors: truncated file".into(),
+        },
+    );
+    ev(&mut s, JobEvent::Cancelled { id: 4 });
+    ev(&mut s, JobEvent::Started { id: 1 });
+    ev(
+        &mut s,
+        JobEvent::Progress {
+            id: 1,
+            progress: Progress {
+                stage: "eval".into(),
+                done: 3,
+                total: Some(8),
+                unit: Unit::Windows,
+                detail: None,
+            },
+            elapsed: std::time::Duration::from_secs(6),
+        },
+    );
+    s
+}
+
+#[test]
+fn whole_screen_80x24() {
+    let mut s = busy_state();
+    check("screen_80x24", &screen(&mut s, 80, 24));
+}
+
+#[test]
+fn whole_screen_120x36() {
+    let mut s = busy_state();
+    check("screen_120x36", &screen(&mut s, 120, 36));
+}
+
+#[test]
+fn whole_screen_log_tokens_zoomed_spike_aware() {
+    let mut s = testdata::state();
+    for c in "xlia?".chars() {
+        update(&mut s, Event::Key(crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char(c))));
+    }
+    // `?` opened the help; draw it over the rest.
+    check("screen_help_log_tokens", &screen(&mut s, 100, 30));
+}
+
+#[test]
+fn checkpoints_panel() {
+    let mut s = busy_state();
+    s.cursor = 5;
+    s.k = 3;
+    let text = panel(36, 10, |b, a| {
+        panels::checkpoints::render(b, a, &s, &Theme::plain());
+    });
+    check("panel_checkpoints", &text);
+}
+
+#[test]
+fn chart_panel() {
+    let s = testdata::state();
+    let text = panel(70, 18, |b, a| {
+        panels::chart::render(b, a, &s, &Theme::plain());
+    });
+    check("panel_chart", &text);
+}
+
+#[test]
+fn window_panel_for_each_scheme() {
+    let mut s = testdata::state();
+    let mut all = String::new();
+    for _ in 0..4 {
+        all.push_str(&panel(30, 9, |b, a| {
+            panels::window::render(b, a, &s, &Theme::plain());
+        }));
+        update(&mut s, Event::Key(crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char('w'))));
+    }
+    check("panel_window", &all);
+}
+
+#[test]
+fn jobs_panel() {
+    let mut s = busy_state();
+    s.focus = Focus::Jobs;
+    let text = panel(60, 6, |b, a| {
+        panels::jobs::render(b, a, &s, &Theme::plain());
+    });
+    check("panel_jobs", &text);
+}
+
+#[test]
+fn spikes_and_status_panels() {
+    let s = testdata::state();
+    let mut text = panel(24, 4, |b, a| {
+        panels::spikes::render(b, a, &s, &Theme::plain());
+    });
+    text.push_str(&panel(80, 1, |b, a| {
+        panels::status::render(b, a, &s, &Theme::plain());
+    }));
+    check("panel_spikes_status", &text);
+}
+
+#[test]
+fn the_screen_fits_80x24_and_survives_tiny_terminals() {
+    let mut s = busy_state();
+    for (w, h) in [(80, 24), (40, 10), (20, 5), (1, 1), (200, 60)] {
+        let text = screen(&mut s, w, h);
+        assert_eq!(text.lines().count(), h as usize);
+    }
+}
+
+#[test]
+fn colours_shade_spikes_and_no_color_has_none() {
+    let s = testdata::state();
+    let area = Rect::new(0, 0, 70, 18);
+    let mut buf = Buffer::empty(area);
+    let color = Theme { color: true };
+    let drawn = panels::chart::render(&mut buf, area, &s, &color);
+    let g = drawn.graph;
+    let spike_bg = color.spike_bg().unwrap();
+    let shaded = (g.left()..g.right())
+        .filter(|&x| buf[(x, g.top())].bg == spike_bg)
+        .count();
+    assert!(shaded > 0, "a spike region is shaded");
+    let mut plain = Buffer::empty(area);
+    panels::chart::render(&mut plain, area, &s, &Theme::plain());
+    assert!(plain
+        .content
+        .iter()
+        .all(|c| c.fg == ratatui::style::Color::Reset && c.bg == ratatui::style::Color::Reset));
+}

@@ -1,0 +1,1012 @@
+//! Explorer state and its pure transition function `update(&mut State, Event) -> Vec<Effect>`.
+//!
+//! Keys, mouse, job events and ticks all go through [`update`]; what must happen outside (start
+//! or cancel jobs, export, quit) comes back as [`Effect`]s for the event loop. Nothing here
+//! touches the terminal or a thread, so every transition is a plain unit test.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+use ratatui::layout::Rect;
+
+use lawa::average::Scheme;
+use lawa::export::chart::{self, ChartModel, ChartOptions, XAxis};
+use lawa::jobs::{JobEvent, JobId, Target};
+use lawa::progress::Progress;
+use lawa::results::{series_label, EvalKey, ResultRecord, RAW};
+use lawa::source::Trajectory;
+use lawa::spikes::{SpikeParams, SpikeRegion};
+
+/// Everything that can happen to the explorer.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    Job(JobEvent),
+    /// The export finished: the files written, or the error's one line.
+    Exported(Result<Vec<String>, String>),
+    /// Steady redraw tick.
+    Tick,
+    Resize,
+}
+
+/// What the event loop must do after an update.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Submit(Target),
+    Cancel(JobId),
+    CancelAll,
+    /// Export the current chart and results.
+    Export,
+    /// The eval settings changed: later jobs must use these.
+    SetEval {
+        ctx: Option<usize>,
+        max_tokens: Option<u64>,
+    },
+    Quit,
+}
+
+/// Eval settings as shown and matched against stored results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalView {
+    /// The eval data's file name.
+    pub data: String,
+    pub key: EvalKey,
+    pub device: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Done,
+    Failed(String),
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn is_active(&self) -> bool {
+        matches!(self, JobStatus::Queued | JobStatus::Running)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobView {
+    pub id: JobId,
+    pub target: Target,
+    pub status: JobStatus,
+    pub progress: Option<Progress>,
+    pub elapsed: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Focus {
+    Checkpoints,
+    Jobs,
+    Spikes,
+}
+
+/// A value being typed in the status bar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    /// k for uniform/linear, half-life for EMA, the weight list for custom.
+    Param,
+    Ctx,
+    MaxTokens,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Edit {
+    pub field: Field,
+    pub buffer: String,
+}
+
+/// Where the panels were drawn last frame (for the mouse).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Areas {
+    /// Rows of the checkpoint list (without header and border).
+    pub list_rows: Rect,
+    /// The plotting area of the chart and the x range it showed.
+    pub graph: Rect,
+    pub graph_x: (f64, f64),
+    /// Rows of the jobs and spikes panels.
+    pub jobs_rows: Rect,
+    pub spikes_rows: Rect,
+}
+
+/// The explorer's state.
+#[derive(Clone, Debug)]
+pub struct State {
+    pub traj: Arc<Trajectory>,
+    /// Every stored result of this trajectory (all eval settings).
+    pub results: Vec<ResultRecord>,
+    pub eval: EvalView,
+    /// Index of the selected checkpoint.
+    pub cursor: usize,
+    /// First checkpoint shown in the list.
+    pub list_offset: usize,
+    /// Window size (checkpoints averaged).
+    pub k: usize,
+    pub scheme: Scheme,
+    /// Leave checkpoints inside detected spikes out of the window.
+    pub spike_aware: bool,
+    pub spike_params: SpikeParams,
+    pub spikes: Vec<SpikeRegion>,
+    /// Which spike the spikes panel has selected.
+    pub spike_sel: usize,
+    pub x_axis: XAxis,
+    pub log_y: bool,
+    /// EMA factor for the train loss.
+    pub smoothing: f64,
+    /// The x range shown when zoomed in, in x-axis units.
+    pub zoom: Option<(f64, f64)>,
+    pub jobs: Vec<JobView>,
+    pub job_sel: usize,
+    pub focus: Focus,
+    pub help: bool,
+    pub edit: Option<Edit>,
+    /// One line for the status bar (last action, error, warning).
+    pub message: Option<String>,
+    pub areas: Areas,
+    /// Checkpoint index where a mouse drag on the chart started.
+    pub drag_from: Option<usize>,
+    pub quit: bool,
+}
+
+/// How many finished jobs the jobs panel keeps.
+const KEEP_FINISHED: usize = 200;
+/// Checkpoints moved by PageUp/PageDown when the list height is not known yet.
+const DEFAULT_PAGE: usize = 10;
+
+impl State {
+    pub fn new(traj: Trajectory, results: Vec<ResultRecord>, eval: EvalView) -> Self {
+        let n = traj.checkpoints.len();
+        let mut s = State {
+            traj: Arc::new(traj),
+            results,
+            eval,
+            cursor: n.saturating_sub(1),
+            list_offset: 0,
+            k: 5.min(n.max(1)),
+            scheme: Scheme::Uniform,
+            spike_aware: false,
+            spike_params: SpikeParams::default(),
+            spikes: Vec::new(),
+            spike_sel: 0,
+            x_axis: XAxis::Step,
+            log_y: false,
+            smoothing: 0.6,
+            zoom: None,
+            jobs: Vec::new(),
+            job_sel: 0,
+            focus: Focus::Checkpoints,
+            help: false,
+            edit: None,
+            message: None,
+            areas: Areas::default(),
+            drag_from: None,
+            quit: false,
+        };
+        s.redetect_spikes();
+        s
+    }
+
+    pub fn steps(&self) -> Vec<u64> {
+        self.traj.steps()
+    }
+
+    pub fn cursor_step(&self) -> Option<u64> {
+        self.traj.checkpoints.get(self.cursor).map(|c| c.step)
+    }
+
+    /// Results computed with the current eval settings.
+    pub fn visible_results(&self) -> Vec<&ResultRecord> {
+        self.results
+            .iter()
+            .filter(|r| self.eval.key.matches(r))
+            .collect()
+    }
+
+    /// The effective window size: a custom weight list fixes it.
+    pub fn window_k(&self) -> usize {
+        match &self.scheme {
+            Scheme::Custom(w) => w.len().max(1),
+            _ => self.k.max(1),
+        }
+    }
+
+    /// Whether a step lies inside a detected spike region.
+    pub fn in_spike(&self, step: u64) -> bool {
+        self.spikes
+            .iter()
+            .any(|r| r.start_step <= step && step <= r.end_step)
+    }
+
+    /// The checkpoints of the window ending at the cursor: the last k at or before it, skipping
+    /// those inside spikes when the window is spike-aware. Fewer than k near the start.
+    pub fn window_steps(&self) -> Vec<u64> {
+        self.window_steps_at(self.cursor)
+    }
+
+    pub fn window_steps_at(&self, end: usize) -> Vec<u64> {
+        let k = self.window_k();
+        let mut out: Vec<u64> = self.traj.checkpoints[..=end.min(self.traj.checkpoints.len().saturating_sub(1))]
+            .iter()
+            .rev()
+            .map(|c| c.step)
+            .filter(|&s| !(self.spike_aware && self.in_spike(s)))
+            .take(k)
+            .collect();
+        if self.traj.checkpoints.is_empty() {
+            out.clear();
+        }
+        out.reverse();
+        out
+    }
+
+    /// Weights of the window's checkpoints under the current scheme.
+    pub fn window_weights(&self, steps: &[u64]) -> Result<Vec<f64>, String> {
+        if steps.is_empty() {
+            return Err("no checkpoints in the window".into());
+        }
+        let scheme = match &self.scheme {
+            // A custom list longer than the window (near the start) uses its last entries.
+            Scheme::Custom(w) if w.len() > steps.len() => {
+                Scheme::Custom(w[w.len() - steps.len()..].to_vec())
+            }
+            s => s.clone(),
+        };
+        lawa::average::weights(&scheme, steps, true).map_err(|e| e.to_string())
+    }
+
+    /// The name of the curve the current setting produces.
+    pub fn series(&self) -> String {
+        series_label(&self.scheme.to_string(), self.window_k(), self.spike_aware)
+    }
+
+    /// The job target for the window ending at checkpoint `end`, or why there is none.
+    pub fn window_target(&self, end: usize) -> Result<Target, String> {
+        let steps = self.window_steps_at(end);
+        let weights = self.window_weights(&steps)?;
+        let end_step = self.traj.checkpoints[end].step;
+        Ok(Target::Window {
+            end_step,
+            steps,
+            weights,
+            scheme: self.scheme.to_string(),
+            k: self.window_k(),
+            spike_aware: self.spike_aware,
+        })
+    }
+
+    /// `series -> end_step -> record` for the current eval settings (latest wins).
+    pub fn result_index(&self) -> HashMap<(String, u64), &ResultRecord> {
+        let mut m = HashMap::new();
+        for r in self.visible_results() {
+            m.insert((r.series(), r.end_step), r);
+        }
+        m
+    }
+
+    fn has_result(&self, series: &str, end_step: u64) -> bool {
+        self.visible_results()
+            .iter()
+            .any(|r| r.end_step == end_step && r.series() == series)
+    }
+
+    fn has_active_job(&self, series: &str, end_step: u64) -> bool {
+        self.jobs.iter().any(|j| {
+            j.status.is_active() && j.target.end_step() == end_step && j.target.series() == series
+        })
+    }
+
+    /// Spike regions: on the train loss when the run logged one, else on the raw eval curve.
+    pub fn redetect_spikes(&mut self) {
+        let records = self.visible_results();
+        self.spikes = chart::detect_spikes(&self.traj, &records, &self.spike_params);
+        self.spike_sel = self.spike_sel.min(self.spikes.len().saturating_sub(1));
+    }
+
+    /// The chart of the current state (shared with the export).
+    pub fn chart(&self) -> ChartModel {
+        let window = self.window_steps();
+        let records = self.visible_results();
+        chart::build(
+            &self.traj,
+            &records,
+            &ChartOptions {
+                x_axis: self.x_axis,
+                log_y: self.log_y,
+                smoothing: self.smoothing,
+                spikes: self
+                    .spikes
+                    .iter()
+                    .map(|r| (r.start_step, r.end_step))
+                    .collect(),
+                cursor_step: self.cursor_step(),
+                window_steps: window.first().zip(window.last()).map(|(a, b)| (*a, *b)),
+            },
+        )
+    }
+
+    /// The x range the chart shows: the zoom, else everything.
+    pub fn x_view(&self, model: &ChartModel) -> Option<(f64, f64)> {
+        let full = model.x_range()?;
+        Some(self.zoom.unwrap_or(full))
+    }
+
+    fn x_of_index(&self, i: usize) -> Option<f64> {
+        let c = self.traj.checkpoints.get(i)?;
+        chart::x_of(&self.traj, self.x_axis, c.step)
+    }
+
+    /// The checkpoint whose x is nearest to `x`.
+    pub fn nearest_checkpoint(&self, x: f64) -> Option<usize> {
+        (0..self.traj.checkpoints.len())
+            .filter_map(|i| Some((i, (self.x_of_index(i)? - x).abs())))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|p| p.0)
+    }
+
+    /// The first list row shown in a list `height` rows high: the stored offset, moved just
+    /// enough to show the cursor and no empty rows at the end.
+    pub fn list_offset_for(&self, height: usize) -> usize {
+        let height = height.max(1);
+        let n = self.traj.checkpoints.len();
+        let mut off = self.list_offset.min(n.saturating_sub(height));
+        if self.cursor < off {
+            off = self.cursor;
+        } else if self.cursor >= off + height {
+            off = self.cursor + 1 - height;
+        }
+        off
+    }
+
+    /// Keeps the cursor inside the list's visible rows.
+    fn follow_list(&mut self) {
+        self.list_offset = self.list_offset_for(self.areas.list_rows.height as usize);
+    }
+
+    /// Keeps the cursor inside the list's visible rows and inside a zoomed chart.
+    fn follow_cursor(&mut self) {
+        self.follow_list();
+        if let (Some((a, b)), Some(x)) = (self.zoom, self.x_of_index(self.cursor)) {
+            let w = b - a;
+            if x < a {
+                self.zoom = Some((x - w * 0.1, x + w * 0.9));
+            } else if x > b {
+                self.zoom = Some((x - w * 0.9, x + w * 0.1));
+            }
+        }
+    }
+
+    fn set_cursor(&mut self, i: usize) {
+        let n = self.traj.checkpoints.len();
+        if n == 0 {
+            return;
+        }
+        self.cursor = i.min(n - 1);
+        self.follow_cursor();
+    }
+
+    fn page(&self) -> usize {
+        match self.areas.list_rows.height as usize {
+            0 => DEFAULT_PAGE,
+            h => h.saturating_sub(1).max(1),
+        }
+    }
+
+    fn full_x(&self) -> Option<(f64, f64)> {
+        self.chart().x_range()
+    }
+
+    /// Zooms by `factor` (< 1 in, > 1 out) keeping `center` in place.
+    fn zoom_by(&mut self, factor: f64, center: Option<f64>) {
+        let Some((f0, f1)) = self.full_x() else {
+            return;
+        };
+        let (a, b) = self.zoom.unwrap_or((f0, f1));
+        let c = center
+            .or_else(|| self.x_of_index(self.cursor))
+            .unwrap_or((a + b) / 2.0);
+        let w = ((b - a) * factor).max((f1 - f0) * 1e-4);
+        if w >= f1 - f0 {
+            self.zoom = None;
+            return;
+        }
+        // Keep c at the same relative position in the view.
+        let rel = if b > a { ((c - a) / (b - a)).clamp(0.0, 1.0) } else { 0.5 };
+        let mut lo = c - rel * w;
+        lo = lo.clamp(f0, f1 - w);
+        self.zoom = Some((lo, lo + w));
+    }
+
+    fn pan(&mut self, frac: f64) {
+        let (Some((a, b)), Some((f0, f1))) = (self.zoom, self.full_x()) else {
+            return;
+        };
+        let w = b - a;
+        let lo = (a + frac * w).clamp(f0, f1 - w);
+        self.zoom = Some((lo, lo + w));
+    }
+
+    fn cycle_scheme(&mut self) {
+        self.scheme = match &self.scheme {
+            Scheme::Uniform => Scheme::Ema {
+                half_life: self.default_half_life(),
+            },
+            Scheme::Ema { .. } => Scheme::Linear,
+            Scheme::Linear => Scheme::Custom(default_custom(self.k.max(1))),
+            Scheme::Custom(w) => {
+                self.k = w.len().max(1);
+                Scheme::Uniform
+            }
+        };
+        self.message = Some(format!("scheme: {}", self.scheme));
+    }
+
+    /// A half-life of about half the window's span in steps.
+    fn default_half_life(&self) -> f64 {
+        let steps = self.window_steps();
+        match (steps.first(), steps.last()) {
+            (Some(a), Some(b)) if b > a => ((b - a) as f64 / 2.0).max(1.0),
+            _ => 1.0,
+        }
+    }
+
+    fn resize_window(&mut self, delta: isize) {
+        let n = self.traj.checkpoints.len().max(1);
+        match &mut self.scheme {
+            Scheme::Custom(w) => {
+                if delta > 0 && w.len() < n {
+                    w.insert(0, w.first().copied().unwrap_or(1.0));
+                } else if delta < 0 && w.len() > 1 {
+                    w.remove(0);
+                }
+                self.k = w.len();
+            }
+            _ => {
+                self.k = (self.k as isize + delta).clamp(1, n as isize) as usize;
+            }
+        }
+        self.message = Some(format!("window: k = {}", self.window_k()));
+    }
+
+    fn jump_spike(&mut self, forward: bool) {
+        if self.spikes.is_empty() {
+            self.message = Some("no spikes detected".into());
+            return;
+        }
+        let here = self.cursor_step().unwrap_or(0);
+        let idx = if forward {
+            self.spikes
+                .iter()
+                .position(|r| r.peak_step > here)
+                .unwrap_or(0)
+        } else {
+            self.spikes
+                .iter()
+                .rposition(|r| r.peak_step < here)
+                .unwrap_or(self.spikes.len() - 1)
+        };
+        self.goto_spike(idx);
+    }
+
+    fn goto_spike(&mut self, idx: usize) {
+        let Some(r) = self.spikes.get(idx).cloned() else {
+            return;
+        };
+        self.spike_sel = idx;
+        // The first checkpoint at or after the peak: the one the spike damaged.
+        let steps = self.steps();
+        let i = steps
+            .iter()
+            .position(|&s| s >= r.peak_step)
+            .unwrap_or(steps.len().saturating_sub(1));
+        self.set_cursor(i);
+        self.message = Some(format!(
+            "spike {}/{}: steps {}..{}, peak {} (+{:.3})",
+            idx + 1,
+            self.spikes.len(),
+            r.start_step,
+            r.end_step,
+            r.peak_step,
+            r.height
+        ));
+    }
+
+    /// Jobs for the window at checkpoint `i` (average+eval, and the raw end checkpoint) that
+    /// are neither stored nor already queued.
+    fn requests_at(&self, i: usize, out: &mut Vec<Target>) -> Result<(), String> {
+        let end_step = self.traj.checkpoints[i].step;
+        if !self.has_result(RAW, end_step) && !self.has_active_job(RAW, end_step) {
+            out.push(Target::Checkpoint { step: end_step });
+        }
+        let target = self.window_target(i)?;
+        // A window of one checkpoint with all the weight is the raw checkpoint itself.
+        if let Target::Window { steps, .. } = &target {
+            if steps.len() == 1 && steps[0] == end_step {
+                return Ok(());
+            }
+        }
+        let series = target.series();
+        if !self.has_result(&series, end_step) && !self.has_active_job(&series, end_step) {
+            out.push(target);
+        }
+        Ok(())
+    }
+
+    fn request_current(&mut self) -> Vec<Effect> {
+        if self.traj.checkpoints.is_empty() {
+            return Vec::new();
+        }
+        let mut targets = Vec::new();
+        if let Err(e) = self.requests_at(self.cursor, &mut targets) {
+            self.message = Some(e);
+            return Vec::new();
+        }
+        self.message = Some(if targets.is_empty() {
+            "already computed (or queued) for this window".into()
+        } else {
+            format!("queued {} job(s)", targets.len())
+        });
+        targets.into_iter().map(Effect::Submit).collect()
+    }
+
+    fn sweep(&mut self) -> Vec<Effect> {
+        let k = self.window_k();
+        let mut targets = Vec::new();
+        for i in 0..self.traj.checkpoints.len() {
+            if self.window_steps_at(i).len() < k {
+                continue;
+            }
+            if let Err(e) = self.requests_at(i, &mut targets) {
+                self.message = Some(e);
+                return Vec::new();
+            }
+        }
+        self.message = Some(format!(
+            "sweep {}: queued {} job(s)",
+            self.series(),
+            targets.len()
+        ));
+        targets.into_iter().map(Effect::Submit).collect()
+    }
+
+    /// Jobs in display order: running, queued, then finished (newest first).
+    pub fn jobs_in_order(&self) -> Vec<&JobView> {
+        let rank = |j: &JobView| match j.status {
+            JobStatus::Running => 0,
+            JobStatus::Queued => 1,
+            _ => 2,
+        };
+        let mut v: Vec<&JobView> = self.jobs.iter().collect();
+        v.sort_by(|a, b| {
+            rank(a).cmp(&rank(b)).then_with(|| {
+                if rank(a) == 2 {
+                    b.id.cmp(&a.id)
+                } else {
+                    a.id.cmp(&b.id)
+                }
+            })
+        });
+        v
+    }
+
+    fn selected_job(&self) -> Option<JobId> {
+        self.jobs_in_order().get(self.job_sel).map(|j| j.id)
+    }
+
+    fn on_job(&mut self, e: JobEvent) {
+        match e {
+            JobEvent::Queued { id, target } => self.jobs.push(JobView {
+                id,
+                target,
+                status: JobStatus::Queued,
+                progress: None,
+                elapsed: Duration::ZERO,
+            }),
+            JobEvent::Replaced { id, .. } => self.jobs.retain(|j| j.id != id),
+            JobEvent::Started { id } => self.with_job(id, |j| j.status = JobStatus::Running),
+            JobEvent::Progress {
+                id,
+                progress,
+                elapsed,
+            } => self.with_job(id, |j| {
+                j.progress = Some(progress);
+                j.elapsed = elapsed;
+            }),
+            JobEvent::Done { id, record } => {
+                self.with_job(id, |j| j.status = JobStatus::Done);
+                let raw = record.is_raw();
+                self.results.push(*record);
+                if raw && self.traj.metrics.loss.len() < 3 {
+                    self.redetect_spikes();
+                }
+            }
+            JobEvent::Failed { id, error } => {
+                self.message = Some(format!("job {id} failed: {error}"));
+                self.with_job(id, |j| j.status = JobStatus::Failed(error));
+            }
+            JobEvent::Cancelled { id } => self.with_job(id, |j| j.status = JobStatus::Cancelled),
+        }
+        self.prune_jobs();
+    }
+
+    fn with_job(&mut self, id: JobId, f: impl FnOnce(&mut JobView)) {
+        if let Some(j) = self.jobs.iter_mut().find(|j| j.id == id) {
+            f(j);
+        }
+    }
+
+    fn prune_jobs(&mut self) {
+        let finished = self.jobs.iter().filter(|j| !j.status.is_active()).count();
+        if finished > KEEP_FINISHED {
+            let mut drop = finished - KEEP_FINISHED;
+            self.jobs.retain(|j| {
+                if drop > 0 && !j.status.is_active() {
+                    drop -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.job_sel = self.job_sel.min(self.jobs.len().saturating_sub(1));
+    }
+
+    fn start_edit(&mut self, field: Field) {
+        let buffer = match field {
+            Field::Param => match &self.scheme {
+                Scheme::Uniform | Scheme::Linear => self.k.to_string(),
+                Scheme::Ema { half_life } => format!("{half_life}"),
+                Scheme::Custom(w) => w
+                    .iter()
+                    .map(|x| format!("{x}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            },
+            Field::Ctx => self.eval.key.ctx.map(|c| c.to_string()).unwrap_or_default(),
+            Field::MaxTokens => self
+                .eval
+                .key
+                .max_tokens
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+        };
+        self.edit = Some(Edit { field, buffer });
+    }
+
+    /// The prompt of a field being edited.
+    pub fn edit_prompt(&self, field: Field) -> &'static str {
+        match field {
+            Field::Param => match self.scheme {
+                Scheme::Uniform | Scheme::Linear => "window size k",
+                Scheme::Ema { .. } => "EMA half-life (steps)",
+                Scheme::Custom(_) => "weights, oldest first (w1,w2,...)",
+            },
+            Field::Ctx => "eval context length (empty: model default)",
+            Field::MaxTokens => "eval max tokens (empty: all)",
+        }
+    }
+
+    fn finish_edit(&mut self) -> Vec<Effect> {
+        let Some(Edit { field, buffer }) = self.edit.take() else {
+            return Vec::new();
+        };
+        let text = buffer.trim();
+        let n = self.traj.checkpoints.len().max(1);
+        let bad = |what: &str| Some(format!("not {what}: {text:?}"));
+        match field {
+            Field::Param => match &mut self.scheme {
+                Scheme::Uniform | Scheme::Linear => match text.parse::<usize>() {
+                    Ok(k) if k >= 1 => self.k = k.min(n),
+                    _ => self.message = bad("a window size (1 or more)"),
+                },
+                Scheme::Ema { half_life } => match text.parse::<f64>() {
+                    Ok(h) if h > 0.0 && h.is_finite() => *half_life = h,
+                    _ => self.message = bad("a positive half-life"),
+                },
+                Scheme::Custom(w) => {
+                    let parsed: Result<Vec<f64>, _> =
+                        text.split(',').map(|p| p.trim().parse::<f64>()).collect();
+                    match parsed {
+                        Ok(v) if !v.is_empty() && v.len() <= n && v.iter().all(|x| x.is_finite() && *x >= 0.0) && v.iter().sum::<f64>() > 0.0 => {
+                            self.k = v.len();
+                            *w = v;
+                        }
+                        _ => {
+                            self.message = bad("a list of non-negative weights (not all 0)")
+                        }
+                    }
+                }
+            },
+            Field::Ctx | Field::MaxTokens => {
+                let v = if text.is_empty() {
+                    Ok(None)
+                } else {
+                    text.parse::<u64>().map(Some)
+                };
+                match v {
+                    Ok(Some(0)) | Err(_) => {
+                        self.message = bad("a positive number (or empty)");
+                        return Vec::new();
+                    }
+                    Ok(v) => {
+                        if field == Field::Ctx {
+                            self.eval.key.ctx = v.map(|x| x as usize);
+                        } else {
+                            self.eval.key.max_tokens = v;
+                        }
+                        self.message = Some("eval settings changed".into());
+                        return vec![Effect::SetEval {
+                            ctx: self.eval.key.ctx,
+                            max_tokens: self.eval.key.max_tokens,
+                        }];
+                    }
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    fn on_edit_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let Some(edit) = &mut self.edit else {
+            return Vec::new();
+        };
+        match key.code {
+            KeyCode::Enter => return self.finish_edit(),
+            KeyCode::Esc => self.edit = None,
+            KeyCode::Backspace => {
+                edit.buffer.pop();
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                if edit.buffer.len() < 200 {
+                    edit.buffer.push(c);
+                }
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        if key.kind == KeyEventKind::Release {
+            return Vec::new();
+        }
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            self.quit = true;
+            return vec![Effect::Quit];
+        }
+        if self.edit.is_some() {
+            return self.on_edit_key(key);
+        }
+        if self.help {
+            // Any key closes the help; q still quits.
+            self.help = false;
+            if key.code != KeyCode::Char('q') {
+                return Vec::new();
+            }
+        }
+        let n = self.traj.checkpoints.len();
+        match key.code {
+            KeyCode::Char('q') => {
+                self.quit = true;
+                return vec![Effect::Quit];
+            }
+            KeyCode::Esc => {
+                self.message = None;
+                self.zoom = None;
+            }
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Tab => {
+                self.focus = match self.focus {
+                    Focus::Checkpoints => Focus::Jobs,
+                    Focus::Jobs => Focus::Spikes,
+                    Focus::Spikes => Focus::Checkpoints,
+                }
+            }
+            KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
+            KeyCode::PageUp => self.move_selection(-(self.page() as isize)),
+            KeyCode::PageDown => self.move_selection(self.page() as isize),
+            KeyCode::Home | KeyCode::Char('g') => self.move_selection(-(n as isize) - 1),
+            KeyCode::End | KeyCode::Char('G') => self.move_selection(n as isize + 1),
+            KeyCode::Char('[') | KeyCode::Char('-') => self.resize_window(-1),
+            KeyCode::Char(']') | KeyCode::Char('+') | KeyCode::Char('=') => self.resize_window(1),
+            KeyCode::Char('w') => self.cycle_scheme(),
+            KeyCode::Char('p') => self.start_edit(Field::Param),
+            KeyCode::Char('t') => self.start_edit(Field::Ctx),
+            KeyCode::Char('T') => self.start_edit(Field::MaxTokens),
+            KeyCode::Char('a') => {
+                self.spike_aware = !self.spike_aware;
+                self.message = Some(format!(
+                    "spike-aware window: {}",
+                    if self.spike_aware { "on" } else { "off" }
+                ));
+            }
+            KeyCode::Enter => {
+                if self.focus == Focus::Spikes {
+                    self.goto_spike(self.spike_sel);
+                } else {
+                    return self.request_current();
+                }
+            }
+            KeyCode::Char('r') => {
+                if let Some(step) = self.cursor_step() {
+                    if self.has_result(RAW, step) || self.has_active_job(RAW, step) {
+                        self.message = Some(format!("step {step}: already evaluated (or queued)"));
+                    } else {
+                        return vec![Effect::Submit(Target::Checkpoint { step })];
+                    }
+                }
+            }
+            KeyCode::Char('s') => return self.sweep(),
+            KeyCode::Char('e') => {
+                self.message = Some("exporting...".into());
+                return vec![Effect::Export];
+            }
+            KeyCode::Char('x') => {
+                if self.x_axis == XAxis::Step && !chart::has_tokens(&self.traj) {
+                    self.message = Some("tokens per step unknown for this run".into());
+                } else {
+                    self.x_axis = self.x_axis.toggled();
+                    self.zoom = None;
+                }
+            }
+            KeyCode::Char('l') => self.log_y = !self.log_y,
+            KeyCode::Char('i') => self.zoom_by(0.5, None),
+            KeyCode::Char('o') => self.zoom_by(2.0, None),
+            KeyCode::Char('0') => self.zoom = None,
+            KeyCode::Left | KeyCode::Char('h') => self.pan(-0.25),
+            KeyCode::Right => self.pan(0.25),
+            KeyCode::Char('<') | KeyCode::Char(',') => {
+                self.smoothing = ((self.smoothing - 0.1) * 10.0).round() / 10.0;
+                self.smoothing = self.smoothing.max(0.0);
+            }
+            KeyCode::Char('>') | KeyCode::Char('.') => {
+                self.smoothing = ((self.smoothing + 0.1) * 10.0).round() / 10.0;
+                self.smoothing = self.smoothing.min(0.9);
+            }
+            KeyCode::Char('n') => self.jump_spike(true),
+            KeyCode::Char('N') => self.jump_spike(false),
+            KeyCode::Char('c') => {
+                if let Some(id) = self.selected_job().filter(|_| self.focus == Focus::Jobs) {
+                    return vec![Effect::Cancel(id)];
+                }
+                // Outside the jobs panel: cancel the running job.
+                if let Some(j) = self.jobs.iter().find(|j| j.status == JobStatus::Running) {
+                    return vec![Effect::Cancel(j.id)];
+                }
+                self.message = Some("no job to cancel".into());
+            }
+            KeyCode::Char('C') => {
+                self.message = Some("cancelling all jobs".into());
+                return vec![Effect::CancelAll];
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn move_selection(&mut self, delta: isize) {
+        let shift = |v: usize, len: usize| -> usize {
+            (v as isize + delta).clamp(0, len.saturating_sub(1) as isize) as usize
+        };
+        match self.focus {
+            Focus::Checkpoints => self.set_cursor(shift(self.cursor, self.traj.checkpoints.len())),
+            Focus::Jobs => self.job_sel = shift(self.job_sel, self.jobs.len()),
+            Focus::Spikes => self.spike_sel = shift(self.spike_sel, self.spikes.len()),
+        }
+    }
+
+    fn graph_x_at(&self, column: u16) -> Option<f64> {
+        let g = self.areas.graph;
+        if g.width < 2 {
+            return None;
+        }
+        let (a, b) = self.areas.graph_x;
+        let t = (column.saturating_sub(g.x)) as f64 / (g.width - 1) as f64;
+        Some(a + t.clamp(0.0, 1.0) * (b - a))
+    }
+
+    fn on_mouse(&mut self, m: MouseEvent) -> Vec<Effect> {
+        if self.help || self.edit.is_some() {
+            return Vec::new();
+        }
+        let at = ratatui::layout::Position::new(m.column, m.row);
+        let a = self.areas;
+        match m.kind {
+            MouseEventKind::Down(MouseButton::Left) => {
+                if a.list_rows.contains(at) {
+                    self.focus = Focus::Checkpoints;
+                    let i = self.list_offset_for(a.list_rows.height as usize)
+                        + (m.row - a.list_rows.y) as usize;
+                    if i < self.traj.checkpoints.len() {
+                        self.set_cursor(i);
+                    }
+                } else if a.graph.contains(at) {
+                    if let Some(i) = self.graph_x_at(m.column).and_then(|x| self.nearest_checkpoint(x)) {
+                        self.set_cursor(i);
+                        self.drag_from = Some(i);
+                    }
+                } else if a.jobs_rows.contains(at) {
+                    self.focus = Focus::Jobs;
+                    let i = (m.row - a.jobs_rows.y) as usize;
+                    if i < self.jobs.len() {
+                        self.job_sel = i;
+                    }
+                } else if a.spikes_rows.contains(at) {
+                    self.focus = Focus::Spikes;
+                    let i = (m.row - a.spikes_rows.y) as usize;
+                    if i < self.spikes.len() {
+                        self.goto_spike(i);
+                    }
+                }
+            }
+            MouseEventKind::Drag(MouseButton::Left) => {
+                if let (Some(from), Some(x)) = (self.drag_from, self.graph_x_at(m.column)) {
+                    if let Some(to) = self.nearest_checkpoint(x) {
+                        let (lo, hi) = (from.min(to), from.max(to));
+                        self.set_cursor(hi);
+                        let k = hi - lo + 1;
+                        match &mut self.scheme {
+                            Scheme::Custom(_) => {}
+                            _ => self.k = k,
+                        }
+                        self.message = Some(format!("window: k = {}", self.window_k()));
+                    }
+                }
+            }
+            MouseEventKind::Up(_) => self.drag_from = None,
+            MouseEventKind::ScrollUp | MouseEventKind::ScrollDown => {
+                let up = m.kind == MouseEventKind::ScrollUp;
+                if a.graph.contains(at) {
+                    let c = self.graph_x_at(m.column);
+                    self.zoom_by(if up { 0.8 } else { 1.25 }, c);
+                } else if a.list_rows.contains(at) {
+                    self.focus = Focus::Checkpoints;
+                    self.move_selection(if up { -3 } else { 3 });
+                }
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+}
+
+/// A linear ramp as a starting point for a custom weight list.
+fn default_custom(k: usize) -> Vec<f64> {
+    (1..=k).map(|i| i as f64).collect()
+}
+
+/// Applies one event; returns what the event loop must do.
+pub fn update(state: &mut State, event: Event) -> Vec<Effect> {
+    match event {
+        Event::Key(k) => state.on_key(k),
+        Event::Mouse(m) => state.on_mouse(m),
+        Event::Job(j) => {
+            state.on_job(j);
+            Vec::new()
+        }
+        Event::Exported(r) => {
+            state.message = Some(match r {
+                Ok(files) => format!("exported {}", files.join(", ")),
+                Err(e) => format!("export failed: {e}"),
+            });
+            Vec::new()
+        }
+        Event::Tick | Event::Resize => {
+            state.follow_list();
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -1,0 +1,516 @@
+//! State transitions: keys, mouse and job events into state and effects, no terminal.
+
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::layout::Rect;
+
+use lawa::average::Scheme;
+use lawa::jobs::{JobEvent, Target};
+use lawa::progress::{Progress, Unit};
+
+use super::*;
+use crate::tui::testdata::{self, STEPS};
+
+fn key(c: char) -> Event {
+    Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+}
+
+fn code(c: KeyCode) -> Event {
+    Event::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+fn press(s: &mut State, keys: &str) -> Vec<Effect> {
+    keys.chars().flat_map(|c| update(s, key(c))).collect()
+}
+
+fn submitted(effects: &[Effect]) -> Vec<&Target> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Submit(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn opens_at_the_last_checkpoint_with_a_uniform_window_of_five() {
+    let s = testdata::state();
+    assert_eq!(s.cursor, STEPS.len() - 1);
+    assert_eq!(s.k, 5);
+    assert_eq!(s.scheme, Scheme::Uniform);
+    assert_eq!(s.window_steps(), vec![800, 900, 1000, 1100, 1200]);
+    assert_eq!(s.series(), "uniform k=5");
+}
+
+#[test]
+fn cursor_keys_move_and_clamp() {
+    let mut s = testdata::state();
+    update(&mut s, code(KeyCode::Home));
+    assert_eq!(s.cursor, 0);
+    update(&mut s, code(KeyCode::Up));
+    assert_eq!(s.cursor, 0);
+    press(&mut s, "jjj");
+    assert_eq!(s.cursor, 3);
+    press(&mut s, "k");
+    assert_eq!(s.cursor, 2);
+    update(&mut s, code(KeyCode::PageDown));
+    assert_eq!(s.cursor, 11, "a page is 10 before the list is drawn; clamped at the end");
+    update(&mut s, code(KeyCode::PageUp));
+    assert_eq!(s.cursor, 1);
+    update(&mut s, code(KeyCode::End));
+    assert_eq!(s.cursor, 11);
+}
+
+#[test]
+fn list_scrolls_to_keep_the_cursor_visible() {
+    let mut s = testdata::state();
+    s.areas.list_rows = Rect::new(1, 2, 30, 4);
+    update(&mut s, code(KeyCode::Home));
+    assert_eq!(s.list_offset, 0);
+    press(&mut s, "jjjjj");
+    assert_eq!(s.cursor, 5);
+    assert_eq!(s.list_offset, 2);
+    press(&mut s, "kkkk");
+    assert_eq!(s.list_offset, 1);
+}
+
+#[test]
+fn window_grows_and_shrinks_within_bounds() {
+    let mut s = testdata::state();
+    press(&mut s, "]]");
+    assert_eq!(s.k, 7);
+    press(&mut s, "-------------");
+    assert_eq!(s.k, 1);
+    press(&mut s, &"+".repeat(30));
+    assert_eq!(s.k, STEPS.len());
+    // Near the start the window holds what there is.
+    update(&mut s, code(KeyCode::Home));
+    press(&mut s, "j");
+    assert_eq!(s.window_steps(), vec![100, 200]);
+}
+
+#[test]
+fn scheme_cycles_and_weights_follow() {
+    let mut s = testdata::state();
+    press(&mut s, "[["); // k = 3: 1000, 1100, 1200
+    let steps = s.window_steps();
+    let uniform = s.window_weights(&steps).unwrap();
+    assert_eq!(uniform.len(), 3);
+    assert!(uniform.iter().all(|w| (w - 1.0 / 3.0).abs() < 1e-12));
+    press(&mut s, "w");
+    assert!(matches!(s.scheme, Scheme::Ema { half_life } if half_life == 100.0));
+    let ema = s.window_weights(&steps).unwrap();
+    // Half-life 100 steps: each older checkpoint gets half the weight.
+    assert!((ema[1] / ema[2] - 0.5).abs() < 1e-12);
+    assert!((ema[0] / ema[2] - 0.25).abs() < 1e-12);
+    press(&mut s, "w");
+    assert_eq!(s.scheme, Scheme::Linear);
+    let lin = s.window_weights(&steps).unwrap();
+    assert!((lin[2] / lin[0] - 3.0).abs() < 1e-12);
+    press(&mut s, "w");
+    assert_eq!(s.scheme, Scheme::Custom(vec![1.0, 2.0, 3.0]));
+    press(&mut s, "w");
+    assert_eq!(s.scheme, Scheme::Uniform);
+    assert_eq!(s.series(), "uniform k=3");
+}
+
+#[test]
+fn parameter_edit_sets_k_half_life_and_custom_weights() {
+    let mut s = testdata::state();
+    press(&mut s, "p");
+    assert_eq!(s.edit.as_ref().unwrap().buffer, "5");
+    update(&mut s, code(KeyCode::Backspace));
+    press(&mut s, "3");
+    update(&mut s, code(KeyCode::Enter));
+    assert_eq!(s.k, 3);
+    assert!(s.edit.is_none());
+
+    press(&mut s, "w"); // EMA
+    press(&mut s, "p");
+    s.edit.as_mut().unwrap().buffer.clear();
+    press(&mut s, "250");
+    update(&mut s, code(KeyCode::Enter));
+    assert_eq!(s.scheme, Scheme::Ema { half_life: 250.0 });
+
+    // A bad value keeps the old one and says why.
+    press(&mut s, "p");
+    s.edit.as_mut().unwrap().buffer.clear();
+    press(&mut s, "-4");
+    update(&mut s, code(KeyCode::Enter));
+    assert_eq!(s.scheme, Scheme::Ema { half_life: 250.0 });
+    assert!(s.message.as_deref().unwrap().contains("half-life"));
+
+    press(&mut s, "ww"); // custom
+    press(&mut s, "p");
+    s.edit.as_mut().unwrap().buffer.clear();
+    press(&mut s, "1,1,2,4");
+    update(&mut s, code(KeyCode::Enter));
+    assert_eq!(s.scheme, Scheme::Custom(vec![1.0, 1.0, 2.0, 4.0]));
+    assert_eq!(s.window_k(), 4);
+    assert_eq!(s.window_steps(), vec![900, 1000, 1100, 1200]);
+    let w = s.window_weights(&s.window_steps()).unwrap();
+    assert!((w[3] - 0.5).abs() < 1e-12);
+
+    // Esc abandons an edit; keys typed there do not act.
+    press(&mut s, "p");
+    press(&mut s, "q");
+    update(&mut s, code(KeyCode::Esc));
+    assert!(!s.quit && s.edit.is_none());
+    assert_eq!(s.scheme, Scheme::Custom(vec![1.0, 1.0, 2.0, 4.0]));
+}
+
+#[test]
+fn eval_settings_edit_emits_set_eval_and_changes_what_is_shown() {
+    let mut s = testdata::state();
+    let before = s.visible_results().len();
+    assert!(before > 0);
+    press(&mut s, "t");
+    s.edit.as_mut().unwrap().buffer.clear();
+    press(&mut s, "128");
+    let eff = update(&mut s, code(KeyCode::Enter));
+    assert_eq!(
+        eff,
+        vec![Effect::SetEval {
+            ctx: Some(128),
+            max_tokens: None
+        }]
+    );
+    // Stored results were computed with ctx 64: none match now.
+    assert!(s.visible_results().is_empty());
+    press(&mut s, "t");
+    s.edit.as_mut().unwrap().buffer.clear();
+    update(&mut s, code(KeyCode::Enter));
+    assert_eq!(s.eval.key.ctx, None);
+    assert_eq!(s.visible_results().len(), before);
+}
+
+#[test]
+fn enter_queues_the_window_and_the_raw_end_checkpoint_once() {
+    let mut s = testdata::state();
+    // At 1100 neither the raw eval nor uniform k=5 is stored.
+    press(&mut s, "k");
+    let eff = update(&mut s, code(KeyCode::Enter));
+    let t = submitted(&eff);
+    assert_eq!(t.len(), 2, "{eff:?}");
+    assert_eq!(*t[0], Target::Checkpoint { step: 1100 });
+    match t[1] {
+        Target::Window {
+            end_step,
+            steps,
+            weights,
+            scheme,
+            k,
+            spike_aware,
+        } => {
+            assert_eq!(*end_step, 1100);
+            assert_eq!(steps, &vec![700, 800, 900, 1000, 1100]);
+            assert_eq!(weights.len(), 5);
+            assert_eq!(scheme, "uniform");
+            assert_eq!(*k, 5);
+            assert!(!spike_aware);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The runner reports them queued: a second Enter asks for nothing new.
+    for (i, t) in t.iter().enumerate() {
+        update(
+            &mut s,
+            Event::Job(JobEvent::Queued {
+                id: i as u64 + 1,
+                target: (*t).clone(),
+            }),
+        );
+    }
+    let again = update(&mut s, code(KeyCode::Enter));
+    assert!(submitted(&again).is_empty());
+    // At 1000 the raw result is stored (every other step from 100): only the window.
+    press(&mut s, "k");
+    let eff = update(&mut s, code(KeyCode::Enter));
+    let t = submitted(&eff);
+    assert_eq!(t.len(), 1);
+    assert!(matches!(t[0], Target::Window { end_step: 1000, .. }));
+}
+
+#[test]
+fn a_window_of_one_is_just_the_raw_checkpoint() {
+    let mut s = testdata::state();
+    press(&mut s, "----");
+    assert_eq!(s.k, 1);
+    press(&mut s, "k"); // 1100: no raw result yet
+    let eff = update(&mut s, code(KeyCode::Enter));
+    assert_eq!(submitted(&eff), vec![&Target::Checkpoint { step: 1100 }]);
+}
+
+#[test]
+fn sweep_queues_every_missing_point_of_the_curve() {
+    let mut s = testdata::state();
+    press(&mut s, "--"); // uniform k=3: the stored curve covers 700..1200
+    let eff = press(&mut s, "s");
+    let t = submitted(&eff);
+    let windows: Vec<u64> = t
+        .iter()
+        .filter(|t| matches!(t, Target::Window { .. }))
+        .map(|t| t.end_step())
+        .collect();
+    // Full windows start at the third checkpoint; 700.. are stored.
+    assert_eq!(windows, vec![300, 400, 500, 600]);
+    let raws: Vec<u64> = t
+        .iter()
+        .filter(|t| matches!(t, Target::Checkpoint { .. }))
+        .map(|t| t.end_step())
+        .collect();
+    // Raw evals exist for 100, 300, ..., 1100; the sweep adds the rest from 300 on.
+    assert_eq!(raws, vec![400, 600, 800, 1000, 1200]);
+}
+
+#[test]
+fn spikes_are_detected_on_the_train_loss_and_can_be_left_out() {
+    let mut s = testdata::state();
+    assert_eq!(s.spikes.len(), 1, "{:?}", s.spikes);
+    let r = &s.spikes[0];
+    assert!(r.start_step <= 600 && r.end_step >= 600, "{r:?}");
+    assert!(r.height > 1.0);
+    // Jump to it: the cursor lands on the first checkpoint at or after its peak.
+    press(&mut s, "n");
+    assert_eq!(s.cursor_step(), Some(600));
+    press(&mut s, "]]"); // k = 7 from 600: 100..600 (6 checkpoints)
+    press(&mut s, "j"); // 700
+    assert_eq!(s.window_steps(), vec![100, 200, 300, 400, 500, 600, 700]);
+    press(&mut s, "a");
+    assert!(s.spike_aware);
+    assert_eq!(s.window_steps(), vec![100, 200, 300, 400, 500, 700]);
+    assert_eq!(s.series(), "uniform k=7 spike-aware");
+    let eff = update(&mut s, code(KeyCode::Enter));
+    let t = submitted(&eff);
+    assert!(t.iter().any(
+        |t| matches!(t, Target::Window { spike_aware: true, steps, .. } if !steps.contains(&600))
+    ));
+}
+
+#[test]
+fn job_events_update_the_jobs_and_results() {
+    let mut s = testdata::state();
+    let target = Target::Checkpoint { step: 1200 };
+    update(
+        &mut s,
+        Event::Job(JobEvent::Queued {
+            id: 7,
+            target: target.clone(),
+        }),
+    );
+    assert_eq!(s.jobs[0].status, JobStatus::Queued);
+    update(&mut s, Event::Job(JobEvent::Started { id: 7 }));
+    let p = Progress {
+        stage: "eval".into(),
+        done: 3,
+        total: Some(10),
+        unit: Unit::Windows,
+        detail: None,
+    };
+    update(
+        &mut s,
+        Event::Job(JobEvent::Progress {
+            id: 7,
+            progress: p.clone(),
+            elapsed: Duration::from_secs(3),
+        }),
+    );
+    assert_eq!(s.jobs[0].status, JobStatus::Running);
+    assert_eq!(s.jobs[0].progress, Some(p));
+    let before = s.results.len();
+    let rec = testdata::record(1200, lawa::results::RAW, 1, 2.5);
+    update(
+        &mut s,
+        Event::Job(JobEvent::Done {
+            id: 7,
+            record: Box::new(rec.clone()),
+        }),
+    );
+    assert_eq!(s.jobs[0].status, JobStatus::Done);
+    assert_eq!(s.results.len(), before + 1);
+    assert_eq!(
+        s.result_index()[&("raw".to_string(), 1200)].mean_nll,
+        2.5
+    );
+    // Failures show their line and never quit.
+    update(
+        &mut s,
+        Event::Job(JobEvent::Queued {
+            id: 8,
+            target: Target::Checkpoint { step: 100 },
+        }),
+    );
+    update(
+        &mut s,
+        Event::Job(JobEvent::Failed {
+            id: 8,
+            error: "step100/model.safetensors: truncated".into(),
+        }),
+    );
+    assert!(!s.quit);
+    assert!(matches!(&s.jobs[1].status, JobStatus::Failed(e) if e.contains("truncated")));
+    // Replaced jobs disappear.
+    update(
+        &mut s,
+        Event::Job(JobEvent::Queued {
+            id: 9,
+            target: target.clone(),
+        }),
+    );
+    update(&mut s, Event::Job(JobEvent::Replaced { id: 9, by: 10 }));
+    assert!(s.jobs.iter().all(|j| j.id != 9));
+}
+
+#[test]
+fn cancel_keys_target_the_selected_or_running_job() {
+    let mut s = testdata::state();
+    for id in 1..=3 {
+        update(
+            &mut s,
+            Event::Job(JobEvent::Queued {
+                id,
+                target: Target::Checkpoint { step: id * 100 },
+            }),
+        );
+    }
+    update(&mut s, Event::Job(JobEvent::Started { id: 1 }));
+    assert_eq!(press(&mut s, "c"), vec![Effect::Cancel(1)]);
+    update(&mut s, code(KeyCode::Tab)); // jobs
+    assert_eq!(s.focus, Focus::Jobs);
+    press(&mut s, "jj");
+    assert_eq!(press(&mut s, "c"), vec![Effect::Cancel(3)]);
+    assert_eq!(press(&mut s, "C"), vec![Effect::CancelAll]);
+}
+
+#[test]
+fn axis_toggles_zoom_and_pan() {
+    let mut s = testdata::state();
+    press(&mut s, "x");
+    assert_eq!(s.x_axis, XAxis::Tokens);
+    press(&mut s, "l");
+    assert!(s.log_y);
+    press(&mut s, "x");
+    assert_eq!(s.x_axis, XAxis::Step);
+    // Full range is 10..1200 (the loss log); zoom in halves it around the cursor (1200).
+    press(&mut s, "i");
+    let (a, b) = s.zoom.unwrap();
+    assert!((b - a - 595.0).abs() < 1e-9, "{a} {b}");
+    assert!((b - 1200.0).abs() < 1e-9);
+    update(&mut s, code(KeyCode::Left));
+    let (a2, _) = s.zoom.unwrap();
+    assert!((a - a2 - 595.0 / 4.0).abs() < 1e-9);
+    // Moving the cursor out of view pans to it.
+    update(&mut s, code(KeyCode::Home));
+    let (a3, b3) = s.zoom.unwrap();
+    assert!(a3 <= 100.0 && 100.0 <= b3);
+    press(&mut s, "o");
+    assert_eq!(s.zoom, None);
+    press(&mut s, "i0");
+    assert_eq!(s.zoom, None);
+}
+
+#[test]
+fn tokens_axis_needs_tokens() {
+    let mut t = testdata::trajectory();
+    t.tokens_per_step = None;
+    let mut s = State::new(t, vec![], testdata::eval_view());
+    press(&mut s, "x");
+    assert_eq!(s.x_axis, XAxis::Step);
+    assert!(s.message.as_deref().unwrap().contains("tokens"));
+}
+
+#[test]
+fn smoothing_stays_in_range() {
+    let mut s = testdata::state();
+    press(&mut s, &">".repeat(10));
+    assert_eq!(s.smoothing, 0.9);
+    press(&mut s, &"<".repeat(20));
+    assert_eq!(s.smoothing, 0.0);
+}
+
+#[test]
+fn mouse_clicks_drags_and_wheel() {
+    let mut s = testdata::state();
+    s.areas = Areas {
+        list_rows: Rect::new(1, 2, 30, 12),
+        graph: Rect::new(40, 2, 101, 10),
+        graph_x: (0.0, 1000.0),
+        jobs_rows: Rect::new(40, 20, 30, 3),
+        spikes_rows: Rect::new(80, 20, 20, 3),
+    };
+    let mouse = |kind, column, row| {
+        Event::Mouse(MouseEvent {
+            kind,
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    // Row 3 of the list (offset 0 after Home).
+    update(&mut s, code(KeyCode::Home));
+    update(&mut s, mouse(MouseEventKind::Down(MouseButton::Left), 5, 5));
+    assert_eq!(s.cursor, 3);
+    // Column 40 + 30 is x = 300: checkpoint index 2; drag to x = 700.
+    update(&mut s, mouse(MouseEventKind::Down(MouseButton::Left), 70, 5));
+    assert_eq!(s.cursor_step(), Some(300));
+    update(&mut s, mouse(MouseEventKind::Drag(MouseButton::Left), 110, 5));
+    update(&mut s, mouse(MouseEventKind::Up(MouseButton::Left), 110, 5));
+    assert_eq!(s.cursor_step(), Some(700));
+    assert_eq!(s.window_steps(), vec![300, 400, 500, 600, 700]);
+    // Wheel over the chart zooms about the mouse.
+    update(&mut s, mouse(MouseEventKind::ScrollUp, 90, 5));
+    let (a, b) = s.zoom.unwrap();
+    assert!(a < 500.0 && 500.0 < b && b - a < 1190.0);
+    // Clicks outside any panel do nothing.
+    let before = s.cursor;
+    update(&mut s, mouse(MouseEventKind::Down(MouseButton::Left), 0, 0));
+    assert_eq!(s.cursor, before);
+}
+
+#[test]
+fn help_quit_and_ctrl_c() {
+    let mut s = testdata::state();
+    press(&mut s, "?");
+    assert!(s.help);
+    press(&mut s, "j");
+    assert!(!s.help);
+    assert_eq!(s.cursor, STEPS.len() - 1, "the key that closes help does nothing else");
+    assert_eq!(press(&mut s, "q"), vec![Effect::Quit]);
+    assert!(s.quit);
+    let mut s = testdata::state();
+    let ctrl_c = Event::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert_eq!(update(&mut s, ctrl_c), vec![Effect::Quit]);
+}
+
+#[test]
+fn export_key_and_result() {
+    let mut s = testdata::state();
+    assert_eq!(press(&mut s, "e"), vec![Effect::Export]);
+    update(&mut s, Event::Exported(Ok(vec!["a.png".into(), "a.svg".into()])));
+    assert!(s.message.as_deref().unwrap().contains("a.png, a.svg"));
+    update(&mut s, Event::Exported(Err("out: permission denied".into())));
+    assert!(s.message.as_deref().unwrap().starts_with("export failed"));
+}
+
+#[test]
+fn without_a_loss_log_spikes_come_from_the_raw_eval_curve() {
+    let mut t = testdata::trajectory();
+    t.metrics = Default::default();
+    let mut s = State::new(t, vec![], testdata::eval_view());
+    assert!(s.spikes.is_empty());
+    // Raw evals arrive one by one: a flat curve with one bad checkpoint.
+    for (i, &step) in STEPS.iter().enumerate() {
+        let nll = if step == 900 { 5.0 } else { 3.0 - i as f64 * 0.01 };
+        update(
+            &mut s,
+            Event::Job(JobEvent::Done {
+                id: i as u64,
+                record: Box::new(testdata::record(step, lawa::results::RAW, 1, nll)),
+            }),
+        );
+    }
+    assert!(s.in_spike(900), "{:?}", s.spikes);
+    assert!(!s.in_spike(1200));
+}
