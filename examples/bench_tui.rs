@@ -24,7 +24,8 @@ fn write_run(dir: &std::path::Path) -> usize {
     let mut steps: Vec<u64> = vec![0];
     steps.extend((0..10).map(|i| 1u64 << i));
     steps.extend((1..=143).map(|i| i * 1000));
-    let header = br#"{"gpt_neox.embed_in.weight":{"dtype":"F32","shape":[4,4],"data_offsets":[0,64]}}"#;
+    let header =
+        br#"{"gpt_neox.embed_in.weight":{"dtype":"F32","shape":[4,4],"data_offsets":[0,64]}}"#;
     for s in &steps {
         let d = dir.join(format!("step{s}"));
         std::fs::create_dir_all(&d).unwrap();
@@ -146,7 +147,11 @@ fn main() {
         let mut frames = Vec::new();
         for i in 0..200 {
             // Alternate keys so every frame has something new to draw.
-            let key = if i % 2 == 0 { KeyCode::Up } else { KeyCode::Char(']') };
+            let key = if i % 2 == 0 {
+                KeyCode::Up
+            } else {
+                KeyCode::Char(']')
+            };
             let t = Instant::now();
             update(&mut state, Event::Key(KeyEvent::from(key)));
             let mut areas = state.areas;

@@ -122,12 +122,25 @@ fn explore_average_eval_export_quit_in_tmux() {
         session: "lawa".into(),
     };
     tmux.cmd(&[
-        "new-session", "-d", "-s", "lawa", "-x", "100", "-y", "30",
+        "new-session",
+        "-d",
+        "-s",
+        "lawa",
+        "-x",
+        "100",
+        "-y",
+        "30",
         &format!("bash '{}'", script.display()),
     ]);
 
-    tmux.wait_for("the explorer", 60, |s| s.contains("Checkpoints") && s.contains("Jobs"));
-    assert_eq!(tmux.var("#{alternate_on}"), "1", "the explorer uses the alternate screen");
+    tmux.wait_for("the explorer", 60, |s| {
+        s.contains("Checkpoints") && s.contains("Jobs")
+    });
+    assert_eq!(
+        tmux.var("#{alternate_on}"),
+        "1",
+        "the explorer uses the alternate screen"
+    );
     // Cursor up one: the window now ends at the second-to-last checkpoint.
     tmux.keys(&["k"]);
     tmux.wait_for("the cursor to move", 10, |s| {
@@ -170,7 +183,9 @@ fn explore_average_eval_export_quit_in_tmux() {
     assert!(csv.contains(&format!(",{target},uniform,")), "{csv}");
     // The results were stored: a second session would show them at once.
     let results = lawa::results::ResultsStore::open(
-        &home.join("trajectories").join(lawa::results::source_key(&run.display().to_string())),
+        &home
+            .join("trajectories")
+            .join(lawa::results::source_key(&run.display().to_string())),
     )
     .unwrap()
     .0;

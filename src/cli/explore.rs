@@ -122,7 +122,12 @@ pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
         .first()
         .or(traj.warnings.first())
         .cloned()
-        .or_else(|| Some(format!("{} checkpoints · ? for keys", traj.checkpoints.len())));
+        .or_else(|| {
+            Some(format!(
+                "{} checkpoints · ? for keys",
+                traj.checkpoints.len()
+            ))
+        });
     let base = eval.map(|(data, data_label, data_hash)| EvalConfig {
         data,
         data_label,

@@ -55,7 +55,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         XArg::Tokens => XAxis::Tokens,
     };
     if x_axis == XAxis::Tokens && !chart::has_tokens(&traj) {
-        anyhow::bail!("{}: tokens per step unknown for this run; use --x step", args.source);
+        anyhow::bail!(
+            "{}: tokens per step unknown for this run; use --x step",
+            args.source
+        );
     }
     let model = chart::build(
         &traj,

@@ -51,6 +51,7 @@ pub fn main() -> ExitCode {
         None => explore::run_demo(|| match Cli::try_parse_from(["lawa", "demo"]) {
             Ok(Cli {
                 command: Some(Command::Demo(a)),
+                ..
             }) => demo::run(a),
             Ok(_) => anyhow::bail!("internal: `lawa demo` did not parse as the demo command"),
             Err(e) => Err(e.into()),

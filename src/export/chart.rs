@@ -237,9 +237,7 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
         .iter()
         .filter_map(|&(a, b)| Some((x(a)?, x(b)?)))
         .collect();
-    let window = opts
-        .window_steps
-        .and_then(|(a, b)| Some((x(a)?, x(b)?)));
+    let window = opts.window_steps.and_then(|(a, b)| Some((x(a)?, x(b)?)));
     ChartModel {
         title: traj.name.clone(),
         x_axis: opts.x_axis,
@@ -466,7 +464,10 @@ mod tests {
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {
-        assert_eq!(nice_ticks(0.0, 10.0, 5), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        assert_eq!(
+            nice_ticks(0.0, 10.0, 5),
+            vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+        );
         assert_eq!(nice_ticks(2.1, 2.9, 4), vec![2.2, 2.4, 2.6, 2.8]);
         assert_eq!(nice_ticks(1.0, 1.0, 4), vec![1.0]);
         assert!(nice_ticks(f64::NAN, 1.0, 4).is_empty());

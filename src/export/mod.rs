@@ -89,7 +89,10 @@ fn csv_field(s: &str) -> String {
 }
 
 fn join<T: ToString>(v: &[T]) -> String {
-    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ")
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The results as CSV, one row per record; list fields are space-separated.

@@ -112,9 +112,8 @@ fn draw<DB: DrawingBackend>(
             )))
             .map_err(|e| e.to_string())?;
         if first_spike {
-            anno.label("loss spike").legend(move |(x, y)| {
-                Rectangle::new([(x, y - 6), (x + 20, y + 6)], spike_fill)
-            });
+            anno.label("loss spike")
+                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 20, y + 6)], spike_fill));
             first_spike = false;
         }
     }

@@ -98,8 +98,16 @@ fn csv_has_a_header_and_one_escaped_row_per_record() {
     let cols = lines[0].split(',').count();
     assert_eq!(cols, 19);
     // The data name has a comma and quotes: quoted, quotes doubled.
-    assert!(lines[1].contains("\"held \"\"out\"\", v2.txt\""), "{}", lines[1]);
-    assert!(lines[4].contains(",510,uniform,2,false,500 510,0.5 0.5,"), "{}", lines[4]);
+    assert!(
+        lines[1].contains("\"held \"\"out\"\", v2.txt\""),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[4].contains(",510,uniform,2,false,500 510,0.5 0.5,"),
+        "{}",
+        lines[4]
+    );
 }
 
 #[test]
@@ -139,7 +147,13 @@ fn export_all_writes_png_svg_csv_json_and_nothing_else() {
 
     let svg = std::fs::read_to_string(&files[1]).unwrap();
     assert!(svg.starts_with("<svg"));
-    for name in ["train loss", "eval: raw checkpoint", "eval: uniform k=2", "loss spike", "averaging window"] {
+    for name in [
+        "train loss",
+        "eval: raw checkpoint",
+        "eval: uniform k=2",
+        "loss spike",
+        "averaging window",
+    ] {
         assert!(svg.contains(name), "legend entry {name:?} in the SVG");
     }
     assert!(svg.contains("org/run,1"), "the title");

@@ -53,10 +53,9 @@ impl EngineExecutor {
     }
 
     fn checkpoint_path(&self, step: u64, reporter: &Reporter) -> Result<PathBuf, JobError> {
-        let ckpt = self
-            .traj
-            .checkpoint(step)
-            .ok_or_else(|| JobError::Failed(format!("step {step} is not in {}", self.traj.source)))?;
+        let ckpt = self.traj.checkpoint(step).ok_or_else(|| {
+            JobError::Failed(format!("step {step} is not in {}", self.traj.source))
+        })?;
         source::local_path(ckpt, reporter).map_err(|e| fail(reporter, e))
     }
 
@@ -84,7 +83,9 @@ impl EngineExecutor {
         std::fs::create_dir_all(self.cache.dir())
             .map_err(|e| JobError::Failed(format!("{}: {e}", self.cache.dir().display())))?;
         let out = self.cache.path_for(&key);
-        let scheme = scheme.parse::<Scheme>().unwrap_or(Scheme::Custom(weights.to_vec()));
+        let scheme = scheme
+            .parse::<Scheme>()
+            .unwrap_or(Scheme::Custom(weights.to_vec()));
         let opts = AverageOptions {
             device: device.clone(),
             ..AverageOptions::new(&scheme)
@@ -159,7 +160,12 @@ impl Executor for EngineExecutor {
             data_hash: cfg.data_hash.clone(),
             ctx: res.ctx,
             max_tokens: cfg.max_tokens,
-            dtype: if cfg.device.is_cpu() { "f32" } else { "checkpoint" }.into(),
+            dtype: if cfg.device.is_cpu() {
+                "f32"
+            } else {
+                "checkpoint"
+            }
+            .into(),
             device: crate::device::describe(&cfg.device).into(),
             mean_nll: res.mean_nll,
             ppl: res.ppl,

@@ -84,19 +84,35 @@ pub enum JobError {
 /// Everything the runner tells its owner, in order, per job.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JobEvent {
-    Queued { id: JobId, target: Target },
+    Queued {
+        id: JobId,
+        target: Target,
+    },
     /// A queued job was dropped because a new request for the same target replaced it.
-    Replaced { id: JobId, by: JobId },
-    Started { id: JobId },
+    Replaced {
+        id: JobId,
+        by: JobId,
+    },
+    Started {
+        id: JobId,
+    },
     Progress {
         id: JobId,
         progress: Progress,
         /// Time since the job started, for ETAs.
         elapsed: Duration,
     },
-    Done { id: JobId, record: Box<ResultRecord> },
-    Failed { id: JobId, error: String },
-    Cancelled { id: JobId },
+    Done {
+        id: JobId,
+        record: Box<ResultRecord>,
+    },
+    Failed {
+        id: JobId,
+        error: String,
+    },
+    Cancelled {
+        id: JobId,
+    },
 }
 
 impl JobEvent {

@@ -126,7 +126,13 @@ fn jobs_run_one_at_a_time_in_order_with_progress() {
             target: Target::Checkpoint { step: 10 }
         }
     );
-    assert_eq!(h.next(), JobEvent::Queued { id: b, target: window(20) });
+    assert_eq!(
+        h.next(),
+        JobEvent::Queued {
+            id: b,
+            target: window(20)
+        }
+    );
     assert_eq!(h.next(), JobEvent::Started { id: a });
     // The first job is blocked: the second has not started.
     assert_eq!(h.runner.busy(), 2);

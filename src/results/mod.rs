@@ -478,10 +478,7 @@ mod tests {
     fn series_labels() {
         assert_eq!(series_label(RAW, 5, true), "raw");
         assert_eq!(series_label("uniform", 5, false), "uniform k=5");
-        assert_eq!(
-            series_label("ema:200", 8, true),
-            "ema:200 k=8 spike-aware"
-        );
+        assert_eq!(series_label("ema:200", 8, true), "ema:200 k=8 spike-aware");
     }
 
     #[test]

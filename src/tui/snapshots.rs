@@ -88,10 +88,34 @@ fn busy_state() -> State {
         update(s, Event::Job(e));
     };
     let window = s.window_target(s.cursor).unwrap();
-    ev(&mut s, JobEvent::Queued { id: 1, target: Target::Checkpoint { step: 1200 } });
-    ev(&mut s, JobEvent::Queued { id: 2, target: window });
-    ev(&mut s, JobEvent::Queued { id: 3, target: Target::Checkpoint { step: 200 } });
-    ev(&mut s, JobEvent::Queued { id: 4, target: Target::Checkpoint { step: 400 } });
+    ev(
+        &mut s,
+        JobEvent::Queued {
+            id: 1,
+            target: Target::Checkpoint { step: 1200 },
+        },
+    );
+    ev(
+        &mut s,
+        JobEvent::Queued {
+            id: 2,
+            target: window,
+        },
+    );
+    ev(
+        &mut s,
+        JobEvent::Queued {
+            id: 3,
+            target: Target::Checkpoint { step: 200 },
+        },
+    );
+    ev(
+        &mut s,
+        JobEvent::Queued {
+            id: 4,
+            target: Target::Checkpoint { step: 400 },
+        },
+    );
     ev(&mut s, JobEvent::Started { id: 3 });
     ev(
         &mut s,
@@ -135,7 +159,12 @@ fn whole_screen_120x36() {
 fn whole_screen_log_tokens_zoomed_spike_aware() {
     let mut s = testdata::state();
     for c in "xlia?".chars() {
-        update(&mut s, Event::Key(crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char(c))));
+        update(
+            &mut s,
+            Event::Key(crossterm::event::KeyEvent::from(
+                crossterm::event::KeyCode::Char(c),
+            )),
+        );
     }
     // `?` opened the help; draw it over the rest.
     check("screen_help_log_tokens", &screen(&mut s, 100, 30));
@@ -169,7 +198,12 @@ fn window_panel_for_each_scheme() {
         all.push_str(&panel(30, 9, |b, a| {
             panels::window::render(b, a, &s, &Theme::plain());
         }));
-        update(&mut s, Event::Key(crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char('w'))));
+        update(
+            &mut s,
+            Event::Key(crossterm::event::KeyEvent::from(
+                crossterm::event::KeyCode::Char('w'),
+            )),
+        );
     }
     check("panel_window", &all);
 }

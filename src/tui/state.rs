@@ -234,7 +234,8 @@ impl State {
 
     pub fn window_steps_at(&self, end: usize) -> Vec<u64> {
         let k = self.window_k();
-        let mut out: Vec<u64> = self.traj.checkpoints[..=end.min(self.traj.checkpoints.len().saturating_sub(1))]
+        let mut out: Vec<u64> = self.traj.checkpoints
+            [..=end.min(self.traj.checkpoints.len().saturating_sub(1))]
             .iter()
             .rev()
             .map(|c| c.step)
@@ -419,7 +420,11 @@ impl State {
             return;
         }
         // Keep c at the same relative position in the view.
-        let rel = if b > a { ((c - a) / (b - a)).clamp(0.0, 1.0) } else { 0.5 };
+        let rel = if b > a {
+            ((c - a) / (b - a)).clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
         let mut lo = c - rel * w;
         lo = lo.clamp(f0, f1 - w);
         self.zoom = Some((lo, lo + w));
@@ -715,13 +720,16 @@ impl State {
                     let parsed: Result<Vec<f64>, _> =
                         text.split(',').map(|p| p.trim().parse::<f64>()).collect();
                     match parsed {
-                        Ok(v) if !v.is_empty() && v.len() <= n && v.iter().all(|x| x.is_finite() && *x >= 0.0) && v.iter().sum::<f64>() > 0.0 => {
+                        Ok(v)
+                            if !v.is_empty()
+                                && v.len() <= n
+                                && v.iter().all(|x| x.is_finite() && *x >= 0.0)
+                                && v.iter().sum::<f64>() > 0.0 =>
+                        {
                             self.k = v.len();
                             *w = v;
                         }
-                        _ => {
-                            self.message = bad("a list of non-negative weights (not all 0)")
-                        }
+                        _ => self.message = bad("a list of non-negative weights (not all 0)"),
                     }
                 }
             },
@@ -930,7 +938,10 @@ impl State {
                         self.set_cursor(i);
                     }
                 } else if a.graph.contains(at) {
-                    if let Some(i) = self.graph_x_at(m.column).and_then(|x| self.nearest_checkpoint(x)) {
+                    if let Some(i) = self
+                        .graph_x_at(m.column)
+                        .and_then(|x| self.nearest_checkpoint(x))
+                    {
                         self.set_cursor(i);
                         self.drag_from = Some(i);
                     }

@@ -56,7 +56,10 @@ fn cursor_keys_move_and_clamp() {
     press(&mut s, "k");
     assert_eq!(s.cursor, 2);
     update(&mut s, code(KeyCode::PageDown));
-    assert_eq!(s.cursor, 11, "a page is 10 before the list is drawn; clamped at the end");
+    assert_eq!(
+        s.cursor, 11,
+        "a page is 10 before the list is drawn; clamped at the end"
+    );
     update(&mut s, code(KeyCode::PageUp));
     assert_eq!(s.cursor, 1);
     update(&mut s, code(KeyCode::End));
@@ -330,10 +333,7 @@ fn job_events_update_the_jobs_and_results() {
     );
     assert_eq!(s.jobs[0].status, JobStatus::Done);
     assert_eq!(s.results.len(), before + 1);
-    assert_eq!(
-        s.result_index()[&("raw".to_string(), 1200)].mean_nll,
-        2.5
-    );
+    assert_eq!(s.result_index()[&("raw".to_string(), 1200)].mean_nll, 2.5);
     // Failures show their line and never quit.
     update(
         &mut s,
@@ -453,9 +453,15 @@ fn mouse_clicks_drags_and_wheel() {
     update(&mut s, mouse(MouseEventKind::Down(MouseButton::Left), 5, 5));
     assert_eq!(s.cursor, 3);
     // Column 40 + 30 is x = 300: checkpoint index 2; drag to x = 700.
-    update(&mut s, mouse(MouseEventKind::Down(MouseButton::Left), 70, 5));
+    update(
+        &mut s,
+        mouse(MouseEventKind::Down(MouseButton::Left), 70, 5),
+    );
     assert_eq!(s.cursor_step(), Some(300));
-    update(&mut s, mouse(MouseEventKind::Drag(MouseButton::Left), 110, 5));
+    update(
+        &mut s,
+        mouse(MouseEventKind::Drag(MouseButton::Left), 110, 5),
+    );
     update(&mut s, mouse(MouseEventKind::Up(MouseButton::Left), 110, 5));
     assert_eq!(s.cursor_step(), Some(700));
     assert_eq!(s.window_steps(), vec![300, 400, 500, 600, 700]);
@@ -476,7 +482,11 @@ fn help_quit_and_ctrl_c() {
     assert!(s.help);
     press(&mut s, "j");
     assert!(!s.help);
-    assert_eq!(s.cursor, STEPS.len() - 1, "the key that closes help does nothing else");
+    assert_eq!(
+        s.cursor,
+        STEPS.len() - 1,
+        "the key that closes help does nothing else"
+    );
     assert_eq!(press(&mut s, "q"), vec![Effect::Quit]);
     assert!(s.quit);
     let mut s = testdata::state();
@@ -488,9 +498,15 @@ fn help_quit_and_ctrl_c() {
 fn export_key_and_result() {
     let mut s = testdata::state();
     assert_eq!(press(&mut s, "e"), vec![Effect::Export]);
-    update(&mut s, Event::Exported(Ok(vec!["a.png".into(), "a.svg".into()])));
+    update(
+        &mut s,
+        Event::Exported(Ok(vec!["a.png".into(), "a.svg".into()])),
+    );
     assert!(s.message.as_deref().unwrap().contains("a.png, a.svg"));
-    update(&mut s, Event::Exported(Err("out: permission denied".into())));
+    update(
+        &mut s,
+        Event::Exported(Err("out: permission denied".into())),
+    );
     assert!(s.message.as_deref().unwrap().starts_with("export failed"));
 }
 
@@ -502,7 +518,11 @@ fn without_a_loss_log_spikes_come_from_the_raw_eval_curve() {
     assert!(s.spikes.is_empty());
     // Raw evals arrive one by one: a flat curve with one bad checkpoint.
     for (i, &step) in STEPS.iter().enumerate() {
-        let nll = if step == 900 { 5.0 } else { 3.0 - i as f64 * 0.01 };
+        let nll = if step == 900 {
+            5.0
+        } else {
+            3.0 - i as f64 * 0.01
+        };
         update(
             &mut s,
             Event::Job(JobEvent::Done {

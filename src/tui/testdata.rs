@@ -14,7 +14,11 @@ pub const STEPS: [u64; 12] = [
 pub fn loss(step: u64) -> f64 {
     let base = 2.0 + 6.0 / ((step as f64) / 10.0).sqrt();
     let wiggle = 0.02 * ((step as f64) * 0.37).sin();
-    let spike = if (590..=650).contains(&step) { 1.5 } else { 0.0 };
+    let spike = if (590..=650).contains(&step) {
+        1.5
+    } else {
+        0.0
+    };
     base + wiggle + spike
 }
 
@@ -56,7 +60,10 @@ pub fn eval_key() -> EvalKey {
 
 /// A stored result as the job runner writes it.
 pub fn record(end: u64, scheme: &str, k: usize, nll: f64) -> ResultRecord {
-    let i = STEPS.iter().position(|&s| s == end).expect("a checkpoint step");
+    let i = STEPS
+        .iter()
+        .position(|&s| s == end)
+        .expect("a checkpoint step");
     let steps: Vec<u64> = STEPS[(i + 1).saturating_sub(k)..=i].to_vec();
     let n = steps.len();
     ResultRecord {

@@ -18,7 +18,11 @@ pub fn draw(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Areas
     };
     let [top, bottom] =
         Layout::vertical([Constraint::Min(0), Constraint::Length(bottom_h)]).areas(main);
-    let list_w = if top.width >= 110 { 50 } else { 36.min(top.width / 2) };
+    let list_w = if top.width >= 110 {
+        50
+    } else {
+        36.min(top.width / 2)
+    };
     let [list, chart] =
         Layout::horizontal([Constraint::Length(list_w), Constraint::Min(0)]).areas(top);
     let spikes_w = if bottom.width >= 100 { 26 } else { 20 };

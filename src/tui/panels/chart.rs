@@ -111,7 +111,11 @@ fn legend(model: &ChartModel, theme: &Theme) -> Line<'static> {
 pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Drawn {
     let model = state.chart();
     let y_name = if model.log_y { "loss, log" } else { "loss" };
-    let zoom = if state.zoom.is_some() { " (zoomed)" } else { "" };
+    let zoom = if state.zoom.is_some() {
+        " (zoomed)"
+    } else {
+        ""
+    };
     let block = panel_block(
         format!(
             " {} · {y_name} vs {}{zoom} ",
@@ -195,7 +199,8 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Dra
         .render(graph, buf);
 
     // Shading and marks, column by column.
-    let col_x = |col: u16| x0 + (col - graph.x) as f64 / (graph.width - 1).max(1) as f64 * (x1 - x0);
+    let col_x =
+        |col: u16| x0 + (col - graph.x) as f64 / (graph.width - 1).max(1) as f64 * (x1 - x0);
     let half = (x1 - x0) / (graph.width - 1).max(1) as f64 / 2.0;
     let covers = |col: u16, a: f64, b: f64| {
         let x = col_x(col);
@@ -239,7 +244,9 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Dra
     for row in graph.top()..graph.bottom() {
         buf[(axis_x, row)].set_symbol("│").set_style(theme.faint());
     }
-    buf[(axis_x, axis_y)].set_symbol("└").set_style(theme.faint());
+    buf[(axis_x, axis_y)]
+        .set_symbol("└")
+        .set_style(theme.faint());
 
     for (t, label) in &ticks {
         if *t < y0 || *t > y1 {

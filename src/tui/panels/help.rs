@@ -10,13 +10,19 @@ use crate::tui::theme::Theme;
 
 /// Every key of the explorer: (keys, action). Also the README's key table.
 pub const KEYS: &[(&str, &str)] = &[
-    ("↑ ↓ / j k", "move the cursor (or the selection in jobs/spikes)"),
+    (
+        "↑ ↓ / j k",
+        "move the cursor (or the selection in jobs/spikes)",
+    ),
     ("PgUp PgDn Home End", "page, first, last checkpoint"),
     ("[ ] / - +", "shrink / grow the window (k)"),
     ("w", "cycle scheme: uniform, EMA, linear, custom"),
     ("p", "edit the scheme's parameter (k, half-life, weights)"),
     ("a", "spike-aware window: leave out checkpoints in spikes"),
-    ("Enter", "average the window + eval it (and the raw checkpoint)"),
+    (
+        "Enter",
+        "average the window + eval it (and the raw checkpoint)",
+    ),
     ("r", "eval the raw checkpoint at the cursor"),
     ("s", "sweep: average + eval at every checkpoint"),
     ("e", "export chart (PNG, SVG) and results (CSV, JSON)"),
@@ -55,6 +61,11 @@ pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme) {
             Span::raw("  "),
             Span::raw(*what),
         ]);
-        buf.set_line(inner.x + 1, inner.y + i as u16, &line, inner.width.saturating_sub(1));
+        buf.set_line(
+            inner.x + 1,
+            inner.y + i as u16,
+            &line,
+            inner.width.saturating_sub(1),
+        );
     }
 }

@@ -40,7 +40,10 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
         buf.set_string(
             inner.x,
             inner.y,
-            fit("Enter: average + eval the window; s: sweep", inner.width as usize),
+            fit(
+                "Enter: average + eval the window; s: sweep",
+                inner.width as usize,
+            ),
             theme.faint(),
         );
         return inner;

@@ -21,12 +21,24 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
         return Rect::default();
     }
     if state.spikes.is_empty() {
-        buf.set_string(inner.x, inner.y, fit("none detected", inner.width as usize), theme.faint());
+        buf.set_string(
+            inner.x,
+            inner.y,
+            fit("none detected", inner.width as usize),
+            theme.faint(),
+        );
         return inner;
     }
     let h = inner.height as usize;
     let offset = (state.spike_sel + 1).saturating_sub(h);
-    for (row, (i, r)) in state.spikes.iter().enumerate().skip(offset).take(h).enumerate() {
+    for (row, (i, r)) in state
+        .spikes
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(h)
+        .enumerate()
+    {
         let text = fit(
             &format!("{}..{} +{:.2}", r.start_step, r.end_step, r.height),
             inner.width as usize,

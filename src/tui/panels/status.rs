@@ -21,8 +21,22 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) {
         ])
     } else {
         let keys: &[(&str, &str)] = match state.focus {
-            Focus::Jobs => &[("↑↓", "job"), ("c", "cancel"), ("C", "cancel all"), ("Tab", "focus"), ("?", "help"), ("q", "quit")],
-            Focus::Spikes => &[("↑↓", "spike"), ("⏎", "go"), ("a", "spike-aware"), ("Tab", "focus"), ("?", "help"), ("q", "quit")],
+            Focus::Jobs => &[
+                ("↑↓", "job"),
+                ("c", "cancel"),
+                ("C", "cancel all"),
+                ("Tab", "focus"),
+                ("?", "help"),
+                ("q", "quit"),
+            ],
+            Focus::Spikes => &[
+                ("↑↓", "spike"),
+                ("⏎", "go"),
+                ("a", "spike-aware"),
+                ("Tab", "focus"),
+                ("?", "help"),
+                ("q", "quit"),
+            ],
             Focus::Checkpoints => &[
                 ("⏎", "avg+eval"),
                 ("s", "sweep"),
