@@ -546,3 +546,29 @@ fn a_stalled_transfer_times_out_and_is_retried() {
         details(&seen)
     );
 }
+
+#[test]
+fn concurrent_jobs_asking_for_the_same_checkpoint_take_turns() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(&server, dir.path());
+    let paths: Vec<PathBuf> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| hub::download_checkpoint(REPO, "step3000", &o, &Reporter::silent()))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect()
+    });
+    assert!(paths.windows(2).all(|w| w[0] == w[1]));
+    // Each shard was fetched once.
+    let shard_gets = server
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("GET /cdn/"))
+        .count();
+    assert_eq!(shard_gets, 2, "{:?}", server.log());
+}

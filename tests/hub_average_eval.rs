@@ -107,4 +107,10 @@ fn average_and_eval_of_hub_checkpoints_match_local_copies() {
     assert_eq!(r_hub.mean_nll, r_local.mean_nll);
     assert_eq!(r_hub.window_nll, r_local.window_nll);
     assert_eq!(r_hub.data_hash, r_local.data_hash);
+
+    // A single hub checkpoint (the sharded fp16 .bin) evaluates as its local copy does.
+    let s_hub = eval_model_dir(&hub_paths[2].1, &text, &eo, &Reporter::silent()).unwrap();
+    let s_local = eval_model_dir(&local_paths[2].1, &text, &eo, &Reporter::silent()).unwrap();
+    assert_eq!(s_hub.mean_nll, s_local.mean_nll);
+    assert_ne!(s_hub.mean_nll, r_hub.mean_nll);
 }

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use hub_server::{commit_of, HubServer, Repo};
 use lawa::progress::Reporter;
-use lawa::source::hub::HubError;
+use lawa::source::hub::{self, HubError};
 use lawa::source::{self, Location, SourceError};
 
 const REPO: &str = "EleutherAI/pythia-tiny";
@@ -72,6 +72,11 @@ fn hf_sources_list_download_and_work_offline_through_the_environment() {
             std::fs::read(fixtures().join("step2000").join(f)).unwrap()
         );
     }
+    assert_eq!(hub::cached_location(&ck.location), Some(p.clone()));
+    assert_eq!(
+        hub::cached_location(&t.checkpoint(4).unwrap().location),
+        None
+    );
     let p3 = source::local_path(t.checkpoint(3000).unwrap(), &Reporter::silent()).unwrap();
     assert!(p3.join("pytorch_model-00002-of-00002.bin").exists());
 

@@ -132,6 +132,8 @@ pub(crate) enum Retry {
     Unreachable,
     /// The connection broke (mid-body drop, reset, timeout) or a 5xx: try again.
     Transient,
+    /// Another process holds hf-hub's lock on the blob (it waited 10 s): wait some more.
+    Locked,
     No,
 }
 
@@ -141,6 +143,7 @@ pub(crate) fn retry_kind(e: &HFError) -> Retry {
         HFError::Request { source, .. } if source.is_connect() => Retry::Unreachable,
         HFError::Request { .. } => Retry::Transient,
         HFError::Http { context } if context.status.is_server_error() => Retry::Transient,
+        HFError::CacheLockTimeout { .. } => Retry::Locked,
         _ => Retry::No,
     }
 }

@@ -36,6 +36,8 @@ const MAX_DELAY: Duration = Duration::from_secs(120);
 const REPORT_EVERY: u64 = 1 << 20;
 
 pub(super) const STAGE: &str = "download";
+/// Stage of the messages about requests that download nothing (listing).
+const LIST_STAGE: &str = "hub";
 
 /// Where a failed request was going, to name it in errors.
 #[derive(Clone, Debug)]
@@ -416,6 +418,10 @@ impl<'a> Session<'a> {
                         .min(MAX_DELAY),
                     "rate limited by the hub".to_string(),
                 ),
+                Retry::Locked => (
+                    self.backoff(attempt),
+                    "another process is downloading the same file".to_string(),
+                ),
                 _ => (
                     self.backoff(attempt),
                     format!("connection problem ({})", short(&root_message(&err))),
@@ -430,7 +436,7 @@ impl<'a> Session<'a> {
                 Some(b) => b.report(msg),
                 None => self
                     .reporter
-                    .report_detail(STAGE, 0, None, Unit::Bytes, Some(msg)),
+                    .report_detail(LIST_STAGE, 0, None, Unit::Files, Some(msg)),
             }
             self.sleep(delay).await?;
         }

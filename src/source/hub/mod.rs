@@ -23,11 +23,12 @@ mod cache;
 mod error;
 mod fetch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub use cache::{choose_weights, Weights};
@@ -353,6 +354,22 @@ pub fn cached_checkpoint(repo: &RepoId, revision: &str, opts: &HubOptions) -> Op
     cache::complete_snapshot(&snapshot).map(|_| snapshot)
 }
 
+/// Where a checkpoint already is on disk, without downloading anything: a local one's path if
+/// it exists, a hub one's snapshot folder if it is complete in the cache (`HF_HUB_CACHE` /
+/// `HF_HOME`). Lets `lawa list` and the explorer show what is local.
+pub fn cached_location(location: &Location) -> Option<PathBuf> {
+    match location {
+        Location::Local { path } => path.exists().then(|| path.clone()),
+        Location::Hub { repo, revision } => {
+            let repo = RepoId::parse(repo).ok()?;
+            let repo_dir = cache::repo_dir(&hf_hub::resolve_cache_dir(), &repo);
+            let commit = cache::resolve_ref(&repo_dir, revision)?;
+            let snapshot = repo_dir.join("snapshots").join(commit);
+            cache::complete_snapshot(&snapshot).map(|_| snapshot)
+        }
+    }
+}
+
 /// The local folder of a hub checkpoint (`…/snapshots/<commit>`, an HF model dir), downloading
 /// the files that are not in the cache yet, with byte progress (stage `download`,
 /// [`crate::progress::Unit::Bytes`]) and retry messages through `reporter`. Cancellable; an
@@ -373,6 +390,13 @@ pub fn download_checkpoint(
             dir: opts.cache_dir.clone(),
         });
     }
+    // Jobs of one process asking for the same checkpoint (overlapping windows in a sweep)
+    // take turns; the later ones then find it in the cache.
+    let key = format!("{}|{repo}@{revision}", opts.cache_dir.display());
+    let _turn = wait_turn(&key, reporter)?;
+    if let Some(snapshot) = cached_checkpoint(&repo, revision, opts) {
+        return Ok(snapshot);
+    }
     let snapshot = block_on(async {
         let session = fetch::Session::new(opts, reporter)?;
         session.download_checkpoint(&repo, revision).await
@@ -384,6 +408,46 @@ pub fn download_checkpoint(
         });
     }
     Ok(snapshot)
+}
+
+/// Checkpoints being downloaded by this process.
+static IN_FLIGHT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Marks `key` as being downloaded by this thread until dropped.
+struct Turn(String);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Ok(mut set) = IN_FLIGHT.lock() {
+            set.remove(&self.0);
+        }
+    }
+}
+
+/// Waits (cancellably) until no other thread of this process is downloading `key`.
+fn wait_turn(key: &str, reporter: &Reporter) -> Result<Turn, HubError> {
+    let mut told = false;
+    loop {
+        {
+            let mut set = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+            if set.insert(key.to_string()) {
+                return Ok(Turn(key.to_string()));
+            }
+        }
+        reporter.check()?;
+        if !told {
+            told = true;
+            let what = key.rsplit('|').next().unwrap_or(key);
+            reporter.report_detail(
+                fetch::STAGE,
+                0,
+                None,
+                crate::progress::Unit::Bytes,
+                Some(format!("waiting for another job downloading {what}")),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Runs a future to completion on a fresh runtime on its own (scoped) thread,
