@@ -7,7 +7,7 @@
 # median tokens/s of each, the ratio lawa / transformers, and both perplexities, which must
 # agree to 1e-4 relative.
 #
-#   scripts/bench_eval.sh            # env: PY, BENCH_DIR, CTX, WINDOWS, BATCH, THREADS, REPEATS
+#   scripts/bench_eval.sh            # env: PY, BENCH_DIR, CTX, WINDOWS, BATCH, THREADS, REPEATS, LAWA, MODELS
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,8 +19,11 @@ BATCH=${BATCH:-4}
 THREADS=${THREADS:-2}
 REPEATS=${REPEATS:-3}
 
-cargo build --release --quiet
-LAWA=${CARGO_TARGET_DIR:-target}/release/lawa
+# LAWA=path/to/lawa skips the build (e.g. a binary built elsewhere).
+if [ -z "${LAWA:-}" ]; then
+  cargo build --release --quiet
+  LAWA=${CARGO_TARGET_DIR:-target}/release/lawa
+fi
 
 mkdir -p "$BENCH_DIR"
 "$PY" scripts/bench_eval_hf.py generate "$BENCH_DIR"
@@ -29,7 +32,7 @@ head -c $((CTX * WINDOWS * 2)) "$BENCH_DIR/tokens.bin" > "$BENCH_DIR/bench.bin"
 
 export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus; threads $THREADS; ctx $CTX x $WINDOWS windows, batch $BATCH, f32, $REPEATS runs each"
-for model in pythia-70m pythia-160m; do
+for model in ${MODELS:-pythia-70m pythia-160m}; do
   dir="$BENCH_DIR/$model"
   lawa_runs=() hf_runs=()
   for _ in $(seq "$REPEATS"); do
