@@ -191,6 +191,30 @@ fn explore_average_eval_export_quit_in_tmux() {
     .0;
     assert_eq!(results.records().len(), 2);
     assert!(results.records().iter().all(|r| r.end_step == target));
+    // Headless export from the stored results gives the same tables.
+    let again = tmp.path().join("export2");
+    let out = Command::new(bin)
+        .env("LAWA_HOME", &home)
+        .args(["export", &run.display().to_string(), "--out"])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Same rows (floats read back from the store may differ in the last digit).
+    let key = |t: &str| -> Vec<String> {
+        t.lines()
+            .map(|l| l.split(',').take(13).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(
+        key(&std::fs::read_to_string(again.join("run-results.csv")).unwrap()),
+        key(&csv)
+    );
+    assert!(again.join("run.png").is_file() && again.join("run.svg").is_file());
     let stderr = std::fs::read_to_string(tmp.path().join("stderr.txt")).unwrap_or_default();
     assert!(stderr.trim().is_empty(), "nothing on stderr: {stderr}");
 }
