@@ -302,8 +302,6 @@ fn bad_sources_are_one_line_errors_naming_the_folder() {
     let e = err(file.to_str().unwrap());
     assert!(e.contains("not a folder"), "{e}");
 
-    let e = err("hf:EleutherAI/pythia-70m");
-    assert!(e.contains("hf:EleutherAI/pythia-70m"), "{e}");
     for e in [
         err(missing.to_str().unwrap()),
         err(empty.to_str().unwrap()),
