@@ -1,6 +1,5 @@
 //! `lawa average`: average a window of checkpoints into a new model dir.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -10,7 +9,7 @@ use lawa::average::{
 };
 use lawa::checkpoint::DEFAULT_SHARD_SIZE;
 use lawa::device::{describe, select, DevicePref};
-use lawa::progress::{CancelToken, Reporter};
+use lawa::progress::CancelToken;
 
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("window").required(true).args(["at", "steps"])))]
@@ -130,32 +129,6 @@ fn cancel_on_signal(token: CancelToken) {
     });
 }
 
-fn progress_reporter(token: CancelToken) -> (Reporter, Option<indicatif::ProgressBar>) {
-    if !std::io::stderr().is_terminal() {
-        return (Reporter::new(token, |_| {}), None);
-    }
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} tensors {elapsed} {wide_msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix("averaging");
-    let b = bar.clone();
-    let reporter = Reporter::new(token, move |p| {
-        if let Some(total) = p.total {
-            b.set_length(total);
-        }
-        b.set_position(p.done);
-        if let Some(d) = p.detail {
-            b.set_message(d);
-        }
-    });
-    (reporter, Some(bar))
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let scheme: Scheme = args.weights.parse()?;
     let dtype: OutDType = args.dtype.parse()?;
@@ -173,7 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let token = CancelToken::new();
     cancel_on_signal(token.clone());
-    let (reporter, bar) = progress_reporter(token);
+    let (reporter, bar) = super::progress::reporter(token);
     let mut inputs = Vec::with_capacity(chosen.len());
     for (&step, &weight) in chosen.iter().zip(&ws) {
         let ckpt = traj

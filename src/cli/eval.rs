@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use candle_core::DType;
-use indicatif::{ProgressBar, ProgressStyle};
 use lawa::device::{self, DevicePref};
 use lawa::eval::{self, Comparison, EvalData, EvalOptions, EvalResult, TokenDType, Tokens};
 use lawa::model::LoadedModel;
@@ -108,21 +107,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         model.model.dtype(),
     );
 
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} windows {elapsed} (eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let bar2 = bar.clone();
-    let reporter = Reporter::new(CancelToken::new(), move |p| {
-        if let Some(t) = p.total {
-            bar2.set_length(t);
-        }
-        bar2.set_position(p.done);
-    });
+    let (reporter, bar) = super::progress::reporter(CancelToken::new());
     match &other {
         None => {
             let r = eval::evaluate(&model, &tokens, &opts, &reporter)?;
-            bar.finish_and_clear();
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -131,7 +122,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         Some(o) => {
             let c = eval::compare(&model, o, &tokens, &opts, &reporter)?;
-            bar.finish_and_clear();
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&c)?);
             } else {

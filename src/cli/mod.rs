@@ -10,6 +10,7 @@ mod eval;
 mod explore;
 mod export;
 mod list;
+mod progress;
 
 #[derive(Parser, Debug)]
 #[command(
