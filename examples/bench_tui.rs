@@ -93,6 +93,7 @@ fn bench_state() -> State {
         },
         tokens_per_step: Some(2_097_152),
         warnings: vec![],
+        notes: vec![],
     };
     let mut records = Vec::new();
     for &s in &ckpt_steps {

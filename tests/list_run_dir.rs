@@ -190,12 +190,17 @@ fn demo_style_run_with_metrics_jsonl_and_trajectory_json() {
     put(
         d.path(),
         "trajectory.json",
-        br#"{"seed": 1, "tokens_per_step": 1024, "spike": "lr surge at step 80"}"#,
+        br#"{"seed": 1, "tokens_per_step": 1024, "lr_surge": {"step": 80, "steps": 3, "factor": 20.0, "why": "made on purpose"}}"#,
     );
     put(d.path(), "heldout.txt", b"text");
     let t = open(d.path());
     assert_eq!(t.steps(), vec![0, 50, 100, 150]);
     assert_eq!(t.tokens_per_step, Some(1024));
+    // A spike the run made on purpose is carried to every view.
+    assert_eq!(
+        t.notes,
+        vec!["spike made on purpose: lr x20 at steps 80-82 (lr_surge in trajectory.json)"]
+    );
     let tokens: Vec<_> = t.checkpoints.iter().map(|c| c.tokens).collect();
     assert_eq!(
         tokens,

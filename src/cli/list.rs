@@ -73,6 +73,7 @@ struct Listing {
     /// Spike regions of the training loss (default detector settings).
     spikes: Vec<SpikeRegion>,
     warnings: Vec<String>,
+    notes: Vec<String>,
 }
 
 fn describe(t: &Trajectory) -> Listing {
@@ -121,6 +122,7 @@ fn describe(t: &Trajectory) -> Listing {
         },
         spikes,
         warnings: t.warnings.clone(),
+        notes: t.notes.clone(),
     }
 }
 
@@ -269,6 +271,9 @@ fn table(l: &Listing) -> String {
                         s.start_step, s.end_step, s.peak_step
                     ));
                 }
+            }
+            for n in &l.notes {
+                out.push_str(&format!("  note: {n}\n"));
             }
         }
     }

@@ -390,6 +390,7 @@ mod tests {
             },
             tokens_per_step: Some(1000),
             warnings: vec![],
+            notes: vec![],
         }
     }
 

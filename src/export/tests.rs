@@ -35,6 +35,7 @@ fn traj() -> Trajectory {
         },
         tokens_per_step: Some(100),
         warnings: vec![],
+        notes: vec![],
     }
 }
 

@@ -190,6 +190,7 @@ pub fn open_repo_dir(dir: &Path, source: &str) -> Result<Trajectory, SourceError
         metrics,
         tokens_per_step,
         warnings,
+        notes: Vec::new(),
     };
     super::fill_tokens(&mut t);
     Ok(t)

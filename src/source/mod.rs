@@ -183,6 +183,10 @@ pub struct Trajectory {
     /// Things the user should know that did not stop listing: duplicate steps, names that
     /// looked like checkpoints but had no parseable step, unreadable metrics lines.
     pub warnings: Vec<String>,
+    /// What the run declares about itself that every view must show (e.g. a loss spike made
+    /// on purpose by a scheduled learning-rate surge).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl Trajectory {

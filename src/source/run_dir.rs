@@ -167,17 +167,25 @@ fn dedupe(mut found: Vec<Found>, warnings: &mut Vec<String>) -> Vec<Found> {
     kept
 }
 
-/// `tokens_per_step` from a `trajectory.json` (written by `lawa demo`), if the folder has one.
-fn trajectory_json_tokens(dir: &Path, warnings: &mut Vec<String>) -> Option<u64> {
+/// A run's own description, `trajectory.json` (written by `lawa demo`), if the folder has one.
+fn read_trajectory_json(dir: &Path, warnings: &mut Vec<String>) -> Option<serde_json::Value> {
     let path = dir.join("trajectory.json");
     let text = std::fs::read_to_string(&path).ok()?;
-    let v: serde_json::Value = match serde_json::from_str(&text) {
-        Ok(v) => v,
+    match serde_json::from_str(&text) {
+        Ok(v) => Some(v),
         Err(e) => {
             warnings.push(format!("{}: not JSON ({e}); ignored", path.display()));
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// `tokens_per_step` from a `trajectory.json`.
+fn trajectory_json_tokens(
+    path: &Path,
+    v: &serde_json::Value,
+    warnings: &mut Vec<String>,
+) -> Option<u64> {
     // At the top level, or one level down (`{"training": {"tokens_per_step": ...}}`).
     let direct = v.get("tokens_per_step");
     let nested = || {
@@ -195,6 +203,24 @@ fn trajectory_json_tokens(dir: &Path, warnings: &mut Vec<String>) -> Option<u64>
             ));
             None
         }
+    }
+}
+
+/// What a run declares about itself that the user must see: a learning-rate surge scheduled to
+/// make a loss spike on purpose (`lr_surge` in the demo's `trajectory.json`).
+fn trajectory_json_notes(v: &serde_json::Value) -> Vec<String> {
+    let Some(s) = v.get("lr_surge").filter(|s| !s.is_null()) else {
+        return Vec::new();
+    };
+    let step = s.get("step").and_then(|x| x.as_u64());
+    let steps = s.get("steps").and_then(|x| x.as_u64()).unwrap_or(1).max(1);
+    let factor = s.get("factor").and_then(|x| x.as_f64());
+    match (step, factor) {
+        (Some(step), Some(factor)) => vec![format!(
+            "spike made on purpose: lr x{factor} at steps {step}-{} (lr_surge in trajectory.json)",
+            step + steps - 1
+        )],
+        _ => vec!["spike made on purpose: a learning-rate surge (trajectory.json lr_surge)".into()],
     }
 }
 
@@ -264,10 +290,23 @@ pub fn open(dir: &Path, source: &str) -> Result<Trajectory, SourceError> {
         }
     }
     let metrics = metrics::read_all(&files, &mut warnings);
-    let tokens_per_step = metric_dirs
+    let described: Vec<(PathBuf, serde_json::Value)> = metric_dirs
         .iter()
-        .find_map(|d| trajectory_json_tokens(d, &mut warnings))
+        .filter_map(|d| {
+            Some((
+                d.join("trajectory.json"),
+                read_trajectory_json(d, &mut warnings)?,
+            ))
+        })
+        .collect();
+    let tokens_per_step = described
+        .iter()
+        .find_map(|(p, v)| trajectory_json_tokens(p, v, &mut warnings))
         .or_else(|| metrics::tokens_per_step(&metrics.tokens));
+    let notes = described
+        .iter()
+        .flat_map(|(_, v)| trajectory_json_notes(v))
+        .collect();
 
     let checkpoints = found
         .into_iter()
@@ -288,6 +327,7 @@ pub fn open(dir: &Path, source: &str) -> Result<Trajectory, SourceError> {
         metrics,
         tokens_per_step,
         warnings,
+        notes,
     };
     super::fill_tokens(&mut t);
     Ok(t)

@@ -47,6 +47,7 @@ pub fn trajectory() -> Trajectory {
         },
         tokens_per_step: Some(4096),
         warnings: vec![],
+        notes: vec!["spike made on purpose: lr x20 at steps 590-592".into()],
     }
 }
 

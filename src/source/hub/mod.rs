@@ -298,6 +298,7 @@ pub fn trajectory_from_branches(
         metrics: Metrics::default(),
         tokens_per_step: tps,
         warnings,
+        notes: Vec::new(),
     })
 }
 

@@ -20,6 +20,23 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
     if inner.height == 0 || inner.width < 6 {
         return Rect::default();
     }
+    // A spike the run made on purpose is said plainly, above the list.
+    let mut inner = inner;
+    for note in state
+        .traj
+        .notes
+        .iter()
+        .take(inner.height.saturating_sub(1) as usize)
+    {
+        buf.set_string(
+            inner.x,
+            inner.y,
+            fit(note, inner.width as usize),
+            theme.faint(),
+        );
+        inner.y += 1;
+        inner.height -= 1;
+    }
     if state.spikes.is_empty() {
         buf.set_string(
             inner.x,
