@@ -2,6 +2,8 @@
 
 use candle_core::Device;
 
+use crate::progress::{Reporter, Unit};
+
 /// What the user asked for with `--device`.
 #[derive(
     Clone,
@@ -46,6 +48,66 @@ fn cuda() -> Result<Device, DeviceError> {
     Device::new_cuda(0).map_err(|e| DeviceError::Unavailable(e.to_string()))
 }
 
+/// What the progress shows while [`prepare`] runs: on a machine that has not run this binary
+/// before, the driver compiles candle's GPU kernels (PTX) on first use, about half a minute.
+pub const PREPARING: &str = "preparing GPU kernels (first use on this machine)";
+
+/// Loads the GPU kernels a job will use before the job starts, reporting [`PREPARING`], so a
+/// first run shows why it waits instead of looking hung. Once per device and process; nothing
+/// on the CPU. The driver caches what it compiles, so later runs pass here quickly.
+pub fn prepare(device: &Device, reporter: &Reporter) -> candle_core::Result<()> {
+    if device.is_cpu() {
+        return Ok(());
+    }
+    static DONE: std::sync::Mutex<Vec<candle_core::DeviceLocation>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if done.contains(&device.location()) {
+        return Ok(());
+    }
+    reporter.report_detail("GPU", 0, None, Unit::Steps, Some(PREPARING.to_string()));
+    warm_up(device)?;
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(dev) = device {
+        crate::fused::cuda::load(dev)?;
+    }
+    done.push(device.location());
+    reporter.report_detail(
+        "GPU",
+        1,
+        Some(1),
+        Unit::Steps,
+        Some("GPU kernels ready".into()),
+    );
+    Ok(())
+}
+
+/// Runs once each kind of op that averaging and evaluation use, in each float dtype, so that
+/// every candle kernel module they need is loaded (compiled by the driver, the first time).
+pub fn warm_up(device: &Device) -> candle_core::Result<()> {
+    use candle_core::{DType, Tensor, D};
+    let ids = Tensor::new(&[0u32, 3, 1], device)?;
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        let x = Tensor::arange(0f32, 32.0, device)?
+            .reshape((4, 8))?
+            .affine(0.01, 0.0)?
+            .to_dtype(dtype)?;
+        let y = ((&x + &x)? * &x)?.broadcast_sub(&x.max_keepdim(D::Minus1)?)?;
+        let y = (y.exp()?.sqrt()?.gelu_erf()? + (x.sqr()? + 1.0)?.log()?)?;
+        let w = Tensor::ones(8, dtype, device)?;
+        let b = Tensor::zeros(8, dtype, device)?;
+        let n = candle_nn::ops::layer_norm(&y.contiguous()?, &w, &b, 1e-5)?;
+        let p = candle_nn::ops::softmax_last_dim(&n.matmul(&n.t()?)?)?;
+        let e = x.index_select(&ids, 0)?;
+        let g = e.gather(&ids.unsqueeze(1)?.contiguous()?, 1)?;
+        let c = Tensor::cat(&[&p.narrow(1, 0, 2)?, &p.narrow(1, 2, 2)?], 1)?;
+        let total = (c.to_dtype(DType::F32)?.sum_all()? + g.to_dtype(DType::F32)?.sum_all()?)?;
+        p.argmax(D::Minus1)?.to_dtype(DType::F32)?.sum_all()?;
+        total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    }
+    Ok(())
+}
+
 /// Short human name of a device, for "running on ..." lines.
 pub fn describe(device: &Device) -> &'static str {
     match device {
@@ -70,5 +132,15 @@ mod tests {
                 Err(DeviceError::NotBuilt)
             ));
         }
+    }
+
+    #[test]
+    fn warm_up_ops_run_and_prepare_is_silent_on_the_cpu() {
+        warm_up(&Device::Cpu).unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let reporter = Reporter::new(Default::default(), move |p| s.lock().unwrap().push(p));
+        prepare(&Device::Cpu, &reporter).unwrap();
+        assert!(seen.lock().unwrap().is_empty());
     }
 }

@@ -8,8 +8,10 @@
 pub mod average;
 pub mod checkpoint;
 pub mod device;
+pub mod doctor;
 pub mod eval;
 pub mod export;
+pub mod fused;
 pub mod jobs;
 pub mod model;
 pub mod progress;

@@ -54,6 +54,7 @@ pub fn average(
         .iter()
         .map(|i| WeightsReader::open(&i.path))
         .collect::<Result<Vec<_>, _>>()?;
+    crate::device::prepare(&opts.device, reporter).map_err(|e| AverageError::Device(e.into()))?;
     let paths: Vec<&Path> = inputs.iter().map(|i| i.path.as_path()).collect();
     let outdir = OutputDir::create(out, opts.force, &paths)?;
 
@@ -81,6 +82,12 @@ pub fn average(
         normalized,
         opts,
         reporter,
+        device_sum: if opts.device.is_cpu() {
+            None
+        } else {
+            let sum = kernel::DeviceSum::new(&opts.device).map_err(AverageError::Device)?;
+            Some(std::sync::Mutex::new(sum))
+        },
     };
     let (counts, writer) = job.run(writer)?;
     let mut bytes_written = writer.finish()?;
@@ -139,6 +146,8 @@ pub fn average(
 /// Elements per piece of a large tensor: the inputs are consumed, and their pages released,
 /// piece by piece, so memory stays a few pieces whatever the number of checkpoints.
 const SEGMENT: usize = 1 << 20;
+/// Pieces on a GPU are larger: fewer transfers and launches (the GPU sum pipelines within one).
+const GPU_SEGMENT: usize = 16 << 20;
 const MAX_DTYPE_SIZE: usize = 8;
 
 /// What the writer thread is handed, in plan order.
@@ -181,6 +190,8 @@ struct Job<'a> {
     normalized: bool,
     opts: &'a AverageOptions,
     reporter: &'a Reporter,
+    /// The GPU sum and its buffers (None on the CPU).
+    device_sum: Option<std::sync::Mutex<kernel::DeviceSum>>,
 }
 
 impl<'a> Job<'a> {
@@ -301,9 +312,14 @@ impl<'a> Job<'a> {
         } else {
             None
         };
+        let segment = if self.device_sum.is_some() {
+            GPU_SEGMENT
+        } else {
+            SEGMENT
+        };
         let mut start = 0;
         while start < n {
-            let len = SEGMENT.min(n - start);
+            let len = segment.min(n - start);
             let ins: Vec<Input> = srcs
                 .iter()
                 .zip(&p.in_dtypes)
@@ -317,7 +333,7 @@ impl<'a> Job<'a> {
                 .collect();
             let mut buf = pool
                 .try_recv()
-                .unwrap_or_else(|_| vec![0u8; SEGMENT * MAX_DTYPE_SIZE]);
+                .unwrap_or_else(|_| vec![0u8; segment * MAX_DTYPE_SIZE]);
             let out = &mut buf[..len * osz];
             let kernel_err = |error| {
                 Stop::Error(AverageError::Kernel {
@@ -349,11 +365,10 @@ impl<'a> Job<'a> {
             } else if self.opts.device.is_cpu() {
                 kernel::weighted_sum_cpu(&ins, weights, p.out.dtype, out).map_err(kernel_err)?
             } else {
-                let (bytes, finite) =
-                    kernel::weighted_sum_candle(&ins, weights, p.out.dtype, &self.opts.device)
-                        .map_err(kernel_err)?;
-                out.copy_from_slice(&bytes);
-                finite
+                let sum = self.device_sum.as_ref().expect("set for non-CPU devices");
+                let mut sum = sum.lock().unwrap_or_else(|e| e.into_inner());
+                sum.run(&ins, weights, p.out.dtype, out)
+                    .map_err(kernel_err)?
             };
             if !finite && !self.opts.allow_nonfinite {
                 return Err(Stop::Error(non_finite(

@@ -120,6 +120,56 @@ pub fn weighted_sum_candle(
     Ok((bytes, finite))
 }
 
+/// The weighted sum on a GPU (or any non-CPU device), keeping its buffers between calls: the
+/// fused kernel of [`crate::fused`] when this build has it (bitwise equal to the CPU kernel),
+/// else candle's tensor ops ([`weighted_sum_candle`]).
+pub struct DeviceSum {
+    device: Device,
+    #[cfg(feature = "cuda")]
+    fused: Option<crate::fused::cuda::WeightedSum>,
+}
+
+impl DeviceSum {
+    pub fn new(device: &Device) -> Result<Self, KernelError> {
+        #[cfg(feature = "cuda")]
+        let fused = match device {
+            Device::Cuda(dev) if crate::fused::enabled() => {
+                Some(crate::fused::cuda::WeightedSum::new(dev)?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            device: device.clone(),
+            #[cfg(feature = "cuda")]
+            fused,
+        })
+    }
+
+    /// `out = Σ w_i · x_i` as `out_dtype` bytes; returns whether every value is finite.
+    pub fn run(
+        &mut self,
+        inputs: &[Input<'_>],
+        weights: &[f32],
+        out_dtype: DType,
+        out: &mut [u8],
+    ) -> Result<bool, KernelError> {
+        let n = check(inputs, weights, out_dtype)?;
+        if out.len() != n * out_dtype.size_in_bytes() {
+            return Err(KernelError::Length(
+                n,
+                out.len() / out_dtype.size_in_bytes(),
+            ));
+        }
+        #[cfg(feature = "cuda")]
+        if let Some(fused) = &mut self.fused {
+            return Ok(fused.run(inputs, weights, out_dtype, out)?);
+        }
+        let (bytes, finite) = weighted_sum_candle(inputs, weights, out_dtype, &self.device)?;
+        out.copy_from_slice(&bytes);
+        Ok(finite)
+    }
+}
+
 /// Whether every value of a float tensor's bytes is finite.
 pub fn all_finite(bytes: &[u8], dtype: DType) -> bool {
     match dtype {

@@ -151,6 +151,8 @@ pub enum AverageError {
     NonFinite { name: String, file: PathBuf },
     #[error("tensor '{name}': the weighted sum overflows {dtype} (no input value is NaN/Inf; try --dtype f32)")]
     Overflow { name: String, dtype: DType },
+    #[error("preparing the device: {0}")]
+    Device(kernel::KernelError),
     #[error("tensor '{name}': {error}")]
     Kernel {
         name: String,

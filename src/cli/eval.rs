@@ -89,6 +89,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     // Cheap checks first: a bad token file should not wait for a model to load.
     let tokens = eval::load_tokens(&data, &model_dir, opts.max_tokens)?;
+    let (reporter, bar) = super::progress::reporter(CancelToken::new());
+    // Before loading: a dtype cast while loading is already a GPU kernel.
+    device::prepare(&opts.device, &reporter)?;
     let model = eval::load_model(&model_dir, &opts)?;
     let other = args
         .against
@@ -107,7 +110,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         model.model.dtype(),
     );
 
-    let (reporter, bar) = super::progress::reporter(CancelToken::new());
     match &other {
         None => {
             let r = eval::evaluate(&model, &tokens, &opts, &reporter)?;

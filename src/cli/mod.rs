@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod average;
 mod demo;
+mod doctor;
 mod eval;
 mod explore;
 mod export;
@@ -40,6 +41,8 @@ pub enum Command {
     Explore(explore::Args),
     /// Export charts and tables from cached results
     Export(export::Args),
+    /// Check the compute path on this machine's device (fused kernels, model vs CPU)
+    Doctor(doctor::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
         Some(Command::Demo(a)) => demo::run(a),
         Some(Command::Explore(a)) => explore::run(a),
         Some(Command::Export(a)) => export::run(a),
+        Some(Command::Doctor(a)) => doctor::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

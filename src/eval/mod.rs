@@ -232,6 +232,10 @@ pub fn eval_model_dir(
     reporter: &Reporter,
 ) -> Result<EvalResult, EvalError> {
     reporter.check()?;
+    crate::device::prepare(&opts.device, reporter).map_err(|e| EvalError::Compute {
+        dir: model_dir.to_path_buf(),
+        msg: one_line(&e.to_string()),
+    })?;
     let model = load_model(model_dir, opts)?;
     let tokens = load_tokens(data, model_dir, opts.max_tokens)?;
     evaluate(&model, &tokens, opts, reporter)
@@ -331,6 +335,7 @@ fn run(
         msg: one_line(&e.to_string()),
     };
 
+    crate::device::prepare(&opts.device, reporter).map_err(compute)?;
     let start = Instant::now();
     let mut window_nll = Vec::with_capacity(w.count);
     let mut total = 0f64;

@@ -1,14 +1,14 @@
 //! Log-softmax based per-token losses, always in f32 whatever the model dtype.
 //! Each is a small function over `[N, V]` logits so that a fused kernel can replace it.
 
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{DType, Result, Tensor, D};
 
 /// `-log softmax(logits)[target]` per row: `logits [N, V]`, `targets [N]` u32 → `[N]` f32.
+/// The fused one-pass kernel ([`crate::fused::token_nll`]) where it applies, else candle ops.
 pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    if logits.device().is_cpu() {
-        token_nll_cpu(logits, targets)
-    } else {
-        token_nll_ops(logits, targets)
+    match crate::fused::token_nll(logits, targets)? {
+        Some(nll) => Ok(nll),
+        None => token_nll_ops(logits, targets),
     }
 }
 
@@ -24,44 +24,6 @@ pub fn token_nll_ops(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         + &max)?;
     let picked = logits.gather(&targets.unsqueeze(1)?.contiguous()?, 1)?;
     (lse - picked)?.squeeze(1)
-}
-
-/// [`token_nll`] on the CPU in one pass per row, rows in parallel: candle's element-wise ops
-/// would make five single-threaded passes over N x V (V = 50k for Pythia), which costs as
-/// much as the vocabulary projection itself. The exp sum is accumulated in f64.
-fn token_nll_cpu(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    use rayon::prelude::*;
-    let (n, v) = logits.dims2()?;
-    let logits = logits.to_dtype(DType::F32)?.contiguous()?;
-    let targets: Vec<u32> = targets.to_dtype(DType::U32)?.to_vec1()?;
-    if targets.len() != n {
-        candle_core::bail!(
-            "token_nll: {n} rows of logits but {} targets",
-            targets.len()
-        );
-    }
-    if let Some(t) = targets.iter().find(|&&t| t as usize >= v) {
-        candle_core::bail!("token_nll: target {t} is not below the vocabulary size {v}");
-    }
-    let (storage, layout) = logits.storage_and_layout();
-    let data = match &*storage {
-        candle_core::Storage::Cpu(s) => s.as_slice::<f32>()?,
-        _ => candle_core::bail!("token_nll_cpu: logits are not on the CPU"),
-    };
-    let data = match layout.contiguous_offsets() {
-        Some((a, b)) => &data[a..b],
-        None => candle_core::bail!("token_nll_cpu: logits are not contiguous"),
-    };
-    let out: Vec<f32> = data
-        .par_chunks(v)
-        .zip(targets.par_iter())
-        .map(|(row, &t)| {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum = crate::model::gemm::sum_exp(row, max);
-            (max as f64 + sum.ln() - row[t as usize] as f64) as f32
-        })
-        .collect();
-    Tensor::from_vec(out, n, &Device::Cpu)
 }
 
 /// Per-row `KL(P_other ‖ P_model)` and whether both argmaxes agree (1.0 / 0.0), both `[N]` f32,
@@ -90,6 +52,7 @@ pub fn bits_per_byte(total_nll: f64, bytes: usize) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     fn t(v: &[f32], n: usize) -> Tensor {
         Tensor::from_slice(v, (n, v.len() / n), &Device::Cpu).unwrap()
@@ -106,16 +69,22 @@ mod tests {
     }
 
     #[test]
-    fn cpu_fast_path_equals_the_ops_version() {
+    fn fused_cpu_path_equals_the_ops_version_in_every_dtype() {
         let logits = Tensor::randn(0f32, 3.0, (7, 1000), &Device::Cpu).unwrap();
         let targets = Tensor::new(&[0u32, 999, 5, 17, 500, 3, 3], &Device::Cpu).unwrap();
-        let a: Vec<f32> = token_nll_cpu(&logits, &targets).unwrap().to_vec1().unwrap();
-        let b: Vec<f32> = token_nll_ops(&logits, &targets).unwrap().to_vec1().unwrap();
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let l = logits.to_dtype(dtype).unwrap();
+            let a: Vec<f32> = token_nll(&l, &targets).unwrap().to_vec1().unwrap();
+            let b: Vec<f32> = token_nll_ops(&l, &targets).unwrap().to_vec1().unwrap();
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-5, "{dtype:?}: {x} vs {y}");
+            }
         }
         let bad = Tensor::new(&[0u32, 1000, 0, 0, 0, 0, 0], &Device::Cpu).unwrap();
-        assert!(token_nll_cpu(&logits, &bad).is_err());
+        let err = token_nll(&logits, &bad).unwrap_err().to_string();
+        assert!(err.contains("target 1000"), "{err}");
+        let short = Tensor::new(&[0u32, 1], &Device::Cpu).unwrap();
+        assert!(token_nll(&logits, &short).is_err());
     }
 
     #[test]

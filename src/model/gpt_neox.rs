@@ -208,7 +208,8 @@ pub fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
 /// f32 (as transformers' eager attention does): the packed CPU kernel for f32 on the CPU,
 /// else candle's matmuls and fused softmax kernel. `mask` must be the causal mask.
 /// `q, k, v: [B, H, T, hs]`, `mask: [T, T]` f32; returns `[B, H, T, hs]`.
-/// Kept separate so that a fused (flash) kernel can replace it.
+/// On a GPU, f16/bf16 with a Pythia head size take the fused flash-attention kernel
+/// ([`crate::fused::causal_attention`]), which never holds the `T x T` scores.
 pub fn attention_eval(
     q: &Tensor,
     k: &Tensor,
@@ -219,6 +220,9 @@ pub fn attention_eval(
     let dtype = q.dtype();
     if packed_cpu(q) {
         return super::gemm::causal_attention(q, k, v, scale);
+    }
+    if let Some(y) = crate::fused::causal_attention(q, k, v, scale)? {
+        return Ok(y);
     }
     let scores = (q * scale)?.matmul(&k.t()?)?;
     let scores = scores.to_dtype(DType::F32)?.broadcast_add(mask)?;
