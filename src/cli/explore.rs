@@ -138,13 +138,20 @@ pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
         device: device.clone(),
     });
     let store = Arc::new(Mutex::new(store));
+    let resident = lawa::jobs::engine::Resident::default();
     let make_runner: app::RunnerFactory = Box::new(move |ctx, max_tokens, sink| {
         let cfg = base.clone().map(|c| EvalConfig {
             ctx,
             max_tokens,
             ..c
         });
-        let exec = EngineExecutor::new(traj.clone(), cfg, store.clone(), cache.clone());
+        let exec = EngineExecutor::new(
+            traj.clone(),
+            cfg,
+            store.clone(),
+            cache.clone(),
+            resident.clone(),
+        );
         JobRunner::start(exec, sink)
     });
     app::run(App {

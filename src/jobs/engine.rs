@@ -28,6 +28,16 @@ pub struct EvalConfig {
     pub device: candle_core::Device,
 }
 
+/// The last model evaluated, kept loaded (on a GPU, resident in its memory) and shared by the
+/// executors of a session (the explorer starts a new one when ctx or max-tokens change):
+/// evaluating it again skips reading and uploading its weights.
+#[derive(Clone, Default)]
+pub struct Resident(Arc<Mutex<Option<crate::model::LoadedModel>>>);
+
+/// What the eval data's token ids depend on: the model dir for text (its tokenizer), and the
+/// max-tokens limit.
+type TokensKey = (Option<PathBuf>, Option<usize>);
+
 /// Runs average and eval jobs with the lawa engine.
 pub struct EngineExecutor {
     traj: Trajectory,
@@ -35,6 +45,10 @@ pub struct EngineExecutor {
     eval: Option<EvalConfig>,
     store: Arc<Mutex<ResultsStore>>,
     cache: ModelCache,
+    resident: Resident,
+    /// Token ids of the eval data, read once per session (text: per model dir, whose
+    /// tokenizer it goes through).
+    tokens: Option<(TokensKey, eval::Tokens)>,
 }
 
 impl EngineExecutor {
@@ -43,13 +57,60 @@ impl EngineExecutor {
         eval: Option<EvalConfig>,
         store: Arc<Mutex<ResultsStore>>,
         cache: ModelCache,
+        resident: Resident,
     ) -> Self {
         Self {
             traj,
             eval,
             store,
             cache,
+            resident,
+            tokens: None,
         }
+    }
+
+    /// The model at `dir` for `opts` (loaded unless it is the one kept resident), evaluated.
+    fn evaluate(
+        &self,
+        dir: &std::path::Path,
+        tokens: &eval::Tokens,
+        opts: &EvalOptions,
+        reporter: &Reporter,
+    ) -> Result<eval::EvalResult, eval::EvalError> {
+        let mut resident = self.resident.0.lock().unwrap_or_else(|e| e.into_inner());
+        let held = resident.as_ref().is_some_and(|m| {
+            m.dir == dir
+                && m.model.device().same_device(&opts.device)
+                && opts.dtype.is_none_or(|d| m.model.dtype() == d)
+        });
+        if !held {
+            // Free the old weights before the new ones load.
+            *resident = None;
+            *resident = Some(eval::load_model(dir, opts)?);
+        }
+        let model = resident.as_ref().expect("just loaded");
+        eval::evaluate(model, tokens, opts, reporter)
+    }
+
+    /// The eval data's token ids (text is tokenised with `model_dir`'s tokenizer).
+    fn tokens(
+        &mut self,
+        data: &EvalData,
+        model_dir: &std::path::Path,
+        max_tokens: Option<usize>,
+    ) -> Result<eval::Tokens, eval::EvalError> {
+        let key = (
+            matches!(data, EvalData::Text(_)).then(|| model_dir.to_path_buf()),
+            max_tokens,
+        );
+        if let Some((k, t)) = &self.tokens {
+            if *k == key {
+                return Ok(t.clone());
+            }
+        }
+        let t = eval::load_tokens(data, model_dir, max_tokens)?;
+        self.tokens = Some((key, t.clone()));
+        Ok(t)
     }
 
     fn checkpoint_path(&self, step: u64, reporter: &Reporter) -> Result<PathBuf, JobError> {
@@ -146,7 +207,12 @@ impl Executor for EngineExecutor {
             device: cfg.device.clone(),
             dtype: None,
         };
-        let res = eval::eval_model_dir(&model_dir, &cfg.data, &opts, reporter)
+        crate::device::prepare(&opts.device, reporter).map_err(|e| fail(reporter, e))?;
+        let tokens = self
+            .tokens(&cfg.data, &model_dir, opts.max_tokens)
+            .map_err(|e| fail(reporter, e))?;
+        let res = self
+            .evaluate(&model_dir, &tokens, &opts, reporter)
             .map_err(|e| fail(reporter, e))?;
         let record = ResultRecord {
             source: self.traj.source.clone(),
@@ -180,5 +246,70 @@ impl Executor for EngineExecutor {
             .append(record.clone())
             .map_err(|e| JobError::Failed(e.to_string()))?;
         Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Reporter;
+    use std::path::Path;
+
+    /// A run folder with one checkpoint (the `parallel` GPT-NeoX fixture) and a token file.
+    fn setup() -> (tempfile::TempDir, EngineExecutor, Resident) {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt_neox/parallel");
+        let step = dir.path().join("run/step100");
+        std::fs::create_dir_all(&step).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(fixture.join(f), step.join(f)).unwrap();
+        }
+        let ids: Vec<u8> = (0..200u32)
+            .flat_map(|i| ((i * 7) % 100).to_le_bytes())
+            .collect();
+        let tokens = dir.path().join("ids.u32");
+        std::fs::write(&tokens, ids).unwrap();
+        let traj = source::open(dir.path().join("run").to_str().unwrap()).unwrap();
+        let (store, _) = ResultsStore::open(&dir.path().join("results")).unwrap();
+        let cfg = EvalConfig {
+            data: EvalData::TokensAs(tokens, eval::TokenDType::U32),
+            data_label: "ids.u32".into(),
+            data_hash: "h".into(),
+            ctx: Some(16),
+            max_tokens: None,
+            batch: 2,
+            device: candle_core::Device::Cpu,
+        };
+        let resident = Resident::default();
+        let exec = EngineExecutor::new(
+            traj,
+            Some(cfg),
+            Arc::new(Mutex::new(store)),
+            ModelCache::new(dir.path().join("models"), 1 << 30),
+            resident.clone(),
+        );
+        (dir, exec, resident)
+    }
+
+    #[test]
+    fn the_last_model_stays_loaded_and_the_tokens_are_read_once() {
+        let (dir, mut exec, resident) = setup();
+        let target = Target::Checkpoint { step: 100 };
+        let first = exec.run(&target, &Reporter::silent()).unwrap();
+        let held = resident.0.lock().unwrap().as_ref().map(|m| m.dir.clone());
+        assert_eq!(held, Some(dir.path().join("run/step100")));
+        // Neither the weights nor the token file are read again: the same result without them.
+        std::fs::remove_file(dir.path().join("run/step100/model.safetensors")).unwrap();
+        std::fs::remove_file(dir.path().join("ids.u32")).unwrap();
+        let again = exec.run(&target, &Reporter::silent()).unwrap();
+        assert_eq!(again.mean_nll, first.mean_nll);
+        // A new max-tokens limit reads the token file again, and it is gone.
+        exec.eval.as_mut().unwrap().max_tokens = Some(100);
+        let err = exec.run(&target, &Reporter::silent()).unwrap_err();
+        assert!(
+            matches!(err, JobError::Failed(m) if m.contains("ids.u32")),
+            "token file re-read for a new max-tokens"
+        );
     }
 }
