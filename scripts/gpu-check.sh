@@ -141,7 +141,7 @@ for r in rows:
         ev.setdefault((r["model"], r["tool"]), []).append(r)
 if ev:
     print("\neval fp16, ctx 2048, batch 8, median tokens/s:")
-    for model in ("pythia-160m", "pythia-1b"):
+    for model in sorted({m for m, _ in ev}, key=lambda m: ("1b" in m, m)):
         l, t = ev.get((model, "lawa")), ev.get((model, "torch"))
         ls = statistics.median(x["tokens_per_s"] for x in l) if l else float("nan")
         ts = statistics.median(x["tokens_per_s"] for x in t) if t else float("nan")

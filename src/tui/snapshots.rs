@@ -214,6 +214,32 @@ fn jobs_panel() {
 }
 
 #[test]
+fn a_job_preparing_gpu_kernels_says_so() {
+    let mut s = busy_state();
+    update(
+        &mut s,
+        Event::Job(JobEvent::Progress {
+            id: 1,
+            progress: Progress {
+                stage: "GPU".into(),
+                done: 0,
+                total: None,
+                unit: Unit::Steps,
+                detail: Some(lawa::device::PREPARING.into()),
+            },
+            elapsed: std::time::Duration::from_secs(2),
+        }),
+    );
+    let text = panel(100, 6, |b, a| {
+        panels::jobs::render(b, a, &s, &Theme::plain());
+    });
+    assert!(
+        text.contains("preparing GPU kernels (first use on this machine)"),
+        "{text}"
+    );
+}
+
+#[test]
 fn spikes_and_status_panels() {
     let s = testdata::state();
     let mut text = panel(24, 4, |b, a| {

@@ -6,6 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
 use lawa::jobs::eta;
+use lawa::progress::Progress;
 
 use super::{fit, fmt_duration, panel_block};
 use crate::tui::state::{Focus, JobStatus, State};
@@ -74,6 +75,15 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
         ];
         let rest = w.saturating_sub(label_w + 3);
         let tail = match (&j.status, &j.progress) {
+            // A stage of unknown length says what it is doing ("preparing GPU kernels ...").
+            (
+                JobStatus::Running,
+                Some(Progress {
+                    total: None,
+                    detail: Some(d),
+                    ..
+                }),
+            ) => vec![Span::styled(fit(d, rest), theme.busy())],
             (JobStatus::Running, Some(p)) => {
                 let pct = p
                     .total
