@@ -45,7 +45,11 @@ fn cuda() -> Result<Device, DeviceError> {
     if !candle_core::utils::cuda_is_available() {
         return Err(DeviceError::NotBuilt);
     }
-    Device::new_cuda(0).map_err(|e| DeviceError::Unavailable(e.to_string()))
+    // candle may append a backtrace to the message: keep the one line that says what failed.
+    Device::new_cuda(0).map_err(|e| {
+        let msg = e.to_string();
+        DeviceError::Unavailable(msg.lines().next().unwrap_or_default().trim().to_string())
+    })
 }
 
 /// What the progress shows while [`prepare`] runs: on a machine that has not run this binary
