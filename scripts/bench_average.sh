@@ -7,12 +7,18 @@
 #   (b) `lawa average` (release build, CPU),
 #   (c) scripts/bench_average_torch.py (fairseq-style: load each, accumulate fp32, save_file).
 # Before every timed run the files are read once, so each tool starts from a warm page cache.
-# Prints medians, throughput relative to the floor, and peak RSS (/usr/bin/time).
+# Prints medians, throughput relative to the floor, and peak RSS (/usr/bin/time), and checks that
+# both tools produced the same average. For scripts/bench.sh (which runs this and bench_eval.sh in
+# one go) it also prints tab-separated lines
+#   result<TAB>benchmark<TAB>lawa<TAB>reference<TAB>unit<TAB>target   (throughputs; target: the
+#                                                                     least lawa / reference)
+#   check<TAB>name<TAB>ok|FAIL<TAB>detail
 #
 # Env: PY (python with torch+safetensors+numpy, default /work/pyref/bin/python), BENCH_DIR
 # (default /tmp/lawa-bench, ~6.5 GB), BENCH_OUT (where outputs go, default BENCH_DIR; a tmpfs
 # such as /dev/shm/lawa-bench-out takes a slow disk out of the comparison), RUNS (3),
-# FORMATS ("st bin"), LAWA (a built binary; default: `cargo build --release`).
+# FORMATS ("st bin"), LAWA (a built binary; default: `cargo build --release`), KEEP_OUT=1 to keep
+# the outputs (by default each format's two outputs are deleted once compared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-/work/pyref/bin/python}
@@ -126,14 +132,24 @@ for fmt in $FORMATS; do
     lawa_rss=$(cut -d' ' -f2 "$DIR/lawa.times" | sort -g | tail -1)
     awk -v a="$lawa_s" -v b="$torch_s" -v r="$lawa_rss" -v one="$one" \
         'BEGIN {printf "lawa is %.2fx faster than pytorch; lawa peak RSS = %.2fx one checkpoint\n", b/a, r*1024/one}'
+    # Machine-readable lines for scripts/bench.sh (throughputs in GB/s of input).
+    awk -v a="$lawa_s" -v f="$floor_s" -v t="$torch_s" -v b="$bytes" -v fmt="$fmt" -v r="$lawa_rss" -v one="$one" 'BEGIN {
+        printf "result\taverage %s: lawa vs read floor (cat)\t%.2f\t%.2f\tGB/s\t0.9\n", fmt, b/a/1e9, b/f/1e9
+        printf "result\taverage %s: lawa vs PyTorch script\t%.2f\t%.2f\tGB/s\t2\n", fmt, b/a/1e9, b/t/1e9
+        printf "check\taverage %s: lawa peak RSS <= 1.2x one checkpoint\t%s\t%.2fx\n", fmt, (r*1024 <= 1.2*one) ? "ok" : "FAIL", r*1024/one
+    }'
     # Same average both ways (fairseq divides after summing; lawa pre-weights): tiny differences only.
-    "$PY" - "$OUT/out_lawa_$fmt/model.safetensors" "$OUT/out_torch_$fmt.safetensors" <<'EOF'
+    "$PY" - "$OUT/out_lawa_$fmt/model.safetensors" "$OUT/out_torch_$fmt.safetensors" "$fmt" <<'EOF'
 import sys
 from safetensors.numpy import load_file
 a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
 assert a.keys() == b.keys(), "different tensors"
 worst = max(float(abs(a[k].astype("float32") - b[k].astype("float32")).max()) for k in a)
 print(f"max |lawa - pytorch| over all tensors: {worst:.3g}")
+# Rounding differences are one f16 step (~6e-5 at these magnitudes); 1e-3 means a wrong average.
+print(f"check\taverage {sys.argv[3]}: same average as PyTorch\t{'ok' if worst <= 1e-3 else 'FAIL'}\tmax diff {worst:.3g}")
 EOF
+    # On a tmpfs the outputs are RAM: drop them once compared.
+    [[ -n "${KEEP_OUT:-}" ]] || rm -rf "$OUT/out_lawa_$fmt" "$OUT/out_torch_$fmt.safetensors"
 done
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -3,9 +3,12 @@
 #
 # Same model dirs (Pythia-70M- and 160M-shaped, random weights, generated once with
 # transformers), same uint16 tokens, same windows (ctx $CTX, $WINDOWS windows, batch $BATCH),
-# same threads ($THREADS). Runs alternate lawa / transformers $REPEATS times per model; prints
-# median tokens/s of each, the ratio lawa / transformers, and both perplexities, which must
-# agree to 1e-4 relative.
+# same threads ($THREADS). Runs alternate lawa / transformers $REPEATS times per model, each
+# after re-reading the model and token files (this VM drops idle page cache within a minute);
+# prints median tokens/s of each, the ratio lawa / transformers, and both perplexities, which
+# must agree to 1e-4 relative. For scripts/bench.sh it also prints tab-separated lines
+#   result<TAB>benchmark<TAB>lawa<TAB>reference<TAB>unit<TAB>target
+#   check<TAB>name<TAB>ok|FAIL<TAB>detail
 #
 #   scripts/bench_eval.sh            # env: PY, BENCH_DIR, CTX, WINDOWS, BATCH, THREADS, REPEATS, LAWA, MODELS
 set -euo pipefail
@@ -21,7 +24,7 @@ REPEATS=${REPEATS:-3}
 
 # LAWA=path/to/lawa skips the build (e.g. a binary built elsewhere).
 if [ -z "${LAWA:-}" ]; then
-  cargo build --release --quiet
+  cargo build --release --quiet --bin lawa
   LAWA=${CARGO_TARGET_DIR:-target}/release/lawa
 fi
 
@@ -36,8 +39,11 @@ for model in ${MODELS:-pythia-70m pythia-160m}; do
   dir="$BENCH_DIR/$model"
   lawa_runs=() hf_runs=()
   for _ in $(seq "$REPEATS"); do
+    # Loading is not timed, but a cold cache would still slow the first windows.
+    cat "$dir"/* "$BENCH_DIR/bench.bin" >/dev/null
     lawa_runs+=("$("$LAWA" eval "$dir" --tokens "$BENCH_DIR/bench.bin" --ctx "$CTX" --batch "$BATCH" \
       --device cpu --dtype f32 --json 2>/dev/null | tr -d '\n')")
+    cat "$dir"/* "$BENCH_DIR/bench.bin" >/dev/null
     hf_runs+=("$("$PY" scripts/bench_eval_hf.py eval "$dir" "$BENCH_DIR/bench.bin" "$CTX" "$BATCH" "$THREADS" 2>/dev/null)")
   done
   "$PY" - "$model" "${#lawa_runs[@]}" "${lawa_runs[@]}" "${hf_runs[@]}" <<'EOF'
@@ -54,5 +60,7 @@ print(f"{model}: lawa {lt:.0f} tok/s, transformers ({hf[0]['attn']}) {ht:.0f} to
       f"{' OK' if rel <= 1e-4 else ' MISMATCH'})")
 print("  lawa runs:", ", ".join(f"{r['tokens_per_s']:.0f}" for r in lawa),
       "| transformers runs:", ", ".join(f"{r['tokens_per_s']:.0f}" for r in hf))
+print(f"result\teval {model}: lawa vs transformers\t{lt:.0f}\t{ht:.0f}\ttok/s\t1")
+print(f"check\teval {model}: same perplexity as transformers\t{'ok' if rel <= 1e-4 else 'FAIL'}\trel diff {rel:.1e}")
 EOF
 done

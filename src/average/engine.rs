@@ -196,6 +196,9 @@ struct Job<'a> {
 
 impl<'a> Job<'a> {
     fn run(&self, writer: SafetensorsWriter) -> Result<(Counts, SafetensorsWriter), AverageError> {
+        if self.opts.device.is_cpu() {
+            return self.run_cpu(writer);
+        }
         std::thread::scope(|scope| {
             // Two pieces in flight at most: bounded memory, and enough to keep both sides busy.
             let (tx, rx) = mpsc::sync_channel::<Piece<'a>>(2);
@@ -403,6 +406,241 @@ impl<'a> Job<'a> {
             r.release(name);
         }
         Ok(())
+    }
+}
+
+impl Job<'_> {
+    /// The CPU path: tensors in plan order on this thread, each tensor's chunks on rayon's
+    /// threads, read with `pread` and written in place with `pwrite` into the space the writer
+    /// reserves for the tensor. No writer thread and no piece buffers: each output chunk is
+    /// written from the cache of the core that computed it, which on few cores costs less
+    /// than handing it over.
+    fn run_cpu(
+        &self,
+        mut writer: SafetensorsWriter,
+    ) -> Result<(Counts, SafetensorsWriter), AverageError> {
+        let total = self.plan.len() as u64;
+        self.reporter
+            .report("average", 0, Some(total), Unit::Tensors);
+        let mut c = Counts::default();
+        for (k, p) in self.plan.iter().enumerate() {
+            self.reporter.check()?;
+            let name = p.out.name.as_str();
+            c.bytes_read += p
+                .in_dtypes
+                .iter()
+                .map(|d| (p.out.numel() * d.size_in_bytes()) as u64)
+                .sum::<u64>();
+            let spans: Option<Vec<(&fs::File, u64)>> =
+                self.readers.iter().map(|r| r.file_span(name)).collect();
+            let copied = match spans {
+                Some(spans) => self.tensor_in_place(p, &spans, &mut writer)?,
+                None => self.tensor_in_memory(p, &mut writer)?,
+            };
+            if copied {
+                c.copied += 1;
+            } else {
+                c.averaged += 1;
+            }
+            self.reporter.report_detail(
+                "average",
+                k as u64 + 1,
+                Some(total),
+                Unit::Tensors,
+                Some(name.to_string()),
+            );
+        }
+        Ok((c, writer))
+    }
+
+    /// One tensor whose inputs are contiguous in their files. Returns whether it was copied
+    /// (identical inputs) rather than averaged.
+    fn tensor_in_place(
+        &self,
+        p: &Planned,
+        spans: &[(&fs::File, u64)],
+        writer: &mut SafetensorsWriter,
+    ) -> Result<bool, AverageError> {
+        let name = p.out.name.as_str();
+        let n = p.out.numel();
+        let buffer = is_buffer(name);
+        let src_dtype = p.in_dtypes[0];
+        let out = writer.claim(name)?;
+        let io_err = |(i, error): kernel::FileError| AverageError::Io {
+            path: match i {
+                Some(i) => file_of(&self.readers[i], name).to_path_buf(),
+                None => out.path.to_path_buf(),
+            },
+            error,
+        };
+        let kernel_err = |error| AverageError::Kernel {
+            name: name.to_string(),
+            error,
+        };
+        let files: Vec<FileInput> = spans
+            .iter()
+            .zip(&p.in_dtypes)
+            .map(|(&(file, offset), &dtype)| FileInput {
+                file,
+                offset,
+                dtype,
+            })
+            .collect();
+        // Identical inputs are copied when that equals their weighted sum; only then is it
+        // worth comparing them (non-float tensors must be identical).
+        let copy_if_identical = !p.out.dtype.is_float() || buffer || self.normalized;
+        if copy_if_identical && p.in_dtypes.iter().all(|&d| d == src_dtype) {
+            let check_finite = p.out.dtype.is_float() && !buffer && !self.opts.allow_nonfinite;
+            // Same dtype out: the bytes are written while they are compared.
+            let dest = (src_dtype == p.out.dtype).then_some((out.file, out.offset));
+            let v = kernel::copy_if_identical_files(
+                spans,
+                n * src_dtype.size_in_bytes(),
+                dest,
+                check_finite.then_some(src_dtype),
+            )
+            .map_err(io_err)?;
+            match v.differs {
+                None if !v.finite => return Err(self.non_finite_in(p)?),
+                None => {
+                    if dest.is_none() {
+                        let finite = kernel::weighted_sum_files_at(
+                            &files[..1],
+                            &[1.0],
+                            p.out.dtype,
+                            n,
+                            out.file,
+                            out.offset,
+                        )
+                        .map_err(kernel_err)?
+                        .map_err(io_err)?;
+                        if !finite && !self.opts.allow_nonfinite {
+                            return Err(self.non_finite_in(p)?);
+                        }
+                    }
+                    return Ok(true);
+                }
+                Some(other) if !p.out.dtype.is_float() => {
+                    return Err(self.not_float_and_different(p, other));
+                }
+                // Averaged below, overwriting what was copied before the difference.
+                Some(_) => {}
+            }
+        }
+        let finite = kernel::weighted_sum_files_at(
+            &files,
+            self.weights,
+            p.out.dtype,
+            n,
+            out.file,
+            out.offset,
+        )
+        .map_err(kernel_err)?
+        .map_err(io_err)?;
+        if !finite && !self.opts.allow_nonfinite {
+            return Err(self.non_finite_in(p)?);
+        }
+        Ok(false)
+    }
+
+    /// One tensor that some input stores strided (a view into a PyTorch storage): gathered in
+    /// memory, summed and written whole. Returns whether it was copied rather than averaged.
+    fn tensor_in_memory(
+        &self,
+        p: &Planned,
+        writer: &mut SafetensorsWriter,
+    ) -> Result<bool, AverageError> {
+        let name = p.out.name.as_str();
+        let srcs = self
+            .readers
+            .iter()
+            .map(|r| r.bytes(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let identical = srcs
+            .iter()
+            .zip(&p.in_dtypes)
+            .all(|(s, &d)| d == p.in_dtypes[0] && *s == srcs[0]);
+        let buffer = is_buffer(name);
+        let copied = !p.out.dtype.is_float() || (identical && (buffer || self.normalized));
+        if copied && !identical {
+            let other = (1..srcs.len()).find(|&i| srcs[i] != srcs[0]).unwrap_or(1);
+            return Err(self.not_float_and_different(p, other));
+        }
+        let src_dtype = p.in_dtypes[0];
+        if copied
+            && p.out.dtype.is_float()
+            && !buffer
+            && !self.opts.allow_nonfinite
+            && !all_finite(&srcs[0], src_dtype)
+        {
+            return Err(non_finite(
+                self.readers,
+                &srcs,
+                &p.in_dtypes,
+                p.out.dtype,
+                name,
+            ));
+        }
+        if copied && src_dtype == p.out.dtype {
+            writer.write(name, &srcs[0])?;
+        } else {
+            let used = if copied { 1 } else { srcs.len() };
+            let ins: Vec<Input> = srcs[..used]
+                .iter()
+                .zip(&p.in_dtypes)
+                .map(|(s, &dtype)| Input { bytes: s, dtype })
+                .collect();
+            let weights = if copied { &[1.0][..] } else { self.weights };
+            let mut out = vec![0u8; p.out.nbytes()];
+            let finite = kernel::weighted_sum_cpu(&ins, weights, p.out.dtype, &mut out).map_err(
+                |error| AverageError::Kernel {
+                    name: name.to_string(),
+                    error,
+                },
+            )?;
+            if !finite && !self.opts.allow_nonfinite {
+                return Err(non_finite(
+                    self.readers,
+                    &srcs,
+                    &p.in_dtypes,
+                    p.out.dtype,
+                    name,
+                ));
+            }
+            writer.write(name, &out)?;
+        }
+        drop(srcs);
+        for r in self.readers {
+            r.release(name);
+        }
+        Ok(copied)
+    }
+
+    /// The error for a non-finite result, found by reading the inputs again (error path only).
+    fn non_finite_in(&self, p: &Planned) -> Result<AverageError, AverageError> {
+        let name = p.out.name.as_str();
+        let srcs = self
+            .readers
+            .iter()
+            .map(|r| r.bytes(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(non_finite(
+            self.readers,
+            &srcs,
+            &p.in_dtypes,
+            p.out.dtype,
+            name,
+        ))
+    }
+
+    fn not_float_and_different(&self, p: &Planned, other: usize) -> AverageError {
+        let name = p.out.name.as_str();
+        AverageError::Mismatch(format!(
+            "tensor '{name}' ({}) differs between {} and {}: only float tensors can be averaged",
+            p.out.dtype,
+            file_of(&self.readers[0], name).display(),
+            file_of(&self.readers[other], name).display(),
+        ))
     }
 }
 

@@ -341,6 +341,188 @@ pub fn weighted_sum_files(
     Ok(Ok(!nonfinite.load(Ordering::Relaxed)))
 }
 
+/// Where positional file I/O failed: input `Some(i)`, or the output (`None`), and the error.
+pub type FileError = (Option<usize>, std::io::Error);
+
+/// Elements per chunk of [`weighted_sum_files_at`]: the f32 accumulator, one input's chunk and
+/// the output chunk stay in a core's L2 together.
+const DIRECT_CHUNK: usize = 32 * 1024;
+
+/// Per-thread buffers of the positional path, kept across calls (fresh ones would cost page
+/// faults and zeroing every time).
+#[derive(Default)]
+struct Direct {
+    acc: Vec<f32>,
+    input: Vec<u8>,
+    out: Vec<u8>,
+}
+
+thread_local! {
+    static DIRECT: std::cell::RefCell<Direct> = std::cell::RefCell::new(Direct::default());
+}
+
+/// The CPU kernel from files to a file: `n` elements of each input are folded chunk by chunk
+/// on rayon's threads, each chunk read with `pread` one input at a time (folded at once, while
+/// it is in L1/L2), cast, and written with `pwrite` at `out_offset` in `out`. Nothing passes
+/// through a large buffer or another thread, so the output bytes are written while still in
+/// cache. Returns whether every output value is finite, or where I/O failed.
+pub fn weighted_sum_files_at(
+    inputs: &[FileInput<'_>],
+    weights: &[f32],
+    out_dtype: DType,
+    n: usize,
+    out: &std::fs::File,
+    out_offset: u64,
+) -> Result<Result<bool, FileError>, KernelError> {
+    use std::os::unix::fs::FileExt;
+    use std::sync::Mutex;
+    if inputs.len() != weights.len() || inputs.is_empty() {
+        return Err(KernelError::Weights(inputs.len(), weights.len()));
+    }
+    for d in inputs.iter().map(|i| i.dtype).chain([out_dtype]) {
+        if !d.is_float() {
+            return Err(KernelError::NotFloat(d));
+        }
+    }
+    let osz = out_dtype.size_in_bytes();
+    let nonfinite = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let failed: Mutex<Option<FileError>> = Mutex::new(None);
+    let fail = |e: FileError| {
+        stop.store(true, Ordering::Relaxed);
+        failed.lock().expect("not poisoned").get_or_insert(e);
+    };
+    let fast = simd_available();
+    let run = |ci: usize| {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        DIRECT.with(|d| {
+            let Direct {
+                acc,
+                input,
+                out: obuf,
+            } = &mut *d.borrow_mut();
+            let start = ci * DIRECT_CHUNK;
+            let len = DIRECT_CHUNK.min(n - start);
+            acc.resize(len, 0.0);
+            for (i, (inp, &w)) in inputs.iter().zip(weights).enumerate() {
+                let sz = inp.dtype.size_in_bytes();
+                input.resize(len * sz, 0);
+                if let Err(e) = inp
+                    .file
+                    .read_exact_at(input, inp.offset + (start * sz) as u64)
+                {
+                    return fail((Some(i), e));
+                }
+                let x = Input {
+                    bytes: input,
+                    dtype: inp.dtype,
+                };
+                #[cfg(target_arch = "x86_64")]
+                if fast {
+                    // SAFETY: simd_available() checked the CPU has AVX2, FMA and F16C.
+                    unsafe { x86::fold_input(&x, w, acc, i == 0) };
+                    continue;
+                }
+                let _ = fast;
+                fold_input::<false>(&x, w, 0, acc, i == 0);
+            }
+            obuf.resize(len * osz, 0);
+            #[cfg(target_arch = "x86_64")]
+            let bad = if fast {
+                // SAFETY: as above.
+                unsafe { x86::store(acc, out_dtype, obuf) }
+            } else {
+                store::<false>(acc, out_dtype, obuf)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let bad = store::<false>(acc, out_dtype, obuf);
+            if bad {
+                nonfinite.store(true, Ordering::Relaxed);
+            }
+            if let Err(e) = out.write_all_at(obuf, out_offset + (start * osz) as u64) {
+                fail((None, e));
+            }
+        })
+    };
+    let chunks = n.div_ceil(DIRECT_CHUNK);
+    if chunks < 2 {
+        (0..chunks).for_each(run);
+    } else {
+        (0..chunks).into_par_iter().for_each(run);
+    }
+    if let Some(f) = failed.into_inner().expect("not poisoned") {
+        return Ok(Err(f));
+    }
+    Ok(Ok(!nonfinite.load(Ordering::Relaxed)))
+}
+
+/// What [`copy_if_identical_files`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verbatim {
+    /// The first input whose bytes differ from the first input's, if any.
+    pub differs: Option<usize>,
+    /// Whether the bytes compared hold no NaN/Inf (only checked when asked).
+    pub finite: bool,
+}
+
+/// Bytes compared per read after the first block.
+const COMPARE_BLOCK: usize = 256 * 1024;
+
+/// Compares `nbytes` bytes of every input (file and offset) with the first input's, and while
+/// they agree writes the first input's bytes to `out` (file and offset) when given, in one
+/// pass with `pread`/`pwrite`. It stops at the first difference; the first block read is small,
+/// so inputs that differ from their first bytes (trained weights) cost one small read each.
+/// Bytes already written before a difference is found are left for the caller to overwrite.
+/// With `finite_of`, also checks the first input's bytes are finite values of that dtype.
+pub fn copy_if_identical_files(
+    inputs: &[(&std::fs::File, u64)],
+    nbytes: usize,
+    out: Option<(&std::fs::File, u64)>,
+    finite_of: Option<DType>,
+) -> Result<Verbatim, FileError> {
+    use std::os::unix::fs::FileExt;
+    DIRECT.with(|d| {
+        let Direct {
+            input, out: first, ..
+        } = &mut *d.borrow_mut();
+        let mut finite = true;
+        let mut at = 0;
+        while at < nbytes {
+            // 4 KiB, then larger blocks: whole elements of any dtype either way.
+            let len = if at == 0 { 4096 } else { COMPARE_BLOCK }.min(nbytes - at);
+            first.resize(len, 0);
+            let (f0, o0) = inputs[0];
+            f0.read_exact_at(first, o0 + at as u64)
+                .map_err(|e| (Some(0), e))?;
+            for (i, &(f, o)) in inputs.iter().enumerate().skip(1) {
+                input.resize(len, 0);
+                f.read_exact_at(input, o + at as u64)
+                    .map_err(|e| (Some(i), e))?;
+                if input != first {
+                    return Ok(Verbatim {
+                        differs: Some(i),
+                        finite,
+                    });
+                }
+            }
+            if let Some(d) = finite_of {
+                finite &= all_finite(first, d);
+            }
+            if let Some((f, o)) = out {
+                f.write_all_at(first, o + at as u64)
+                    .map_err(|e| (None, e))?;
+            }
+            at += len;
+        }
+        Ok(Verbatim {
+            differs: None,
+            finite,
+        })
+    })
+}
+
 fn simd_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -367,46 +549,58 @@ fn chunk<const SIMD: bool>(
     out: &mut [u8],
     acc: &mut [f32],
 ) -> bool {
-    let len = acc.len();
     for (i, (inp, &w)) in inputs.iter().zip(weights).enumerate() {
-        let sz = inp.dtype.size_in_bytes();
-        let src = &inp.bytes[start * sz..(start + len) * sz];
-        let first = i == 0;
-        match inp.dtype {
-            DType::F32 => {
-                let xs = src
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-                fold(acc, w, xs, first)
-            }
-            DType::BF16 => {
-                let xs = src
-                    .chunks_exact(2)
-                    .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16));
-                fold(acc, w, xs, first)
-            }
-            DType::F16 => {
-                #[cfg(target_arch = "x86_64")]
-                if SIMD {
-                    // SAFETY: SIMD is only true inside x86::chunk, compiled with F16C.
-                    unsafe { x86::fold_f16(acc, w, src, first) };
-                    continue;
-                }
-                let xs = src
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32());
-                fold(acc, w, xs, first)
-            }
-            DType::F64 => {
-                let xs = src
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32);
-                fold(acc, w, xs, first)
-            }
-            _ => unreachable!("checked: inputs are floats"),
-        }
+        fold_input::<SIMD>(inp, w, start, acc, i == 0);
     }
     store::<SIMD>(acc, out_dtype, out)
+}
+
+/// Folds elements `start..start + acc.len()` of one input into `acc` (`acc = w·x` for the
+/// first input, `acc += w·x` after). `SIMD` as in [`chunk`].
+#[inline(always)]
+fn fold_input<const SIMD: bool>(
+    inp: &Input<'_>,
+    w: f32,
+    start: usize,
+    acc: &mut [f32],
+    first: bool,
+) {
+    let len = acc.len();
+    let sz = inp.dtype.size_in_bytes();
+    let src = &inp.bytes[start * sz..(start + len) * sz];
+    match inp.dtype {
+        DType::F32 => {
+            let xs = src
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+            fold(acc, w, xs, first)
+        }
+        DType::BF16 => {
+            let xs = src
+                .chunks_exact(2)
+                .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16));
+            fold(acc, w, xs, first)
+        }
+        DType::F16 => {
+            #[cfg(target_arch = "x86_64")]
+            if SIMD {
+                // SAFETY: SIMD is only true inside the x86 wrappers, compiled with F16C.
+                unsafe { x86::fold_f16(acc, w, src, first) };
+                return;
+            }
+            let xs = src
+                .chunks_exact(2)
+                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32());
+            fold(acc, w, xs, first)
+        }
+        DType::F64 => {
+            let xs = src
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32);
+            fold(acc, w, xs, first)
+        }
+        _ => unreachable!("checked: inputs are floats"),
+    }
 }
 
 #[inline(always)]
@@ -489,6 +683,18 @@ mod x86 {
         acc: &mut [f32],
     ) -> bool {
         generic_chunk::<true>(inputs, weights, start, out_dtype, out, acc)
+    }
+
+    /// [`super::fold_input`] compiled for AVX2 with F16C conversions.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn fold_input(inp: &Input<'_>, w: f32, acc: &mut [f32], first: bool) {
+        super::fold_input::<true>(inp, w, 0, acc, first)
+    }
+
+    /// [`super::store`] compiled for AVX2 with F16C conversions.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn store(acc: &[f32], out_dtype: DType, out: &mut [u8]) -> bool {
+        super::store::<true>(acc, out_dtype, out)
     }
 
     #[target_feature(enable = "avx2,f16c")]
@@ -695,6 +901,97 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert_eq!(e.1.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn positional_file_path_writes_the_reference_bytes_in_place() {
+        use std::io::Write;
+        use std::os::unix::fs::FileExt;
+        // Across chunk boundaries, sequential (< 2 chunks) and parallel, mixed input dtypes.
+        for n in [5usize, DIRECT_CHUNK + 9, 3 * DIRECT_CHUNK + 1] {
+            let w = [0.2f32, 0.3, 0.5];
+            let dts = [DType::F16, DType::BF16, DType::F32];
+            let vals: Vec<Vec<f32>> = (0..3)
+                .map(|k| cast_ref(&values(n, 70 + k as u32), dts[k]))
+                .collect();
+            let dir = tempfile::tempdir().unwrap();
+            let mut files = Vec::new();
+            for (k, v) in vals.iter().enumerate() {
+                let p = dir.path().join(format!("{k}"));
+                let mut f = std::fs::File::create(&p).unwrap();
+                f.write_all(&vec![7u8; 5 + k]).unwrap(); // data at an odd offset
+                f.write_all(&encode(v, dts[k])).unwrap();
+                files.push(std::fs::File::open(&p).unwrap());
+            }
+            let ins: Vec<FileInput> = files
+                .iter()
+                .enumerate()
+                .map(|(k, file)| FileInput {
+                    file,
+                    offset: 5 + k as u64,
+                    dtype: dts[k],
+                })
+                .collect();
+            for out_d in [DType::F32, DType::F16, DType::BF16] {
+                let p = dir.path().join("out");
+                let out = std::fs::File::create(&p).unwrap();
+                out.write_all_at(b"head", 0).unwrap();
+                let finite = weighted_sum_files_at(&ins, &w, out_d, n, &out, 4)
+                    .unwrap()
+                    .unwrap();
+                assert!(finite);
+                let got = std::fs::read(&p).unwrap();
+                assert_eq!(&got[..4], b"head");
+                assert!(
+                    got[4..] == encode(&reference(&vals, &w), out_d),
+                    "n={n} {out_d}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn identical_inputs_are_copied_and_differences_found() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let n = 3 * COMPARE_BLOCK + 17;
+        let same: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
+        let mut late = same.clone();
+        late[n - 1] ^= 1;
+        let mut files = Vec::new();
+        for (k, data) in [&same, &same, &late].into_iter().enumerate() {
+            let p = dir.path().join(format!("{k}"));
+            let mut f = std::fs::File::create(&p).unwrap();
+            f.write_all(&vec![0u8; k]).unwrap();
+            f.write_all(data).unwrap();
+            files.push(std::fs::File::open(&p).unwrap());
+        }
+        let spans: Vec<(&std::fs::File, u64)> = files
+            .iter()
+            .enumerate()
+            .map(|(k, f)| (f, k as u64))
+            .collect();
+        let p = dir.path().join("out");
+        let out = std::fs::File::create(&p).unwrap();
+        let v = copy_if_identical_files(&spans[..2], n, Some((&out, 3)), None).unwrap();
+        assert_eq!(
+            v,
+            Verbatim {
+                differs: None,
+                finite: true
+            }
+        );
+        assert_eq!(std::fs::read(&p).unwrap()[3..], same[..]);
+        let v = copy_if_identical_files(&spans, n, None, None).unwrap();
+        assert_eq!(v.differs, Some(2));
+        // High bytes 0x7c..=0x7f make f16 Inf/NaN, and the pattern holds some.
+        assert!(
+            !copy_if_identical_files(&spans[..2], n, None, Some(DType::F16))
+                .unwrap()
+                .finite
+        );
+        let e = copy_if_identical_files(&spans, n + 1, None, None).unwrap_err();
+        assert_eq!(e.0, Some(0));
     }
 
     #[test]

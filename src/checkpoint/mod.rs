@@ -22,7 +22,7 @@ pub use reader::WeightsReader;
 pub use safetensors::{parse_header, HeaderEntry, MAX_HEADER_LEN};
 pub use tensor::{DType, TensorInfo};
 pub use varbuilder::var_builder;
-pub use writer::{SafetensorsWriter, DEFAULT_SHARD_SIZE};
+pub use writer::{Claimed, SafetensorsWriter, DEFAULT_SHARD_SIZE};
 
 /// How a checkpoint's weights are stored on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

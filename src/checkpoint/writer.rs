@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::safetensors::build_header;
@@ -18,6 +18,14 @@ struct Shard {
     path: PathBuf,
     range: std::ops::Range<usize>,
     data_bytes: u64,
+}
+
+/// A tensor taken with [`SafetensorsWriter::claim`]: its bytes go at `offset` in `file` (the
+/// shard at `path`).
+pub struct Claimed<'a> {
+    pub file: &'a File,
+    pub offset: u64,
+    pub path: &'a Path,
 }
 
 /// Streaming safetensors writer: [`create`](Self::create) with the plan, then
@@ -191,6 +199,47 @@ impl SafetensorsWriter {
         Ok(())
     }
 
+    /// Takes the next tensor of the plan for the caller to write itself with positional writes
+    /// (`write_all_at`, from any number of threads): returns its shard file and the offset of
+    /// its first byte there, and counts it as written. The caller must fill exactly its
+    /// `nbytes()` there before [`finish`](Self::finish); writes through this writer continue
+    /// after it.
+    pub fn claim(&mut self, name: &str) -> Result<Claimed<'_>, CheckpointError> {
+        let Some(t) = self.plan.get(self.next) else {
+            return Err(self.err(format!("tensor '{name}' claimed after the plan's end")));
+        };
+        if t.name != name || self.partial != 0 {
+            return Err(self.err(format!(
+                "tensor '{name}' claimed where the plan expects '{}'",
+                t.name
+            )));
+        }
+        let nbytes = t.nbytes() as i64;
+        while self.next >= self.shards[self.shard].range.end {
+            self.close_shard()?;
+            self.shard += 1;
+            self.open_shard()?;
+        }
+        let path = &self.shards[self.shard].path;
+        let out = self
+            .out
+            .as_mut()
+            .expect("a shard is open while tensors remain");
+        // Flushes what is buffered, then moves the cursor past the claimed bytes so later
+        // sequential writes land after them.
+        let offset = out
+            .stream_position()
+            .and_then(|at| out.seek(SeekFrom::Current(nbytes)).map(|_| at))
+            .map_err(|e| CheckpointError::io(path, e))?;
+        self.bytes_written += nbytes as u64;
+        self.next += 1;
+        Ok(Claimed {
+            file: out.get_ref(),
+            offset,
+            path,
+        })
+    }
+
     /// Checks every planned tensor was written, flushes, writes the shard index.
     /// Returns the bytes written (headers included).
     pub fn finish(mut self) -> Result<u64, CheckpointError> {
@@ -329,6 +378,33 @@ mod tests {
         );
         let e = w.finish().unwrap_err().to_string();
         assert!(e.contains("only 40 of 48 bytes"), "{e}");
+    }
+
+    #[test]
+    fn claimed_tensors_written_in_place_mix_with_streamed_ones() {
+        use std::os::unix::fs::FileExt;
+        for shard_size in [48, DEFAULT_SHARD_SIZE] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut w = SafetensorsWriter::create(dir.path(), plan(), shard_size).unwrap();
+            for (i, t) in plan().iter().enumerate() {
+                let d = data(t);
+                if i % 2 == 0 {
+                    let c = w.claim(&t.name).unwrap();
+                    // Back to front: the order of positional writes does not matter.
+                    for (k, piece) in d.chunks(5).enumerate().rev() {
+                        c.file.write_all_at(piece, c.offset + 5 * k as u64).unwrap();
+                    }
+                } else {
+                    w.write(&t.name, &d).unwrap();
+                }
+            }
+            assert!(w.claim("w1").is_err(), "claim past the plan");
+            w.finish().unwrap();
+            let r = WeightsReader::open(dir.path()).unwrap();
+            for t in plan() {
+                assert_eq!(&*r.bytes(&t.name).unwrap(), data(&t).as_slice());
+            }
+        }
     }
 
     #[test]
