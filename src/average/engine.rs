@@ -82,7 +82,7 @@ pub fn average(
         normalized,
         opts,
         reporter,
-        device_sum: if opts.device.is_cpu() {
+        device_sum: if !piecewise(&opts.device) {
             None
         } else {
             let sum = kernel::DeviceSum::new(&opts.device).map_err(AverageError::Device)?;
@@ -143,11 +143,27 @@ pub fn average(
     })
 }
 
-/// Elements per piece of a large tensor: the inputs are consumed, and their pages released,
-/// piece by piece, so memory stays a few pieces whatever the number of checkpoints.
-const SEGMENT: usize = 1 << 20;
-/// Pieces on a GPU are larger: fewer transfers and launches (the GPU sum pipelines within one).
-const GPU_SEGMENT: usize = 16 << 20;
+/// Elements per piece of a large tensor on a GPU: the inputs are consumed, and their pages
+/// released, piece by piece, so memory stays a few pieces whatever the number of checkpoints;
+/// within a piece the GPU sum overlaps copying the next sub-chunk with computing this one.
+const GPU_SEGMENT: usize = if cfg!(test) { 1000 } else { 16 << 20 };
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: take the piece-wise (GPU) path on the CPU, through `DeviceSum`'s candle ops,
+    /// since no test machine has a GPU.
+    static PIECES_ON_CPU: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this average goes piece by piece through a [`kernel::DeviceSum`] (GPUs), rather
+/// than the CPU path that writes each tensor in place.
+fn piecewise(device: &candle_core::Device) -> bool {
+    #[cfg(test)]
+    if PIECES_ON_CPU.with(|c| c.get()) {
+        return true;
+    }
+    !device.is_cpu()
+}
 const MAX_DTYPE_SIZE: usize = 8;
 
 /// What the writer thread is handed, in plan order.
@@ -196,7 +212,7 @@ struct Job<'a> {
 
 impl<'a> Job<'a> {
     fn run(&self, writer: SafetensorsWriter) -> Result<(Counts, SafetensorsWriter), AverageError> {
-        if self.opts.device.is_cpu() {
+        if self.device_sum.is_none() {
             return self.run_cpu(writer);
         }
         std::thread::scope(|scope| {
@@ -291,7 +307,7 @@ impl<'a> Job<'a> {
         Ok(c)
     }
 
-    /// The weighted sum of one tensor, SEGMENT elements at a time: each piece is computed,
+    /// The weighted sum of one tensor, GPU_SEGMENT elements at a time: each piece is computed,
     /// handed to the writer, and the input pages it came from released.
     fn sum_pieces(
         &self,
@@ -304,22 +320,7 @@ impl<'a> Job<'a> {
         let name = p.out.name.as_str();
         let n = p.out.numel();
         let osz = p.out.dtype.size_in_bytes();
-        // On the CPU, contiguous inputs are read with pread rather than through the mapping:
-        // a kernel copy costs less than faulting the pages in (only `srcs.len()` of them are
-        // used: a verbatim-with-cast copy sums just the first input).
-        let spans: Option<Vec<(&std::fs::File, u64)>> = if self.opts.device.is_cpu() {
-            self.readers[..srcs.len()]
-                .iter()
-                .map(|r| r.file_span(name))
-                .collect()
-        } else {
-            None
-        };
-        let segment = if self.device_sum.is_some() {
-            GPU_SEGMENT
-        } else {
-            SEGMENT
-        };
+        let segment = GPU_SEGMENT;
         let mut start = 0;
         while start < n {
             let len = segment.min(n - start);
@@ -344,30 +345,7 @@ impl<'a> Job<'a> {
                     error,
                 })
             };
-            let finite = if let Some(spans) = &spans {
-                let files: Vec<FileInput> = spans
-                    .iter()
-                    .zip(&p.in_dtypes)
-                    .map(|(&(file, offset), &dtype)| FileInput {
-                        file,
-                        offset: offset + (start * dtype.size_in_bytes()) as u64,
-                        dtype,
-                    })
-                    .collect();
-                match kernel::weighted_sum_files(&files, weights, p.out.dtype, out)
-                    .map_err(kernel_err)?
-                {
-                    Ok(finite) => finite,
-                    Err((i, e)) => {
-                        return Err(Stop::Error(AverageError::Io {
-                            path: file_of(&self.readers[i], name).to_path_buf(),
-                            error: e,
-                        }))
-                    }
-                }
-            } else if self.opts.device.is_cpu() {
-                kernel::weighted_sum_cpu(&ins, weights, p.out.dtype, out).map_err(kernel_err)?
-            } else {
+            let finite = {
                 let sum = self.device_sum.as_ref().expect("set for non-CPU devices");
                 let mut sum = sum.lock().unwrap_or_else(|e| e.into_inner());
                 sum.run(&ins, weights, p.out.dtype, out)
@@ -865,6 +843,67 @@ fn provenance<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::average::{AverageInput, Scheme};
+
+    /// The piece-wise path a GPU takes (pieces, writer thread, `DeviceSum`) gives the same
+    /// average as the CPU path, for every input dtype and f32 output, across many pieces.
+    #[test]
+    fn the_piecewise_path_equals_the_cpu_path() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoints");
+        for run in ["st_f16", "st_bf16", "st_f32", "bin_f16_sharded"] {
+            for dtype in [super::super::OutDType::Keep, super::super::OutDType::F32] {
+                let scheme: Scheme = "linear".parse().unwrap();
+                let inputs: Vec<AverageInput> = [(100, 0.2), (200, 0.3), (400, 0.5)]
+                    .iter()
+                    .map(|&(step, weight)| AverageInput {
+                        path: root.join(run).join(format!("step{step}")),
+                        step,
+                        weight,
+                    })
+                    .collect();
+                let opts = AverageOptions {
+                    dtype,
+                    ..AverageOptions::new(&scheme)
+                };
+                let tmp = tempfile::tempdir().unwrap();
+                let cpu = tmp.path().join("cpu");
+                let pieces = tmp.path().join("pieces");
+                average(&inputs, &cpu, &opts, &Reporter::silent()).unwrap();
+                PIECES_ON_CPU.with(|c| c.set(true));
+                let s = average(&inputs, &pieces, &opts, &Reporter::silent());
+                PIECES_ON_CPU.with(|c| c.set(false));
+                let s = s.unwrap();
+                assert!(s.averaged > 0);
+                let a = WeightsReader::open(&cpu).unwrap();
+                let b = WeightsReader::open(&pieces).unwrap();
+                assert_eq!(a.tensors().len(), b.tensors().len());
+                for t in a.tensors() {
+                    let cpu_dev = candle_core::Device::Cpu;
+                    let (x, y) = (
+                        a.tensor(&t.name, &cpu_dev).unwrap(),
+                        b.tensor(&t.name, &cpu_dev).unwrap(),
+                    );
+                    let (x, y) = (
+                        x.to_dtype(candle_core::DType::F32)
+                            .unwrap()
+                            .flatten_all()
+                            .unwrap(),
+                        y.to_dtype(candle_core::DType::F32)
+                            .unwrap()
+                            .flatten_all()
+                            .unwrap(),
+                    );
+                    // Equal values (+0 and -0 may differ: candle adds the first product to 0).
+                    assert_eq!(
+                        x.to_vec1::<f32>().unwrap(),
+                        y.to_vec1::<f32>().unwrap(),
+                        "{run} {dtype:?} {}",
+                        t.name
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn config_dtype_is_retagged_only_where_present() {
