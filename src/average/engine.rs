@@ -464,6 +464,17 @@ impl Job<'_> {
                 dtype,
             })
             .collect();
+        // The weighted sum written in place; a non-finite result fails unless allowed.
+        let sum_into = |files: &[FileInput], weights: &[f32]| -> Result<(), AverageError> {
+            let finite =
+                kernel::weighted_sum_files_at(files, weights, p.out.dtype, n, out.file, out.offset)
+                    .map_err(kernel_err)?
+                    .map_err(io_err)?;
+            if !finite && !self.opts.allow_nonfinite {
+                return Err(self.non_finite_in(p)?);
+            }
+            Ok(())
+        };
         // Identical inputs are copied when that equals their weighted sum; only then is it
         // worth comparing them (non-float tensors must be identical).
         let copy_if_identical = !p.out.dtype.is_float() || buffer || self.normalized;
@@ -482,19 +493,7 @@ impl Job<'_> {
                 None if !v.finite => return Err(self.non_finite_in(p)?),
                 None => {
                     if dest.is_none() {
-                        let finite = kernel::weighted_sum_files_at(
-                            &files[..1],
-                            &[1.0],
-                            p.out.dtype,
-                            n,
-                            out.file,
-                            out.offset,
-                        )
-                        .map_err(kernel_err)?
-                        .map_err(io_err)?;
-                        if !finite && !self.opts.allow_nonfinite {
-                            return Err(self.non_finite_in(p)?);
-                        }
+                        sum_into(&files[..1], &[1.0])?;
                     }
                     return Ok(true);
                 }
@@ -505,19 +504,7 @@ impl Job<'_> {
                 Some(_) => {}
             }
         }
-        let finite = kernel::weighted_sum_files_at(
-            &files,
-            self.weights,
-            p.out.dtype,
-            n,
-            out.file,
-            out.offset,
-        )
-        .map_err(kernel_err)?
-        .map_err(io_err)?;
-        if !finite && !self.opts.allow_nonfinite {
-            return Err(self.non_finite_in(p)?);
-        }
+        sum_into(&files, self.weights)?;
         Ok(false)
     }
 
