@@ -196,6 +196,24 @@ pub fn rope_differentiable(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Ten
     x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
 }
 
+/// The causal mask of one forward pass, built on first use: the packed CPU kernel and the fused
+/// GPU attention need none, and at T = 2048 it is 16 MB to fill and upload.
+struct LazyMask<'a> {
+    t: usize,
+    device: &'a Device,
+    mask: std::cell::OnceCell<Tensor>,
+}
+
+impl LazyMask<'_> {
+    fn get(&self) -> Result<&Tensor> {
+        if let Some(m) = self.mask.get() {
+            return Ok(m);
+        }
+        let m = causal_mask(self.t, self.device)?;
+        Ok(self.mask.get_or_init(|| m))
+    }
+}
+
 /// `[T, T]` f32 additive causal mask: 0 on and below the diagonal, -inf above.
 pub fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
     let mask: Vec<f32> = (0..t)
@@ -210,11 +228,11 @@ pub fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
 /// `q, k, v: [B, H, T, hs]`, `mask: [T, T]` f32; returns `[B, H, T, hs]`.
 /// On a GPU, f16/bf16 with a Pythia head size take the fused flash-attention kernel
 /// ([`crate::fused::causal_attention`]), which never holds the `T x T` scores.
-pub fn attention_eval(
+fn attention_eval(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    mask: &Tensor,
+    mask: &LazyMask,
     scale: f64,
 ) -> Result<Tensor> {
     let dtype = q.dtype();
@@ -225,7 +243,7 @@ pub fn attention_eval(
         return Ok(y);
     }
     let scores = (q * scale)?.matmul(&k.t()?)?;
-    let scores = scores.to_dtype(DType::F32)?.broadcast_add(mask)?;
+    let scores = scores.to_dtype(DType::F32)?.broadcast_add(mask.get()?)?;
     let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
     probs.matmul(&v.contiguous()?)
 }
@@ -270,7 +288,7 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor, rotary: &Rotary, mask: &Tensor, path: Path) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, rotary: &Rotary, mask: &LazyMask, path: Path) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let hs = self.head_size;
         // The fused projection is interleaved per head: [q_h, k_h, v_h] for each head h.
@@ -283,7 +301,7 @@ impl Attention {
         let scale = 1.0 / (hs as f64).sqrt();
         let y = match path {
             Path::Eval => attention_eval(&q, &k, &v, mask, scale)?,
-            Path::Train => attention_train(&q, &k, &v, mask, scale)?,
+            Path::Train => attention_train(&q, &k, &v, mask.get()?, scale)?,
         };
         linear_fwd(&self.dense, &y.transpose(1, 2)?.reshape((b, t, d))?, path)
     }
@@ -349,7 +367,7 @@ impl Layer {
         })
     }
 
-    fn forward(&self, x: &Tensor, rotary: &Rotary, mask: &Tensor, path: Path) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, rotary: &Rotary, mask: &LazyMask, path: Path) -> Result<Tensor> {
         let attn =
             self.attention
                 .forward(&self.input_layernorm.forward(x, path)?, rotary, mask, path)?;
@@ -463,7 +481,12 @@ impl GptNeox {
             .embed_in
             .index_select(&ids, 0)?
             .reshape((b, t, self.cfg.hidden_size))?;
-        let mask = causal_mask(t, x.device())?;
+        let device = x.device().clone();
+        let mask = LazyMask {
+            t,
+            device: &device,
+            mask: std::cell::OnceCell::new(),
+        };
         for layer in &self.layers {
             x = layer.forward(&x, &self.rotary, &mask, path)?;
         }
