@@ -296,13 +296,7 @@ impl<'a> Job<'a> {
                 self.sum_pieces(p, &srcs, self.weights, tx, pool)?;
                 c.averaged += 1;
             }
-            self.reporter.report_detail(
-                "average",
-                k as u64 + 1,
-                Some(total),
-                Unit::Tensors,
-                Some(name.to_string()),
-            );
+            self.tensor_done(k, name);
         }
         Ok(c)
     }
@@ -388,6 +382,17 @@ impl<'a> Job<'a> {
 }
 
 impl Job<'_> {
+    /// Reports that tensor `k` (of the plan) is written.
+    fn tensor_done(&self, k: usize, name: &str) {
+        self.reporter.report_detail(
+            "average",
+            k as u64 + 1,
+            Some(self.plan.len() as u64),
+            Unit::Tensors,
+            Some(name.to_string()),
+        );
+    }
+
     /// The CPU path: tensors in plan order on this thread, each tensor's chunks on rayon's
     /// threads, read with `pread` and written in place with `pwrite` into the space the writer
     /// reserves for the tensor. No writer thread and no piece buffers: each output chunk is
@@ -420,13 +425,7 @@ impl Job<'_> {
             } else {
                 c.averaged += 1;
             }
-            self.reporter.report_detail(
-                "average",
-                k as u64 + 1,
-                Some(total),
-                Unit::Tensors,
-                Some(name.to_string()),
-            );
+            self.tensor_done(k, name);
         }
         Ok((c, writer))
     }
