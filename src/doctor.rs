@@ -60,6 +60,11 @@ impl Report {
 
 type Result<T> = candle_core::Result<T>;
 
+/// Engine errors (kernel, eval) as the candle errors the checks return.
+fn msg(e: impl std::fmt::Display) -> candle_core::Error {
+    candle_core::Error::Msg(e.to_string())
+}
+
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
     let d = (a.to_dtype(DType::F32)? - b.to_dtype(DType::F32)?)?.abs()?;
     let m = d.flatten_all()?.max(0)?.to_scalar::<f32>()? as f64;
@@ -131,7 +136,7 @@ fn weighted_sum_checks(device: &Device) -> Result<Vec<Check>> {
         ),
         ("3 x f32 -> f32", vec![F32; 3], F32),
     ];
-    let mut sum = DeviceSum::new(device).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let mut sum = DeviceSum::new(device).map_err(msg)?;
     let mut out = Vec::new();
     for (label, dtypes, out_dtype) in cases {
         let data: Vec<Vec<u8>> = dtypes
@@ -149,11 +154,10 @@ fn weighted_sum_checks(device: &Device) -> Result<Vec<Check>> {
             .map(|i| (i + 1) as f32 / (k * (k + 1) / 2) as f32)
             .collect();
         let mut cpu = vec![0u8; n * out_dtype.size_in_bytes()];
-        kernel::weighted_sum_cpu(&inputs, &weights, out_dtype, &mut cpu)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        kernel::weighted_sum_cpu(&inputs, &weights, out_dtype, &mut cpu).map_err(msg)?;
         let mut dev = vec![0u8; cpu.len()];
         sum.run(&inputs, &weights, out_dtype, &mut dev)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            .map_err(msg)?;
         let bitwise = device.is_cuda() && fused::built_with_cuda() && fused::enabled();
         let (diff, tol, against) = if bitwise {
             let differing = cpu
@@ -265,7 +269,6 @@ fn model_checks(
     data: &EvalData,
     reporter: &Reporter,
 ) -> Result<Vec<Check>> {
-    let err = |e: eval::EvalError| candle_core::Error::Msg(e.to_string());
     let mut cpu_opts = EvalOptions {
         ctx: None,
         max_tokens: None,
@@ -273,7 +276,7 @@ fn model_checks(
         device: Device::Cpu,
         dtype: Some(DType::F32),
     };
-    let cpu_model = eval::load_model(dir, &cpu_opts).map_err(err)?;
+    let cpu_model = eval::load_model(dir, &cpu_opts).map_err(msg)?;
     // Short windows: the CPU reference of a large model must stay quick.
     let ctx = 128.min(cpu_model.config.max_position_embeddings);
     cpu_opts.ctx = Some(ctx);
@@ -283,7 +286,7 @@ fn model_checks(
         dtype: Some(dtype),
         ..cpu_opts.clone()
     };
-    let tokens = eval::load_tokens(data, dir, cpu_opts.max_tokens).map_err(err)?;
+    let tokens = eval::load_tokens(data, dir, cpu_opts.max_tokens).map_err(msg)?;
     let len = ctx.min(tokens.ids.len());
     let ids = &tokens.ids[..len];
     let logits = |m: &crate::model::LoadedModel, dev: &Device| -> Result<Tensor> {
@@ -299,7 +302,7 @@ fn model_checks(
     // f32 differs by summation order only; half dtypes round every activation (f16: 11-bit,
     // bf16: 8-bit mantissa) through every layer.
     for (dtype, tol) in [(DType::F32, 1e-4), (DType::F16, 3e-2), (DType::BF16, 1e-1)] {
-        let m = eval::load_model(dir, &opts(device, dtype)).map_err(err)?;
+        let m = eval::load_model(dir, &opts(device, dtype)).map_err(msg)?;
         let d = max_abs_diff(&logits(&m, device)?, &reference)? / scale.max(1e-12);
         out.push(Check::new(
             format!("model logits {dtype:?}"),
@@ -308,9 +311,9 @@ fn model_checks(
             tol,
         ));
     }
-    let on_cpu = eval::evaluate(&cpu_model, &tokens, &cpu_opts, reporter).map_err(err)?;
-    let m = eval::load_model(dir, &opts(device, DType::F32)).map_err(err)?;
-    let on_dev = eval::evaluate(&m, &tokens, &opts(device, DType::F32), reporter).map_err(err)?;
+    let on_cpu = eval::evaluate(&cpu_model, &tokens, &cpu_opts, reporter).map_err(msg)?;
+    let m = eval::load_model(dir, &opts(device, DType::F32)).map_err(msg)?;
+    let on_dev = eval::evaluate(&m, &tokens, &opts(device, DType::F32), reporter).map_err(msg)?;
     out.push(Check::new(
         "eval mean NLL F32".into(),
         "CPU f32, relative",

@@ -212,6 +212,8 @@ struct Job<'a> {
 
 impl<'a> Job<'a> {
     fn run(&self, writer: SafetensorsWriter) -> Result<(Counts, SafetensorsWriter), AverageError> {
+        self.reporter
+            .report("average", 0, Some(self.plan.len() as u64), Unit::Tensors);
         if self.device_sum.is_none() {
             return self.run_cpu(writer);
         }
@@ -242,9 +244,6 @@ impl<'a> Job<'a> {
         pool: &mpsc::Receiver<Vec<u8>>,
     ) -> Result<Counts, Stop> {
         let readers = self.readers;
-        let total = self.plan.len() as u64;
-        self.reporter
-            .report("average", 0, Some(total), Unit::Tensors);
         let mut c = Counts::default();
         for (k, p) in self.plan.iter().enumerate() {
             self.reporter.check()?;
@@ -402,9 +401,6 @@ impl Job<'_> {
         &self,
         mut writer: SafetensorsWriter,
     ) -> Result<(Counts, SafetensorsWriter), AverageError> {
-        let total = self.plan.len() as u64;
-        self.reporter
-            .report("average", 0, Some(total), Unit::Tensors);
         let mut c = Counts::default();
         for (k, p) in self.plan.iter().enumerate() {
             self.reporter.check()?;

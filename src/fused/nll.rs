@@ -11,7 +11,8 @@ use rayon::prelude::*;
 pub struct TokenNll;
 
 /// The fused NLL where it applies: on the CPU, and on a GPU when this binary has the kernels
-/// (`None`: use the unfused ops). Checks the targets first: a kernel does not report errors.
+/// (`None`: use the unfused ops). A target outside the vocabulary is an error on the CPU and
+/// NaN on a GPU (checking would cost a device sync per call; `eval::plan` checks every id first).
 pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Option<Tensor>> {
     let on_gpu = logits.device().is_cuda();
     if on_gpu && !(super::built_with_cuda() && super::enabled()) {
@@ -20,17 +21,13 @@ pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Option<Tensor>> {
     if !matches!(logits.dtype(), DType::F32 | DType::F16 | DType::BF16) {
         return Ok(None);
     }
-    let (n, v) = logits.dims2()?;
+    let (n, _) = logits.dims2()?;
     let targets = targets.to_dtype(DType::U32)?.contiguous()?;
     if targets.dims1()? != n {
         candle_core::bail!(
             "token_nll: {n} rows of logits but {} targets",
             targets.dims1()?
         );
-    }
-    let max = targets.max(0)?.to_scalar::<u32>()?;
-    if n > 0 && max as usize >= v {
-        candle_core::bail!("token_nll: target {max} is not below the vocabulary size {v}");
     }
     logits
         .contiguous()?
@@ -57,6 +54,9 @@ impl CustomOp2 for TokenNll {
             candle_core::bail!("token_nll: inputs must be contiguous");
         };
         let targets = &s2.as_slice::<u32>()?[ta..tb];
+        if let Some(t) = targets.iter().find(|&&t| t as usize >= v) {
+            candle_core::bail!("token_nll: target {t} is not below the vocabulary size {v}");
+        }
         let row_nll = |row: &[f32], t: u32| -> f32 {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let sum = crate::model::gemm::sum_exp(row, max);
