@@ -155,7 +155,31 @@ fn tiny_run_learns_writes_metrics_and_checkpoints_that_reload_exactly() {
     }
     // The held-out text and the run's description are there.
     let heldout = std::fs::read_to_string(out.join("heldout.txt")).unwrap();
-    assert!(heldout.len() >= cfg.heldout_bytes);
+    // Real English: the opening of the held-out novel, cut at a paragraph break.
+    assert!(heldout.starts_with("Persuasion"), "{}", &heldout[..40]);
+    assert!(heldout.len() <= cfg.heldout_bytes && heldout.len() > cfg.heldout_bytes / 2);
+    // The cloze task: lambada_openai's schema, passages of the held-out novel ending at the
+    // target word, which the passage names earlier.
+    let cloze = std::fs::read_to_string(out.join(train::CLOZE)).unwrap();
+    let items: Vec<String> = cloze
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v.as_object().unwrap().len(), 1, "{l}");
+            v["text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(!items.is_empty());
+    let novel = lawa::train::corpus::HELDOUT_NOVEL.text();
+    for text in &items {
+        assert!(novel.contains(text.as_str()), "{text}");
+        let (context, target) = text.rsplit_once(' ').unwrap();
+        assert!(target.chars().all(|c| c.is_ascii_alphabetic()), "{text}");
+        assert!(
+            context.to_lowercase().contains(&target.to_lowercase()),
+            "{text}"
+        );
+    }
     let traj: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("trajectory.json")).unwrap())
             .unwrap();
@@ -164,6 +188,14 @@ fn tiny_run_learns_writes_metrics_and_checkpoints_that_reload_exactly() {
         Some(cfg.tokens_per_step())
     );
     assert_eq!(traj["seed"].as_u64(), Some(cfg.seed));
+    assert_eq!(
+        traj["tasks"]["lambada_openai"]["items"].as_u64(),
+        Some(items.len() as u64)
+    );
+    assert!(traj["corpus"]["source"]
+        .as_str()
+        .unwrap()
+        .contains("Persuasion held out"));
     assert_eq!(traj["lr_surge"]["factor"].as_f64(), Some(surge.factor));
     assert!(traj["lr_surge"]["why"]
         .as_str()
@@ -255,7 +287,7 @@ fn a_cancelled_run_leaves_nothing_that_looks_complete() {
 #[test]
 fn corpus_file_is_trained_on_and_bad_files_are_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let text = lawa::train::corpus::generate(11, 60_000, 0).train;
+    let text = lawa::train::corpus::austen(60_000, 0).train;
     let path = tmp.path().join("my text.txt");
     std::fs::write(&path, &text).unwrap();
     let cfg = DemoConfig {

@@ -16,7 +16,7 @@ pub struct Args {
     /// Retrain even if a complete demo with the same settings exists
     #[arg(long)]
     pub force: bool,
-    /// Train on this UTF-8 text file instead of the generated corpus (its last 5% is held out)
+    /// Train on this UTF-8 text file instead of the built-in novels (its last 5% is held out)
     #[arg(long, value_name = "FILE")]
     pub corpus: Option<PathBuf>,
     /// Optimizer steps (default 1200); checkpoints stay about 60

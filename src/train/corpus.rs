@@ -1,29 +1,211 @@
-//! The demo corpus: English-like text from a small stochastic grammar, generated from a seed.
+//! The demo corpus: Jane Austen's six novels, real English prose a team recognises.
 //!
-//! It has enough structure for a tiny model to keep learning over thousands of steps:
-//! subject–verb and determiner–noun agreement (`the cat sleeps` / `these cats sleep`, `a`/`an`),
-//! nesting (relative clauses, prepositional phrases, subordinate clauses, parentheses and
-//! quotes that must close), topic persistence (each document favours its topic's words and
-//! keeps returning to its protagonists, by name or pronoun of the right gender and number), and
-//! a long Zipfian tail of made-up words so that rare words keep appearing.
+//! The novels are public domain (Project Gutenberg's texts, as packaged in Debian's
+//! `r-cran-janeaustenr`, MIT). `scripts/extract_austen.py` read them once out of that package's
+//! R data files into `assets/austen/*.txt.gz`, which are embedded here, so the demo needs neither
+//! R nor the package. Five novels are the train split; *Persuasion*, the last one Austen
+//! finished, is held out whole: the held-out perplexity and the cloze task are measured on a
+//! book the model never saw.
 
-use super::rng::{Pcg32, Weighted};
+use std::io::Read;
 
-/// The generated text: a train split and a held-out split of whole documents.
+/// The text of a demo run: a train split and a held-out split.
 #[derive(Clone, Debug)]
 pub struct Corpus {
     pub train: String,
     pub heldout: String,
+    /// Held-out text that the cloze task's passages are drawn from (for the novels, the whole
+    /// held-out novel: more passages than `heldout` alone gives).
+    pub cloze: String,
 }
 
-/// Generates about `train_bytes` + `heldout_bytes` of text (whole documents, so slightly more).
-/// The same seed gives the same text; the held-out split uses its own random stream, so its
-/// documents are new sentences of the same language.
-pub fn generate(seed: u64, train_bytes: usize, heldout_bytes: usize) -> Corpus {
-    let lex = Lexicon::new(&mut Pcg32::new(seed, 1));
-    let train = lex.documents(&mut Pcg32::new(seed, 2), train_bytes);
-    let heldout = lex.documents(&mut Pcg32::new(seed, 3), heldout_bytes);
-    Corpus { train, heldout }
+/// One embedded novel.
+pub struct Novel {
+    pub title: &'static str,
+    gz: &'static [u8],
+}
+
+macro_rules! novel {
+    ($title:expr, $file:expr) => {
+        Novel {
+            title: $title,
+            gz: include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/assets/austen/",
+                $file
+            )),
+        }
+    };
+}
+
+/// The train split, in publication order.
+pub const TRAIN_NOVELS: [Novel; 5] = [
+    novel!("Sense and Sensibility", "sensesensibility.txt.gz"),
+    novel!("Pride and Prejudice", "prideprejudice.txt.gz"),
+    novel!("Mansfield Park", "mansfieldpark.txt.gz"),
+    novel!("Emma", "emma.txt.gz"),
+    novel!("Northanger Abbey", "northangerabbey.txt.gz"),
+];
+
+/// The held-out novel.
+pub const HELDOUT_NOVEL: Novel = novel!("Persuasion", "persuasion.txt.gz");
+
+impl Novel {
+    /// The novel as paragraphs separated by blank lines, each paragraph on one line: the
+    /// package keeps the printed line breaks, which are typesetting, not language.
+    pub fn text(&self) -> String {
+        let mut raw = String::new();
+        flate2::read::GzDecoder::new(self.gz)
+            .read_to_string(&mut raw)
+            .expect("the embedded novels are valid gzip'd UTF-8 (assets/austen)");
+        reflow(&raw)
+    }
+}
+
+/// Joins the lines of each paragraph with single spaces; paragraphs end up separated by `\n\n`.
+pub fn reflow(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for para in raw.split("\n\n") {
+        let words: Vec<&str> = para.split_whitespace().collect();
+        if words.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        out.push_str(&words.join(" "));
+    }
+    out.push('\n');
+    out
+}
+
+/// The demo corpus: the first `train_bytes` of the train novels and the first `heldout_bytes`
+/// of the held-out one, each cut at a paragraph break (so never more than asked, and never
+/// empty while a paragraph fits).
+pub fn austen(train_bytes: usize, heldout_bytes: usize) -> Corpus {
+    let train: String = TRAIN_NOVELS
+        .iter()
+        .map(Novel::text)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let heldout = HELDOUT_NOVEL.text();
+    Corpus {
+        train: prefix_at_paragraph(&train, train_bytes).to_string(),
+        heldout: prefix_at_paragraph(&heldout, heldout_bytes).to_string(),
+        cloze: heldout,
+    }
+}
+
+/// The longest prefix of at most `max` bytes that ends at a paragraph break (the whole text when
+/// it fits; the first paragraph's prefix at a char boundary when not even that fits).
+pub fn prefix_at_paragraph(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let cut = floor_char_boundary(text, max);
+    match text[..cut].rfind("\n\n") {
+        Some(i) => &text[..i + 1],
+        None => &text[..cut],
+    }
+}
+
+/// LAMBADA-style cloze passages from `text`, in the `lambada_openai` schema's `text` field: each
+/// is a run of whole sentences of one paragraph, ending with its last word (the target) and
+/// nothing after it (lambada_openai's target is what follows the last space).
+///
+/// LAMBADA's passages were chosen so that a reader needs the whole passage to guess the word;
+/// the rule here is the mechanical part of that: the target (3+ letters) already appears earlier
+/// in the passage, so the context can give it away. Passages are `min_chars..=max_chars` long,
+/// do not overlap, and at most `max_items` are taken, in text order.
+pub fn cloze_passages(
+    text: &str,
+    min_chars: usize,
+    max_chars: usize,
+    max_items: usize,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for para in text.split("\n\n") {
+        let starts = sentence_starts(para);
+        let mut free_from = 0; // passages of one paragraph do not overlap
+        for &end in &sentence_ends(para) {
+            if out.len() >= max_items {
+                return out;
+            }
+            let Some(target_at) = target_start(&para[..end]) else {
+                continue;
+            };
+            let target = &para[target_at..end];
+            let start = starts.iter().copied().find(|&s| {
+                s >= free_from && s < target_at && (min_chars..=max_chars).contains(&(end - s))
+            });
+            let Some(start) = start else {
+                continue;
+            };
+            let context = &para[start..target_at];
+            if context
+                .split(|c: char| !c.is_alphabetic())
+                .any(|w| w.eq_ignore_ascii_case(target))
+            {
+                out.push(para[start..end].to_string());
+                free_from = end;
+            }
+        }
+    }
+    out
+}
+
+/// Where sentences of a paragraph start: its beginning, and after `.`, `!`, `?` or `;` (and any
+/// closing quote) followed by a space.
+fn sentence_starts(para: &str) -> Vec<usize> {
+    let b = para.as_bytes();
+    let mut starts = vec![0];
+    for i in 0..b.len() {
+        if matches!(b[i], b'.' | b'!' | b'?' | b';') && !ends_with_title(&para[..i]) {
+            let mut j = i + 1;
+            while j < b.len() && matches!(b[j], b'"' | b'\'' | b')') {
+                j += 1;
+            }
+            if j < b.len() && b[j] == b' ' {
+                starts.push(j + 1);
+            }
+        }
+    }
+    starts
+}
+
+/// The ends (exclusive) of the last word of each sentence: the word right before `.`, `!` or
+/// `?`, and the paragraph's last word. Titles (`Mr.`, `Mrs.`, `Dr.`, `St.`) end no sentence.
+fn sentence_ends(para: &str) -> Vec<usize> {
+    let b = para.as_bytes();
+    let mut ends = Vec::new();
+    for i in 1..b.len() {
+        if matches!(b[i], b'.' | b'!' | b'?')
+            && b[i - 1].is_ascii_alphabetic()
+            && !ends_with_title(&para[..i])
+        {
+            ends.push(i);
+        }
+    }
+    let last = para.trim_end_matches(|c: char| !c.is_alphanumeric()).len();
+    if last > 0 && ends.last() != Some(&last) {
+        ends.push(last);
+    }
+    ends
+}
+
+fn ends_with_title(s: &str) -> bool {
+    let word = s
+        .rsplit(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    matches!(word, "Mr" | "Mrs" | "Dr" | "St")
+}
+
+/// Where the target word ending `s` starts: the trailing run of ASCII letters, 3 or more, that
+/// stands right after a space.
+fn target_start(s: &str) -> Option<usize> {
+    let at = s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len();
+    (s.len() - at >= 3 && s[..at].ends_with(' ')).then_some(at)
 }
 
 /// Splits arbitrary text (for `--corpus FILE`) into train and held-out parts: the last
@@ -36,9 +218,11 @@ pub fn split_text(text: &str, heldout_fraction: f64) -> Corpus {
         .or_else(|| text[floor_char_boundary(text, cut_at)..].find('\n'))
         .map(|i| floor_char_boundary(text, cut_at) + i)
         .unwrap_or_else(|| floor_char_boundary(text, cut_at));
+    let heldout = text[cut..].trim_start().to_string();
     Corpus {
         train: text[..cut].to_string(),
-        heldout: text[cut..].trim_start().to_string(),
+        cloze: heldout.clone(),
+        heldout,
     }
 }
 
@@ -50,731 +234,82 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Num {
-    Sg,
-    Pl,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Gender {
-    He,
-    She,
-    It,
-}
-
-#[derive(Clone, Debug)]
-struct Noun {
-    sg: String,
-    pl: String,
-}
-
-#[derive(Clone, Debug)]
-struct Verb {
-    base: String,
-    s3: String,
-    past: String,
-    transitive: bool,
-}
-
-#[derive(Clone, Debug)]
-struct Name {
-    name: String,
-    gender: Gender,
-}
-
-/// A topic: the words a document about it favours (indices into the lexicon, Zipf-ordered).
-#[derive(Clone, Debug)]
-struct Topic {
-    nouns: Vec<usize>,
-    verbs: Vec<usize>,
-    adjs: Vec<usize>,
-}
-
-struct Lexicon {
-    nouns: Vec<Noun>,
-    verbs: Vec<Verb>,
-    adjs: Vec<String>,
-    names: Vec<Name>,
-    places: Vec<String>,
-    topics: Vec<Topic>,
-    noun_z: Weighted,
-    verb_z: Weighted,
-    adj_z: Weighted,
-    name_z: Weighted,
-    topic_z: Weighted,
-    local_z: Weighted,
-}
-
-const CORE_NOUNS: &[(&str, &str)] = &[
-    ("cat", "cats"),
-    ("dog", "dogs"),
-    ("child", "children"),
-    ("person", "people"),
-    ("house", "houses"),
-    ("river", "rivers"),
-    ("city", "cities"),
-    ("king", "kings"),
-    ("queen", "queens"),
-    ("bird", "birds"),
-    ("tree", "trees"),
-    ("book", "books"),
-    ("letter", "letters"),
-    ("ship", "ships"),
-    ("mountain", "mountains"),
-    ("village", "villages"),
-    ("teacher", "teachers"),
-    ("student", "students"),
-    ("farmer", "farmers"),
-    ("soldier", "soldiers"),
-    ("mouse", "mice"),
-    ("woman", "women"),
-    ("man", "men"),
-    ("box", "boxes"),
-    ("church", "churches"),
-    ("story", "stories"),
-    ("song", "songs"),
-    ("garden", "gardens"),
-    ("road", "roads"),
-    ("horse", "horses"),
-    ("island", "islands"),
-    ("window", "windows"),
-    ("machine", "machines"),
-    ("idea", "ideas"),
-    ("army", "armies"),
-    ("market", "markets"),
-    ("wall", "walls"),
-    ("friend", "friends"),
-    ("family", "families"),
-    ("apple", "apples"),
-    ("engine", "engines"),
-    ("owl", "owls"),
-    ("ocean", "oceans"),
-    ("island", "islands"),
-    ("sheep", "sheep"),
-    ("fish", "fish"),
-    ("leaf", "leaves"),
-    ("wolf", "wolves"),
-    ("knife", "knives"),
-    ("foot", "feet"),
-];
-
-// (base, third person singular, past, transitive)
-const CORE_VERBS: &[(&str, &str, &str, bool)] = &[
-    ("see", "sees", "saw", true),
-    ("find", "finds", "found", true),
-    ("build", "builds", "built", true),
-    ("carry", "carries", "carried", true),
-    ("watch", "watches", "watched", true),
-    ("follow", "follows", "followed", true),
-    ("love", "loves", "loved", true),
-    ("chase", "chases", "chased", true),
-    ("write", "writes", "wrote", true),
-    ("read", "reads", "read", true),
-    ("take", "takes", "took", true),
-    ("give", "gives", "gave", true),
-    ("know", "knows", "knew", true),
-    ("keep", "keeps", "kept", true),
-    ("hold", "holds", "held", true),
-    ("bring", "brings", "brought", true),
-    ("open", "opens", "opened", true),
-    ("visit", "visits", "visited", true),
-    ("fix", "fixes", "fixed", true),
-    ("teach", "teaches", "taught", true),
-    ("sleep", "sleeps", "slept", false),
-    ("run", "runs", "ran", false),
-    ("sing", "sings", "sang", false),
-    ("wait", "waits", "waited", false),
-    ("arrive", "arrives", "arrived", false),
-    ("fall", "falls", "fell", false),
-    ("grow", "grows", "grew", false),
-    ("laugh", "laughs", "laughed", false),
-    ("fly", "flies", "flew", false),
-    ("go", "goes", "went", false),
-    ("swim", "swims", "swam", false),
-    ("rest", "rests", "rested", false),
-    ("wander", "wanders", "wandered", false),
-    ("shine", "shines", "shone", false),
-];
-
-const CORE_ADJS: &[&str] = &[
-    "old", "young", "small", "large", "red", "green", "quiet", "loud", "happy", "sad", "dark",
-    "bright", "ancient", "empty", "famous", "strange", "gentle", "heavy", "early", "late",
-    "honest", "angry", "open", "useful", "elegant", "icy", "ugly", "orange", "eager", "idle",
-];
-
-const PREPS: &[&str] = &[
-    "in", "on", "near", "under", "behind", "beside", "above", "with", "from", "across",
-];
-const SUBORD: &[&str] = &[
-    "When", "Because", "Although", "After", "Before", "While", "If", "Since",
-];
-const REPORT: &[&str] = &["said", "wrote", "believed", "heard", "thought", "knew"];
-const TIME_PHRASES: &[&str] = &[
-    "In the morning",
-    "Later",
-    "That winter",
-    "The next day",
-    "At night",
-    "Years later",
-    "In the summer",
-    "Soon",
-];
-
-// Syllables for made-up words: the long tail of the vocabulary.
-const ONSETS: &[&str] = &[
-    "b", "br", "c", "ch", "d", "dr", "f", "fl", "g", "gr", "h", "j", "k", "l", "m", "n", "p", "pl",
-    "r", "s", "sh", "st", "t", "th", "tr", "v", "w", "z", "",
-];
-const VOWELS: &[&str] = &[
-    "a", "e", "i", "o", "u", "ai", "ea", "oo", "ou", "ie", "a", "e", "o",
-];
-const CODAS: &[&str] = &[
-    "", "", "", "n", "r", "l", "m", "st", "nd", "rk", "t", "ck", "sh", "x", "ng",
-];
-const ADJ_SUFFIXES: &[&str] = &["ous", "ive", "al", "ic", "ful", "ish", "less", "y", "ant"];
-const NAME_SUFFIXES_HE: &[&str] = &["o", "an", "ric", "us", "en", "ald"];
-const NAME_SUFFIXES_SHE: &[&str] = &["a", "ia", "elle", "ine", "ra", "eth"];
-const PLACE_SUFFIXES: &[&str] = &["ton", "ford", "ville", "burg", "dale", "mouth", "stead"];
-
-fn syllable(rng: &mut Pcg32) -> String {
-    format!(
-        "{}{}{}",
-        rng.pick(ONSETS),
-        rng.pick(VOWELS),
-        rng.pick(CODAS)
-    )
-}
-
-fn made_up_stem(rng: &mut Pcg32) -> String {
-    // Mostly one or two syllables, like real words.
-    let n = [1, 1, 2, 2, 2, 3][rng.below(6)];
-    (0..n).map(|_| syllable(rng)).collect()
-}
-
-fn plural(w: &str) -> String {
-    if w.ends_with('s') || w.ends_with('x') || w.ends_with("sh") || w.ends_with("ch") {
-        format!("{w}es")
-    } else if w.ends_with('y') && !w.ends_with("ay") && !w.ends_with("oy") && !w.ends_with("ey") {
-        format!("{}ies", &w[..w.len() - 1])
-    } else {
-        format!("{w}s")
-    }
-}
-
-fn past(w: &str) -> String {
-    if w.ends_with('e') {
-        format!("{w}d")
-    } else if w.ends_with('y') && !w.ends_with("ay") && !w.ends_with("oy") && !w.ends_with("ey") {
-        format!("{}ied", &w[..w.len() - 1])
-    } else {
-        format!("{w}ed")
-    }
-}
-
-fn capitalize(w: &str) -> String {
-    let mut c = w.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
-}
-
-fn starts_with_vowel(w: &str) -> bool {
-    matches!(w.chars().next(), Some('a' | 'e' | 'i' | 'o' | 'u'))
-}
-
-/// Made-up words never collide with each other or the core words.
-fn unique(
-    rng: &mut Pcg32,
-    seen: &mut std::collections::HashSet<String>,
-    make: impl Fn(&mut Pcg32) -> String,
-) -> String {
-    loop {
-        let w = make(rng);
-        if w.len() >= 3 && seen.insert(w.clone()) {
-            return w;
-        }
-    }
-}
-
-/// One document's running state: its topic and the entities it has introduced.
-struct Doc<'a> {
-    lex: &'a Lexicon,
-    topic: &'a Topic,
-    /// The document's protagonists (indices into `lex.names`).
-    cast: Vec<usize>,
-    /// The last subject mentioned, for pronouns: (num, gender).
-    last: Option<(Num, Gender)>,
-}
-
-impl Lexicon {
-    fn new(rng: &mut Pcg32) -> Self {
-        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
-        for (s, p) in CORE_NOUNS {
-            seen.insert(s.to_string());
-            seen.insert(p.to_string());
-        }
-        let mut nouns: Vec<Noun> = Vec::new();
-        let mut uniq_core = std::collections::HashSet::new();
-        for (s, p) in CORE_NOUNS {
-            if uniq_core.insert(*s) {
-                nouns.push(Noun {
-                    sg: s.to_string(),
-                    pl: p.to_string(),
-                });
-            }
-        }
-        for _ in 0..1400 {
-            let sg = unique(rng, &mut seen, made_up_stem);
-            let pl = plural(&sg);
-            nouns.push(Noun { sg, pl });
-        }
-        let mut verbs: Vec<Verb> = CORE_VERBS
-            .iter()
-            .map(|&(b, s, p, t)| Verb {
-                base: b.into(),
-                s3: s.into(),
-                past: p.into(),
-                transitive: t,
-            })
-            .collect();
-        for i in 0..500 {
-            let base = unique(rng, &mut seen, made_up_stem);
-            verbs.push(Verb {
-                s3: plural(&base),
-                past: past(&base),
-                base,
-                transitive: i % 3 != 0,
-            });
-        }
-        let mut adjs: Vec<String> = CORE_ADJS.iter().map(|s| s.to_string()).collect();
-        for _ in 0..400 {
-            adjs.push(unique(rng, &mut seen, |r| {
-                format!("{}{}", syllable(r), r.pick(ADJ_SUFFIXES))
-            }));
-        }
-        let mut names = Vec::new();
-        for i in 0..240 {
-            let gender = if i % 2 == 0 { Gender::He } else { Gender::She };
-            let suffixes = if gender == Gender::He {
-                NAME_SUFFIXES_HE
-            } else {
-                NAME_SUFFIXES_SHE
-            };
-            let name = unique(rng, &mut seen, |r| {
-                capitalize(&format!("{}{}", syllable(r), r.pick(suffixes)))
-            });
-            names.push(Name { name, gender });
-        }
-        let places: Vec<String> = (0..120)
-            .map(|_| {
-                unique(rng, &mut seen, |r| {
-                    capitalize(&format!("{}{}", syllable(r), r.pick(PLACE_SUFFIXES)))
-                })
-            })
-            .collect();
-        // The core words take the top Zipf ranks (common words are the familiar ones); the
-        // made-up ones are shuffled among themselves into the tail.
-        let core_nouns = nouns.len() - 1400;
-        rng.shuffle(&mut nouns[core_nouns..]);
-        rng.shuffle(&mut verbs[CORE_VERBS.len()..]);
-        rng.shuffle(&mut adjs[CORE_ADJS.len()..]);
-
-        let noun_z = Weighted::zipf(nouns.len(), 1.05);
-        let verb_z = Weighted::zipf(verbs.len(), 1.05);
-        let adj_z = Weighted::zipf(adjs.len(), 1.05);
-        let name_z = Weighted::zipf(names.len(), 0.9);
-        // A topic picks its favourite words from the whole (Zipfian) lexicon.
-        let topics = (0..32)
-            .map(|_| Topic {
-                nouns: (0..40).map(|_| noun_z.sample(rng)).collect(),
-                verbs: (0..24).map(|_| verb_z.sample(rng)).collect(),
-                adjs: (0..16).map(|_| adj_z.sample(rng)).collect(),
-            })
-            .collect::<Vec<_>>();
-        let topic_z = Weighted::zipf(topics.len(), 0.8);
-        Lexicon {
-            nouns,
-            verbs,
-            adjs,
-            names,
-            places,
-            topics,
-            noun_z,
-            verb_z,
-            adj_z,
-            name_z,
-            topic_z,
-            local_z: Weighted::zipf(40, 1.0),
-        }
-    }
-
-    fn documents(&self, rng: &mut Pcg32, bytes: usize) -> String {
-        let mut out = String::with_capacity(bytes + 4096);
-        while out.len() < bytes {
-            if !out.is_empty() {
-                out.push_str("\n\n");
-            }
-            self.document(rng, &mut out);
-        }
-        out.push('\n');
-        out
-    }
-
-    fn document(&self, rng: &mut Pcg32, out: &mut String) {
-        let topic = &self.topics[self.topic_z.sample(rng)];
-        let cast = (0..1 + rng.below(3))
-            .map(|_| self.name_z.sample(rng))
-            .collect();
-        let mut doc = Doc {
-            lex: self,
-            topic,
-            cast,
-            last: None,
-        };
-        // A wiki-like title line naming the topic's main noun.
-        let title_noun = &self.nouns[topic.nouns[self.local_z.sample(rng) % topic.nouns.len()]];
-        out.push_str(&format!(
-            "= The {} of {} =\n",
-            capitalize(&title_noun.pl),
-            rng.pick(&self.places)
-        ));
-        let paragraphs = 2 + rng.below(3);
-        for p in 0..paragraphs {
-            if p > 0 {
-                out.push('\n');
-            }
-            let sentences = 3 + rng.below(5);
-            let mut para = Vec::with_capacity(sentences);
-            for _ in 0..sentences {
-                para.push(doc.sentence(rng));
-            }
-            out.push_str(&para.join(" "));
-            out.push('\n');
-        }
-    }
-}
-
-impl Doc<'_> {
-    fn noun(&self, rng: &mut Pcg32) -> &Noun {
-        let lex = self.lex;
-        if rng.chance(0.6) {
-            let i = self.lex.local_z.sample(rng) % self.topic.nouns.len();
-            &lex.nouns[self.topic.nouns[i]]
-        } else {
-            &lex.nouns[lex.noun_z.sample(rng)]
-        }
-    }
-
-    fn verb(&self, rng: &mut Pcg32, transitive: bool) -> &Verb {
-        let lex = self.lex;
-        for _ in 0..20 {
-            let v = if rng.chance(0.6) {
-                let i = lex.local_z.sample(rng) % self.topic.verbs.len();
-                &lex.verbs[self.topic.verbs[i]]
-            } else {
-                &lex.verbs[lex.verb_z.sample(rng)]
-            };
-            if v.transitive == transitive {
-                return v;
-            }
-        }
-        // Fall back to the most frequent verb of the right kind.
-        lex.verbs
-            .iter()
-            .find(|v| v.transitive == transitive)
-            .unwrap_or(&lex.verbs[0])
-    }
-
-    fn adj(&self, rng: &mut Pcg32) -> &str {
-        let lex = self.lex;
-        if rng.chance(0.6) {
-            let i = lex.local_z.sample(rng) % self.topic.adjs.len();
-            &lex.adjs[self.topic.adjs[i]]
-        } else {
-            &lex.adjs[lex.adj_z.sample(rng)]
-        }
-    }
-
-    /// A noun phrase; returns its words, number and gender.
-    fn np(&mut self, rng: &mut Pcg32, depth: u32, subject: bool) -> (String, Num, Gender) {
-        // Protagonists and pronouns keep the document about the same people.
-        if subject && rng.chance(0.3) {
-            let who = self.cast[rng.below(self.cast.len())];
-            let n = &self.lex.names[who];
-            return (n.name.clone(), Num::Sg, n.gender);
-        }
-        if subject && rng.chance(0.25) {
-            if let Some((num, g)) = self.last {
-                let p = match (num, g) {
-                    (Num::Pl, _) => "they",
-                    (Num::Sg, Gender::He) => "he",
-                    (Num::Sg, Gender::She) => "she",
-                    (Num::Sg, Gender::It) => "it",
-                };
-                return (p.to_string(), num, g);
-            }
-        }
-        let num = if rng.chance(0.62) { Num::Sg } else { Num::Pl };
-        let noun = self.noun(rng).clone();
-        let mut words: Vec<String> = Vec::new();
-        let n_adj = if rng.chance(0.4) {
-            1 + usize::from(rng.chance(0.2))
-        } else {
-            0
-        };
-        let adjs: Vec<String> = (0..n_adj).map(|_| self.adj(rng).to_string()).collect();
-        let head = match num {
-            Num::Sg => &noun.sg,
-            Num::Pl => &noun.pl,
-        };
-        let next_word = adjs.first().unwrap_or(head).clone();
-        let det = match num {
-            Num::Sg => {
-                let r = rng.below(10);
-                match r {
-                    0..=4 => "the".to_string(),
-                    5..=7 => {
-                        if starts_with_vowel(&next_word) {
-                            "an".to_string()
-                        } else {
-                            "a".to_string()
-                        }
-                    }
-                    8 => "this".to_string(),
-                    _ => rng.pick(&["that", "every", "each", "one"]).to_string(),
-                }
-            }
-            Num::Pl => rng
-                .pick(&[
-                    "the", "the", "the", "these", "those", "some", "many", "two", "three",
-                    "several", "all the",
-                ])
-                .to_string(),
-        };
-        words.push(det);
-        words.extend(adjs);
-        words.push(head.clone());
-        // Nesting: relative clauses and prepositional phrases, depth-limited.
-        if depth < 2 {
-            let r = rng.f64();
-            if r < 0.12 {
-                // Subject relative: the verb agrees with this noun.
-                let rel = rng.pick(&["that", "which", "who"]);
-                let transitive = rng.chance(0.5);
-                let v = self.verb(rng, transitive).clone();
-                words.push(rel.to_string());
-                words.push(self.verb_form(&v, num, false));
-                if v.transitive {
-                    let (o, _, _) = self.np(rng, depth + 1, false);
-                    words.push(o);
-                }
-            } else if r < 0.2 {
-                // Object relative: the inner verb agrees with the inner subject.
-                let (s, snum, _) = self.np(rng, depth + 1, false);
-                let v = self.verb(rng, true).clone();
-                words.push("that".to_string());
-                words.push(s);
-                words.push(self.verb_form(&v, snum, false));
-            } else if r < 0.32 {
-                let (o, _, _) = self.np(rng, depth + 1, false);
-                words.push(rng.pick(PREPS).to_string());
-                words.push(o);
-            }
-        }
-        (words.join(" "), num, Gender::It)
-    }
-
-    fn verb_form(&self, v: &Verb, num: Num, past: bool) -> String {
-        match (past, num) {
-            (true, _) => v.past.clone(),
-            (false, Num::Sg) => v.s3.clone(),
-            (false, Num::Pl) => v.base.clone(),
-        }
-    }
-
-    /// A clause: subject + predicate, with agreement. Sets the pronoun antecedent.
-    fn clause(&mut self, rng: &mut Pcg32, depth: u32, past: bool) -> String {
-        let (subj, num, gender) = self.np(rng, depth, true);
-        let pred = self.predicate(rng, depth, num, past);
-        self.last = Some((num, gender));
-        format!("{subj} {pred}")
-    }
-
-    fn predicate(&mut self, rng: &mut Pcg32, depth: u32, num: Num, past: bool) -> String {
-        let r = rng.below(10);
-        match r {
-            0..=1 => {
-                let be = match (past, num) {
-                    (false, Num::Sg) => "is",
-                    (false, Num::Pl) => "are",
-                    (true, Num::Sg) => "was",
-                    (true, Num::Pl) => "were",
-                };
-                let very = if rng.chance(0.2) { "very " } else { "" };
-                format!("{be} {very}{}", self.adj(rng))
-            }
-            2..=3 => {
-                let v = self.verb(rng, false).clone();
-                let mut s = self.verb_form(&v, num, past);
-                if rng.chance(0.3) {
-                    let (o, _, _) = self.np(rng, depth + 1, false);
-                    s = format!("{s} {} {o}", rng.pick(PREPS));
-                } else if rng.chance(0.15) {
-                    s = format!("{s} in {}", rng.pick(&self.lex.places));
-                }
-                s
-            }
-            4 => {
-                let have = match (past, num) {
-                    (true, _) => "had",
-                    (false, Num::Sg) => "has",
-                    (false, Num::Pl) => "have",
-                };
-                let (o, _, _) = self.np(rng, depth + 1, false);
-                format!("{have} {o}")
-            }
-            _ => {
-                let v = self.verb(rng, true).clone();
-                let (o, _, _) = self.np(rng, depth + 1, false);
-                let mut s = format!("{} {o}", self.verb_form(&v, num, past));
-                if rng.chance(0.1) {
-                    s = format!("{s} in {}", 1700 + rng.below(320));
-                }
-                s
-            }
-        }
-    }
-
-    fn sentence(&mut self, rng: &mut Pcg32) -> String {
-        let past = rng.chance(0.5);
-        let body = match rng.below(20) {
-            0..=7 => format!("{}.", self.clause(rng, 0, past)),
-            8..=9 => {
-                let sub = rng.pick(SUBORD);
-                let a = self.clause(rng, 1, past);
-                let b = self.clause(rng, 1, past);
-                format!("{sub} {a}, {b}.")
-            }
-            10..=11 => {
-                let a = self.clause(rng, 1, past);
-                let b = self.clause(rng, 1, past);
-                format!("{a}, {} {b}.", rng.pick(&["and", "but", "so"]))
-            }
-            12 => {
-                let who = &self.lex.names[self.cast[rng.below(self.cast.len())]];
-                let c = self.clause(rng, 1, past);
-                format!("{} {} that {c}.", who.name, rng.pick(REPORT))
-            }
-            13 => {
-                // A quote that must close, attributed to a protagonist.
-                let who = &self.lex.names[self.cast[rng.below(self.cast.len())]];
-                let c = self.clause(rng, 1, false);
-                format!("\"{},\" said {}.", capitalize(&c), who.name)
-            }
-            14 => {
-                // A question: do/does agrees with the subject.
-                let (s, num, _) = self.np(rng, 1, false);
-                let v = self.verb(rng, false).clone();
-                let aux = if num == Num::Sg { "Does" } else { "Do" };
-                format!("{aux} {s} {}?", v.base)
-            }
-            15 => {
-                // A parenthetical aside that must close.
-                let a = self.clause(rng, 1, past);
-                let (o, _, _) = self.np(rng, 2, false);
-                format!("{a} ({} {o}).", rng.pick(PREPS))
-            }
-            16 => {
-                let t = rng.pick(TIME_PHRASES);
-                format!("{t}, {}.", self.clause(rng, 1, true))
-            }
-            _ => {
-                // A list: "X, Y and Z" is plural.
-                let n = 2 + rng.below(2);
-                let items: Vec<String> = (0..n).map(|_| self.np(rng, 2, false).0).collect();
-                let list = format!("{} and {}", items[..n - 1].join(", "), items[n - 1]);
-                let pred = self.predicate(rng, 1, Num::Pl, past);
-                self.last = Some((Num::Pl, Gender::It));
-                format!("{list} {pred}.")
-            }
-        };
-        capitalize(&body)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn same_seed_same_text_and_splits_differ() {
-        let a = generate(7, 20_000, 5_000);
-        let b = generate(7, 20_000, 5_000);
-        assert_eq!(a.train, b.train);
-        assert_eq!(a.heldout, b.heldout);
-        assert!(a.train.len() >= 20_000 && a.heldout.len() >= 5_000);
-        assert_ne!(&a.train[..2000], &a.heldout[..2000]);
-        let c = generate(8, 20_000, 5_000);
-        assert_ne!(a.train, c.train);
+    fn the_novels_are_real_english_and_the_splits_are_disjoint() {
+        let c = austen(usize::MAX, usize::MAX);
+        assert!(
+            c.train.starts_with("SENSE AND SENSIBILITY"),
+            "{}",
+            &c.train[..40]
+        );
+        assert!(c.train.contains("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife."));
+        assert!(c.heldout.starts_with("Persuasion"), "{}", &c.heldout[..40]);
+        assert!(!c.train.contains("Wentworth") && c.heldout.contains("Captain Wentworth"));
+        // Five novels, about 3.5 MB; paragraphs on one line each.
+        assert!(
+            (3_000_000..4_000_000).contains(&c.train.len()),
+            "{}",
+            c.train.len()
+        );
+        assert!(!c.train.contains("possession\nof"));
+        let words = c.heldout.split_whitespace().count();
+        assert!(words > 80_000, "{words}");
     }
 
     #[test]
-    fn agreement_holds_for_core_words() {
-        let c = generate(1, 400_000, 0);
-        let words: Vec<&str> = c.train.split_whitespace().collect();
-        let mut checked = 0;
-        for w in words.windows(2) {
-            // "these"/"those"/"many"/"several" are followed by a plural (adjective first allowed,
-            // so only check when the next word is a core noun).
-            if let Some((sg, pl)) = CORE_NOUNS.iter().find(|(s, p)| *s == w[1] || *p == w[1]) {
-                if sg == pl {
-                    continue;
-                }
-                match w[0] {
-                    "these" | "those" | "several" | "many" => {
-                        assert_eq!(w[1], *pl, "{} {}", w[0], w[1]);
-                        checked += 1;
-                    }
-                    "this" | "every" | "each" | "a" | "an" => {
-                        assert_eq!(w[1], *sg, "{} {}", w[0], w[1]);
-                        checked += 1;
-                    }
-                    _ => {}
-                }
-            }
-            if w[0] == "a" {
-                assert!(!starts_with_vowel(w[1]), "a {}", w[1]);
-            }
-            if w[0] == "an" {
-                assert!(starts_with_vowel(w[1]), "an {}", w[1]);
-            }
-        }
-        assert!(checked > 100, "{checked}");
+    fn sizes_are_respected_at_paragraph_breaks() {
+        let c = austen(100_000, 5_000);
+        assert!(
+            c.train.len() <= 100_000 && c.train.len() > 90_000,
+            "{}",
+            c.train.len()
+        );
+        assert!(c.heldout.len() <= 5_000 && c.heldout.ends_with('\n'));
+        let full = austen(usize::MAX, usize::MAX);
+        assert!(full.train.starts_with(&c.train) && full.heldout.starts_with(&c.heldout));
+        assert!(full.train[c.train.len()..].starts_with('\n'));
     }
 
     #[test]
-    fn quotes_and_parentheses_are_balanced_and_tail_is_long() {
-        let c = generate(3, 300_000, 0);
-        for line in c.train.lines() {
-            assert_eq!(line.matches('"').count() % 2, 0, "{line}");
-            assert_eq!(
-                line.matches('(').count(),
-                line.matches(')').count(),
-                "{line}"
-            );
+    fn reflow_joins_lines_and_keeps_paragraphs() {
+        assert_eq!(reflow("a b\nc\n\n\n\nd  e\n"), "a b c\n\nd e\n");
+    }
+
+    #[test]
+    fn cloze_passages_end_at_a_word_that_the_context_contains() {
+        let text = "She was happy. Anne looked at the sea, and thought of the sea.\n\n\
+                    \"No,\" said he.\n\n\
+                    The letter was long; it spoke of Bath, and of nothing but Bath!\"";
+        let got = cloze_passages(text, 10, 60, 10);
+        assert_eq!(
+            got,
+            vec![
+                "Anne looked at the sea, and thought of the sea".to_string(),
+                "it spoke of Bath, and of nothing but Bath".to_string(),
+            ]
+        );
+        assert_eq!(cloze_passages(text, 10, 60, 1).len(), 1);
+        // Sentences inside a paragraph end passages too; a title ends no sentence and starts
+        // none; passages do not overlap.
+        let text = "Anne met Mr. Elliot. She liked Elliot. Elliot smiled at Anne.";
+        assert_eq!(
+            cloze_passages(text, 5, 60, 10),
+            vec!["Anne met Mr. Elliot. She liked Elliot".to_string()]
+        );
+        assert!(cloze_passages(text, 5, 30, 10).is_empty());
+        let c = austen(0, 250_000);
+        assert!(c.cloze.starts_with(&c.heldout) && c.cloze.len() > 400_000);
+        let items = cloze_passages(&c.cloze, 60, 260, 1000);
+        assert!(items.len() > 150, "{}", items.len());
+        for p in &items {
+            let last = p.rsplit(|c: char| !c.is_alphabetic()).next().unwrap();
+            assert!(last.len() >= 3 && p.ends_with(last), "{p}");
+            assert!((60..=260).contains(&p.len()), "{p}");
         }
-        let mut counts = std::collections::HashMap::new();
-        for w in c.train.split(|ch: char| !ch.is_alphabetic()) {
-            if !w.is_empty() {
-                *counts.entry(w.to_lowercase()).or_insert(0usize) += 1;
-            }
-        }
-        // A long tail: thousands of distinct words, many of them rare.
-        let rare = counts.values().filter(|&&n| n <= 3).count();
-        assert!(counts.len() > 1500, "{}", counts.len());
-        assert!(rare > 200, "{rare}");
     }
 
     #[test]

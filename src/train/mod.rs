@@ -1,8 +1,9 @@
-//! The built-in demo run: corpus generator, tokenizer training, AdamW training loop, checkpoint and metrics writing.
+//! The built-in demo run: corpus (embedded novels), tokenizer training, AdamW training loop, checkpoint and metrics writing.
 //!
-//! [`run_demo`] trains a tiny GPT-NeoX on a generated English-like corpus and writes its
-//! trajectory the way real runs are written: `step{N}/` Hugging Face model dirs,
-//! `metrics.jsonl`, `heldout.txt` and `trajectory.json`.
+//! [`run_demo`] trains a tiny GPT-NeoX on Jane Austen's novels and writes its trajectory the way
+//! real runs are written: `step{N}/` Hugging Face model dirs, `metrics.jsonl`, `heldout.txt`,
+//! a cloze task file (`cloze.jsonl`, lm-evaluation-harness's `lambada_openai` schema) and
+//! `trajectory.json`.
 
 pub mod corpus;
 pub mod optim;
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 
 pub use run::{
     demo_dir, existing_config, is_complete, run_demo, train_into, train_with_observer, DemoConfig,
-    DemoSummary,
+    DemoSummary, DemoText, CLOZE,
 };
 
 #[derive(Debug, thiserror::Error)]

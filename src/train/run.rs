@@ -20,9 +20,12 @@ use crate::progress::{Reporter, Unit};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DemoConfig {
     pub seed: u64,
-    /// Train on this UTF-8 file instead of the generated corpus (its last 5% is held out).
+    /// The built-in text (no default on purpose: a demo made from other text, such as the
+    /// generated grammar of earlier versions, does not match and is trained again).
+    pub text: DemoText,
+    /// Train on this UTF-8 file instead of the built-in text (its last 5% is held out).
     pub corpus: Option<PathBuf>,
-    /// Generated corpus size (bytes of text) for the train and held-out splits.
+    /// At most this many bytes of the built-in text's train and held-out splits.
     pub train_bytes: usize,
     pub heldout_bytes: usize,
     /// The BPE is trained on this much of the train split (its statistics settle long before).
@@ -52,8 +55,10 @@ impl Default for DemoConfig {
     fn default() -> Self {
         DemoConfig {
             seed: 1234,
+            text: DemoText::Austen,
             corpus: None,
-            train_bytes: 4_500_000,
+            // All five train novels (3.5 MB); the first 250 kB of Persuasion.
+            train_bytes: 4_000_000,
             heldout_bytes: 250_000,
             tokenizer_bytes: 1_000_000,
             vocab_size: 1024,
@@ -83,6 +88,20 @@ impl Default for DemoConfig {
         }
     }
 }
+
+/// The demo's built-in text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DemoText {
+    /// Jane Austen's novels ([`corpus::austen`]): five to train on, Persuasion held out.
+    Austen,
+}
+
+/// The cloze task file of a demo dir, in lm-evaluation-harness's `lambada_openai` schema.
+pub const CLOZE: &str = "cloze.jsonl";
+/// Cloze passages: long enough to give the word away, short enough for the demo's context.
+const CLOZE_CHARS: (usize, usize) = (60, 260);
+const CLOZE_MAX_ITEMS: usize = 500;
 
 /// Why the demo's spike is made on purpose (written into `trajectory.json`).
 pub const SURGE_WHY: &str = "a loss spike made on purpose: this tiny model did not spike on its \
@@ -318,7 +337,9 @@ pub fn train_with_observer(
     reporter.report("demo: corpus", 0, None, Unit::Steps);
     let corpus = match &cfg.corpus {
         Some(p) => read_corpus(p)?,
-        None => corpus::generate(cfg.seed, cfg.train_bytes, cfg.heldout_bytes),
+        None => match cfg.text {
+            DemoText::Austen => corpus::austen(cfg.train_bytes, cfg.heldout_bytes),
+        },
     };
     reporter.check()?;
     reporter.report("demo: tokenizer", 0, None, Unit::Steps);
@@ -338,6 +359,14 @@ pub fn train_with_observer(
     }
     let heldout_path = tmp.path.join(HELDOUT);
     std::fs::write(&heldout_path, &corpus.heldout).map_err(|e| TrainError::io(&heldout_path, e))?;
+    let cloze =
+        corpus::cloze_passages(&corpus.cloze, CLOZE_CHARS.0, CLOZE_CHARS.1, CLOZE_MAX_ITEMS);
+    let cloze_path = tmp.path.join(CLOZE);
+    let lines: String = cloze
+        .iter()
+        .map(|text| format!("{}\n", json!({ "text": text })))
+        .collect();
+    std::fs::write(&cloze_path, lines).map_err(|e| TrainError::io(&cloze_path, e))?;
     let tok_json = tok
         .to_string(false)
         .map_err(|e| TrainError::Tokenizer(e.to_string()))?;
@@ -420,7 +449,7 @@ pub fn train_with_observer(
         "name": "lawa demo",
         "complete": true,
         "lawa_version": env!("CARGO_PKG_VERSION"),
-        "description": "A tiny GPT-NeoX pre-trained by `lawa demo` on a generated English-like corpus.",
+        "description": "A tiny GPT-NeoX pre-trained by `lawa demo` on Jane Austen's novels (Persuasion held out).",
         "seed": cfg.seed,
         "config": cfg,
         "model": serde_json::from_str::<serde_json::Value>(&config_json).unwrap_or_default(),
@@ -429,13 +458,21 @@ pub fn train_with_observer(
         "schedule": schedule,
         "checkpoint_steps": ckpt_steps,
         "corpus": {
-            "source": cfg.corpus.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "generated".into()),
+            "source": match &cfg.corpus {
+                Some(p) => p.display().to_string(),
+                None => format!(
+                    "Jane Austen (public domain): {} for training; {} held out",
+                    corpus::TRAIN_NOVELS.map(|n| n.title).join(", "),
+                    corpus::HELDOUT_NOVEL.title
+                ),
+            },
             "train_bytes": corpus.train.len(),
             "heldout_bytes": corpus.heldout.len(),
             "train_tokens": train_ids.len(),
             "heldout_tokens": heldout_ids.len(),
             "epochs": (cfg.steps * cfg.tokens_per_step()) as f64 / train_ids.len() as f64,
         },
+        "tasks": { "lambada_openai": { "file": CLOZE, "items": cloze.len() } },
         "vocab_size": vocab,
         "lr_surge": cfg.lr_surge,
         "seconds": seconds,

@@ -166,7 +166,17 @@ fn chunks(text: &str) -> impl Iterator<Item = &str> {
                 && !bytes[i - 2].is_ascii_whitespace()
                 && !bytes[i].is_ascii_whitespace()
                 && bytes[i] < 0x80;
-            if lone_newline {
+            // The middle of a paragraph break `\n\n` between non-spaces is a pre-token
+            // boundary too: the first `\n` ends its chunk as `\s+` at the end of text would,
+            // the second begins the next one as `\s` before a word does.
+            let paragraph_break = i >= 2
+                && i + 1 < bytes.len()
+                && bytes[i - 1] == b'\n'
+                && bytes[i] == b'\n'
+                && !bytes[i - 2].is_ascii_whitespace()
+                && !bytes[i + 1].is_ascii_whitespace()
+                && bytes[i + 1] < 0x80;
+            if lone_newline || paragraph_break {
                 break;
             }
             i += 1;
@@ -184,7 +194,7 @@ mod tests {
 
     #[test]
     fn trains_a_byte_level_bpe_that_round_trips_any_text() {
-        let c = corpus::generate(5, 300_000, 20_000);
+        let c = corpus::austen(300_000, 20_000);
         let tok = train(&c.train, 600).unwrap();
         assert_eq!(tok.get_vocab_size(true), 600);
         assert_eq!(tok.token_to_id(EOS), Some(0));
@@ -199,7 +209,7 @@ mod tests {
 
     #[test]
     fn chunked_encoding_equals_whole_text_encoding() {
-        let c = corpus::generate(6, 200_000, 150_000);
+        let c = corpus::austen(200_000, 150_000);
         let tok = train(&c.train, 400).unwrap();
         let whole = tok.encode(c.heldout.as_str(), false).unwrap();
         assert!(chunks(&c.heldout).count() > 1);
@@ -238,7 +248,7 @@ mod tests {
 
     #[test]
     fn same_text_same_tokenizer_and_reloads_from_json() {
-        let c = corpus::generate(5, 100_000, 0);
+        let c = corpus::austen(100_000, 0);
         let a = train(&c.train, 500).unwrap();
         let b = train(&c.train, 500).unwrap();
         assert_eq!(a.to_string(false).unwrap(), b.to_string(false).unwrap());
