@@ -18,4 +18,5 @@ pub mod progress;
 pub mod results;
 pub mod source;
 pub mod spikes;
+pub mod tasks;
 pub mod train;
