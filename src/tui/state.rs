@@ -204,6 +204,8 @@ pub struct State {
     /// Checkpoint index where a mouse drag on the chart started.
     pub drag_from: Option<usize>,
     pub quit: bool,
+    /// `q` was pressed once with jobs queued or running: a second `q` quits.
+    pub quit_asked: bool,
 }
 
 /// Counts of the jobs of one busy spell (from the first queued to the last finished).
@@ -249,6 +251,7 @@ impl State {
             areas: Areas::default(),
             drag_from: None,
             quit: false,
+            quit_asked: false,
         };
         s.redetect_spikes();
         s
@@ -1002,8 +1005,18 @@ impl State {
             }
         }
         let n = self.traj.checkpoints.len();
+        let asked = std::mem::take(&mut self.quit_asked);
         match key.code {
             KeyCode::Char('q') => {
+                let active = self.active_jobs();
+                if active > 0 && !asked {
+                    // Quitting stops the work: ask once.
+                    self.quit_asked = true;
+                    self.message = Some(format!(
+                        "{active} job(s) queued or running: q again quits and stops them"
+                    ));
+                    return Vec::new();
+                }
                 self.quit = true;
                 return vec![Effect::Quit];
             }

@@ -575,6 +575,29 @@ fn a_failed_job_stays_failed_counts_clear_and_the_status_line_says_how_it_ended(
 }
 
 #[test]
+fn q_with_jobs_queued_asks_once() {
+    let mut s = testdata::state();
+    job(
+        &mut s,
+        JobEvent::Queued {
+            id: 1,
+            target: Target::Checkpoint { step: 100 },
+        },
+    );
+    assert!(press(&mut s, "q").is_empty());
+    assert!(!s.quit);
+    assert_eq!(
+        s.message.as_deref(),
+        Some("1 job(s) queued or running: q again quits and stops them")
+    );
+    // Another key in between: asked again.
+    press(&mut s, "j");
+    assert!(press(&mut s, "q").is_empty());
+    assert_eq!(press(&mut s, "q"), vec![Effect::Quit]);
+    assert!(s.quit);
+}
+
+#[test]
 fn view_keys_say_what_they_did() {
     let mut s = testdata::state();
     press(&mut s, "x");
