@@ -39,7 +39,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("Tab", "focus: checkpoints, jobs, spikes"),
     ("? Esc", "this help / close, reset zoom"),
-    ("q Ctrl-C", "quit"),
+    (
+        "q Ctrl-C",
+        "quit (q asks once while jobs are queued or running)",
+    ),
     ("mouse", "click: cursor; drag on chart: window; wheel: zoom"),
 ];
 
