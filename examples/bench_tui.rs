@@ -14,7 +14,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
-use lawa::results::{EvalKey, ResultRecord, RAW};
+use lawa::results::{ResultRecord, RAW};
 use lawa::source::{Checkpoint, Location, Metrics, Series, Trajectory};
 use tui::state::{update, EvalView, Event, State};
 use tui::theme::Theme;
@@ -106,11 +106,12 @@ fn bench_state() -> State {
         records,
         EvalView {
             data: "d".into(),
-            key: EvalKey {
-                data_hash: "h".into(),
-                ctx: None,
-                max_tokens: None,
-            },
+            data_hash: "h".into(),
+            ctx_asked: None,
+            max_ctx: Some(64),
+            learnt_ctx: None,
+            max_tokens: None,
+            dtype: "f32".into(),
             device: "cpu".into(),
         },
     )

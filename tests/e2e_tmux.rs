@@ -99,6 +99,24 @@ fn explore_average_eval_export_quit_in_tmux() {
     let mut sorted = steps.clone();
     sorted.sort();
     let target = sorted[sorted.len() - 2];
+    // The first checkpoint is cut short: its eval fails, and the explorer must carry on.
+    let broken = sorted[0];
+    assert!(
+        sorted.len() > 6,
+        "the window at {target} leaves {broken} out"
+    );
+    for e in std::fs::read_dir(run.join(format!("step{broken}"))).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "safetensors") {
+            let len = std::fs::metadata(&p).unwrap().len();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_len(len / 2)
+                .unwrap();
+        }
+    }
 
     let home = tmp.path().join("home");
     let export = tmp.path().join("export");
@@ -141,7 +159,15 @@ fn explore_average_eval_export_quit_in_tmux() {
         "1",
         "the explorer uses the alternate screen"
     );
-    // Cursor up one: the window now ends at the second-to-last checkpoint.
+    // A job that fails: the raw eval of the broken checkpoint.
+    tmux.keys(&["Home"]);
+    tmux.keys(&["r"]);
+    let failed = tmux.wait_for("the failed job", 120, |s| {
+        s.contains("jobs finished: 1 failed")
+    });
+    assert!(failed.contains("Jobs 0 active"), "{failed}");
+    // Then a good one: cursor to the second-to-last checkpoint.
+    tmux.keys(&["End"]);
     tmux.keys(&["k"]);
     tmux.wait_for("the cursor to move", 10, |s| {
         list_row(s, target).is_some() && s.contains(&format!("Checkpoints {}/", sorted.len() - 1))
@@ -153,7 +179,11 @@ fn explore_average_eval_export_quit_in_tmux() {
     });
     let row = list_row(&screen, target).unwrap();
     assert!(decimals(&row) >= 3, "{row}");
-    assert!(!screen.contains("failed"), "{screen}");
+    // Both new jobs are shown done (not the failed row's neighbours), and nothing is active.
+    let screen = tmux.wait_for("the jobs to finish", 60, |s| {
+        s.contains("jobs finished: 2 done") && s.contains("Jobs 0 active")
+    });
+    assert_eq!(screen.matches("✓").count(), 2, "{screen}");
 
     tmux.keys(&["e"]);
     tmux.wait_for("the export", 60, |s| s.contains("exported"));

@@ -9,7 +9,7 @@ use lawa::device::DevicePref;
 use lawa::eval::EvalData;
 use lawa::jobs::engine::{EngineExecutor, EvalConfig};
 use lawa::jobs::JobRunner;
-use lawa::results::{self, EvalKey, ModelCache, ResultsStore};
+use lawa::results::{self, ModelCache, ResultsStore};
 use lawa::source::{Location, Trajectory};
 
 use crate::tui::app::{self, App};
@@ -98,6 +98,27 @@ fn eval_data(traj: &Trajectory, args: &Args) -> anyhow::Result<Option<(EvalData,
     Ok(Some((data, label, hash)))
 }
 
+/// The model's `max_position_embeddings` from the config of the first local checkpoint that
+/// has one: the default context is resolved from it, so "auto" never matches results of
+/// another context. `None` (hub checkpoints not downloaded yet): learnt from the first result.
+fn max_position_embeddings(traj: &Trajectory) -> Option<usize> {
+    traj.checkpoints.iter().find_map(|c| match &c.location {
+        Location::Local { path } => {
+            let dir = if path.is_dir() {
+                path.clone()
+            } else {
+                path.parent()?.to_path_buf()
+            };
+            let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            v.get("max_position_embeddings")?
+                .as_u64()
+                .map(|m| m as usize)
+        }
+        Location::Hub { .. } => None,
+    })
+}
+
 /// Opens the explorer on an already listed trajectory.
 pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
     let eval = eval_data(&traj, args)?;
@@ -110,11 +131,12 @@ pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
         data: eval
             .as_ref()
             .map_or("no eval data (--text/--tokens)".into(), |e| e.1.clone()),
-        key: EvalKey {
-            data_hash: eval.as_ref().map(|e| e.2.clone()).unwrap_or_default(),
-            ctx: args.ctx,
-            max_tokens: args.max_tokens,
-        },
+        data_hash: eval.as_ref().map(|e| e.2.clone()).unwrap_or_default(),
+        ctx_asked: args.ctx,
+        max_ctx: max_position_embeddings(&traj),
+        learnt_ctx: None,
+        max_tokens: args.max_tokens,
+        dtype: lawa::jobs::engine::record_dtype(&device).into(),
         device: lawa::device::describe(&device).into(),
     };
     let mut state = State::new(traj.clone(), records, view);

@@ -54,6 +54,70 @@ pub struct Curve {
     pub color: usize,
     /// (x, y) sorted by x; y in nats.
     pub points: Vec<(f64, f64)>,
+    /// Indices `i` where no line joins `points[i - 1]` to `points[i]`: a checkpoint between
+    /// them was not evaluated (or its job was cancelled), and a line would invent its value.
+    pub gaps: Vec<usize>,
+}
+
+impl Curve {
+    /// The runs of points that a line may join (a run of one is a lone marker).
+    pub fn segments(&self) -> Vec<&[(f64, f64)]> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for &g in self
+            .gaps
+            .iter()
+            .filter(|&&g| g > 0 && g < self.points.len())
+        {
+            if g > start {
+                out.push(&self.points[start..g]);
+            }
+            start = g;
+        }
+        if start < self.points.len() {
+            out.push(&self.points[start..]);
+        }
+        out
+    }
+}
+
+/// Where the lines of evaluated points must break: between two evaluated steps with a
+/// checkpoint of the run in between that has no value.
+pub fn gaps_between(evaluated: &[u64], checkpoints: &[u64]) -> Vec<usize> {
+    (1..evaluated.len())
+        .filter(|&i| {
+            let (a, b) = (evaluated[i - 1], evaluated[i]);
+            checkpoints.iter().any(|&c| a < c && c < b)
+        })
+        .collect()
+}
+
+/// Splits a line at `y_max` (plotted units): the parts above are left out and each part
+/// below ends exactly where the line crosses `y_max`, so a clipped warm-up never looks like a
+/// flat plateau at the top of the chart.
+pub fn clip_above(points: &[(f64, f64)], y_max: f64) -> Vec<Vec<(f64, f64)>> {
+    let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut cur: Vec<(f64, f64)> = Vec::new();
+    for (i, &p) in points.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|j| points[j]);
+        let cross = |a: (f64, f64), b: (f64, f64)| {
+            let t = (y_max - a.1) / (b.1 - a.1);
+            (a.0 + t * (b.0 - a.0), y_max)
+        };
+        if p.1 <= y_max {
+            if let Some(q) = prev.filter(|q| q.1 > y_max) {
+                cur.push(cross(q, p));
+            }
+            cur.push(p);
+        } else if let Some(q) = prev.filter(|q| q.1 <= y_max) {
+            cur.push(cross(q, p));
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -188,12 +252,14 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
             kind: CurveKind::TrainRaw,
             color: 0,
             points: raw,
+            gaps: Vec::new(),
         });
         curves.push(Curve {
             name: format!("train loss (EMA {:.2})", opts.smoothing),
             kind: CurveKind::TrainSmooth,
             color: 1,
             points: smooth,
+            gaps: Vec::new(),
         });
     }
     // Latest result wins when the same point was evaluated twice.
@@ -212,11 +278,18 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
     // The raw eval curve comes first and has a fixed colour.
     series.sort_by_key(|(n, _)| n != crate::results::RAW);
     let mut next_color = 3;
+    let checkpoints = traj.steps();
     for (name, pts) in series {
         let is_raw = name == crate::results::RAW;
-        let points = pts
+        let kept: Vec<(u64, f64)> = pts
             .into_iter()
             .filter(|(_, v)| v.is_finite())
+            .filter(|(s, _)| x(*s).is_some())
+            .collect();
+        let evaluated: Vec<u64> = kept.iter().map(|p| p.0).collect();
+        let gaps = gaps_between(&evaluated, &checkpoints);
+        let points = kept
+            .into_iter()
             .filter_map(|(s, v)| Some((x(s)?, v)))
             .collect();
         let (kind, color, name) = if is_raw {
@@ -230,6 +303,7 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
             kind,
             color,
             points,
+            gaps,
         });
     }
     let spikes = opts
@@ -481,6 +555,72 @@ mod tests {
         // range: the highest point is the raw eval at 200.
         let (_, hi) = m.y_range(1.0, 400.0).unwrap();
         assert!((hi - 1.9).abs() < 1e-12, "{hi}");
+    }
+
+    #[test]
+    fn lines_break_where_a_checkpoint_between_was_not_evaluated() {
+        let t = traj();
+        let mk = |end: u64, nll: f64| ResultRecord {
+            source: "t".into(),
+            end_step: end,
+            steps: vec![end],
+            scheme: "raw".into(),
+            k: 1,
+            spike_aware: false,
+            weights: vec![1.0],
+            data: "d".into(),
+            data_hash: "h".into(),
+            ctx: 8,
+            max_tokens: None,
+            dtype: "f32".into(),
+            device: "cpu".into(),
+            mean_nll: nll,
+            ppl: nll.exp(),
+            bits_per_byte: None,
+            predicted_tokens: 1,
+            tool_version: "0".into(),
+            unix_time: 0,
+        };
+        // Checkpoints 100..400; 300 not evaluated: 200 and 400 must not be joined.
+        let recs = [mk(100, 3.0), mk(200, 2.5), mk(400, 2.0)];
+        let refs: Vec<&ResultRecord> = recs.iter().collect();
+        let m = build(&t, &refs, &ChartOptions::default());
+        let raw = m
+            .curves
+            .iter()
+            .find(|c| c.kind == CurveKind::EvalRaw)
+            .unwrap();
+        assert_eq!(raw.gaps, vec![2]);
+        assert_eq!(
+            raw.segments(),
+            vec![&[(100.0, 3.0), (200.0, 2.5)][..], &[(400.0, 2.0)][..]]
+        );
+        assert_eq!(
+            gaps_between(&[100, 200, 300, 400], &[100, 200, 300, 400]),
+            Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn clipping_ends_lines_at_the_edge_instead_of_a_plateau() {
+        let pts = [
+            (0.0, 10.0),
+            (1.0, 6.0),
+            (2.0, 2.0),
+            (3.0, 1.0),
+            (4.0, 5.0),
+            (5.0, 1.0),
+        ];
+        let parts = clip_above(&pts, 4.0);
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        // Enters at the crossing x = 1.5 (6 → 2 crosses 4 half-way), no point at y = 4 before.
+        assert_eq!(
+            parts[0],
+            vec![(1.5, 4.0), (2.0, 2.0), (3.0, 1.0), (3.75, 4.0)]
+        );
+        assert_eq!(parts[1], vec![(4.25, 4.0), (5.0, 1.0)]);
+        assert!(parts.iter().flatten().all(|p| p.1 <= 4.0));
+        assert_eq!(clip_above(&pts, 100.0), vec![pts.to_vec()]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
-use super::chart::{short_number, ChartModel, CurveKind};
+use super::chart::{clip_above, short_number, ChartModel, CurveKind};
 use super::{temp_path, ExportError};
 
 /// Pixel size of the PNG (16:9, sharp on a slide).
@@ -128,12 +128,32 @@ fn draw<DB: DrawingBackend>(
             .label("averaging window")
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 20, y + 6)], fill));
     }
+    let mut clipped_max: Option<f64> = None;
     for c in &model.curves {
-        let pts: Vec<(f64, f64)> = c
-            .points
-            .iter()
-            .filter_map(|&(x, y)| Some((x, model.y_value(y)?)))
-            .collect();
+        let plotted = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
+            pts.iter()
+                .filter_map(|&(x, y)| Some((x, model.y_value(y)?)))
+                .collect()
+        };
+        let pts = plotted(&c.points);
+        // Lines: eval curves break where a checkpoint was not evaluated; train curves end at
+        // the top edge where the warm-up is off the chart (never a flat line along it).
+        let pieces: Vec<Vec<(f64, f64)>> = match c.kind {
+            CurveKind::TrainRaw | CurveKind::TrainSmooth => {
+                if let Some(m) = c
+                    .points
+                    .iter()
+                    .filter(|p| p.0 >= x0 && p.0 <= x1)
+                    .filter(|p| model.y_value(p.1).is_some_and(|y| y > y1))
+                    .map(|p| p.1)
+                    .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
+                {
+                    clipped_max = Some(clipped_max.map_or(m, |a| a.max(m)));
+                }
+                clip_above(&pts, y1)
+            }
+            _ => c.segments().into_iter().map(plotted).collect(),
+        };
         let color = rgb(c.color);
         let (width, alpha) = match c.kind {
             CurveKind::TrainRaw => (1.0, 0.6),
@@ -145,17 +165,37 @@ fn draw<DB: DrawingBackend>(
             filled: false,
             stroke_width: px(width).max(1),
         };
-        chart
-            .draw_series(LineSeries::new(pts.iter().copied(), style))
-            .map_err(|e| e.to_string())?
-            .label(&c.name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        let mut first = true;
+        for piece in pieces.iter().filter(|p| !p.is_empty()) {
+            let anno = chart
+                .draw_series(LineSeries::new(piece.iter().copied(), style))
+                .map_err(|e| e.to_string())?;
+            if first {
+                anno.label(&c.name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+                first = false;
+            }
+        }
         if matches!(c.kind, CurveKind::EvalRaw | CurveKind::Average) {
             let r = px(3.5);
             chart
                 .draw_series(pts.iter().map(|&p| Circle::new(p, r, color.filled())))
                 .map_err(|e| e.to_string())?;
         }
+    }
+    if let Some(m) = clipped_max {
+        let text = format!(
+            "↑ warm-up train loss above the chart (up to {})",
+            short_number(m)
+        );
+        let at = (x0 + (x1 - x0) * 0.01, y1 - (y1 - y0) * 0.01);
+        chart
+            .draw_series(std::iter::once(Text::new(
+                text,
+                at,
+                (FAMILY, px(16.0)).into_font().color(&RGBColor(90, 90, 90)),
+            )))
+            .map_err(|e| e.to_string())?;
     }
     if let Some(x) = model.cursor {
         let style = ShapeStyle {

@@ -158,6 +158,16 @@ impl EngineExecutor {
     }
 }
 
+/// The dtype a result record names for evaluations on `device` (the CPU evaluates in f32, a
+/// GPU in the checkpoint's own dtype); the explorer matches stored results on it.
+pub fn record_dtype(device: &candle_core::Device) -> &'static str {
+    if device.is_cpu() {
+        "f32"
+    } else {
+        "checkpoint"
+    }
+}
+
 /// An engine error as a job error: a cancellation stays a cancellation.
 fn fail(reporter: &Reporter, e: impl std::fmt::Display) -> JobError {
     if reporter.check().is_err() {
@@ -226,12 +236,7 @@ impl Executor for EngineExecutor {
             data_hash: cfg.data_hash.clone(),
             ctx: res.ctx,
             max_tokens: cfg.max_tokens,
-            dtype: if cfg.device.is_cpu() {
-                "f32"
-            } else {
-                "checkpoint"
-            }
-            .into(),
+            dtype: record_dtype(&cfg.device).into(),
             device: crate::device::describe(&cfg.device).into(),
             mean_nll: res.mean_nll,
             ppl: res.ppl,

@@ -19,6 +19,15 @@ pub mod engine;
 
 pub type JobId = u64;
 
+/// Job ids are unique for the whole process, not per runner: the explorer starts a new runner
+/// when the eval settings change, and events of the old one may still arrive. Per-runner ids
+/// started again at 1 and landed on the rows of older jobs.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_id() -> JobId {
+    NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// What a job evaluates.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Target {
@@ -139,7 +148,6 @@ type Sink = Arc<dyn Fn(JobEvent) + Send + Sync>;
 struct Queue {
     pending: VecDeque<(JobId, Target)>,
     running: Option<(JobId, CancelToken)>,
-    next_id: JobId,
     shutdown: bool,
 }
 
@@ -168,7 +176,6 @@ impl JobRunner {
             queue: Mutex::new(Queue {
                 pending: VecDeque::new(),
                 running: None,
-                next_id: 1,
                 shutdown: false,
             }),
             wake: Condvar::new(),
@@ -191,8 +198,7 @@ impl JobRunner {
     /// Queues a job; a queued job for the same target is replaced by it.
     pub fn submit(&self, target: Target) -> JobId {
         let mut q = self.shared.lock();
-        let id = q.next_id;
-        q.next_id += 1;
+        let id = next_id();
         if let Some(pos) = q.pending.iter().position(|(_, t)| same_target(t, &target)) {
             let (old, _) = q.pending.remove(pos).expect("position is in range");
             (self.shared.sink)(JobEvent::Replaced { id: old, by: id });
@@ -243,7 +249,10 @@ impl Drop for JobRunner {
         {
             let mut q = self.shared.lock();
             q.shutdown = true;
-            q.pending.clear();
+            // Whoever shows these jobs must not wait for them forever.
+            for (id, _) in std::mem::take(&mut q.pending) {
+                (self.shared.sink)(JobEvent::Cancelled { id });
+            }
             if let Some((_, token)) = &q.running {
                 token.cancel();
             }

@@ -229,6 +229,35 @@ fn cancel_queued_running_and_all() {
 }
 
 #[test]
+fn ids_stay_unique_across_runners_and_a_dropped_runner_cancels_its_queue() {
+    // The explorer starts a new runner when the eval settings change; the ids of the new one
+    // must never name a job of the old one.
+    let first = harness();
+    let a = first.runner.submit(Target::Checkpoint { step: 1 });
+    let b = first.runner.submit(Target::Checkpoint { step: 2 });
+    let _ = first.queued(3, a);
+    let second = harness();
+    let c = second.runner.submit(Target::Checkpoint { step: 1 });
+    assert!(c != a && c != b, "{a} {b} {c}");
+    let Harness {
+        runner,
+        gate,
+        events,
+    } = first;
+    drop(gate);
+    drop(runner);
+    let mut got: Vec<JobEvent> = events
+        .try_iter()
+        .filter(|e| !matches!(e, JobEvent::Progress { .. }))
+        .collect();
+    got.sort_by_key(|e| e.id());
+    assert_eq!(
+        got,
+        vec![JobEvent::Cancelled { id: a }, JobEvent::Cancelled { id: b }]
+    );
+}
+
+#[test]
 fn failures_and_panics_are_reported_and_the_queue_goes_on() {
     let h = harness();
     let a = h.runner.submit(Target::Checkpoint { step: 13 });

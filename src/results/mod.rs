@@ -111,6 +111,36 @@ impl EvalKey {
     }
 }
 
+/// The eval settings a result was computed with, all resolved (no "auto"): two results are
+/// comparable only when every field is equal. The explorer shows exactly one such set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvalSettings {
+    pub data_hash: String,
+    /// Tokens per window.
+    pub ctx: usize,
+    pub max_tokens: Option<u64>,
+    /// As the record stores it (`f32` on the CPU, `checkpoint` on a GPU).
+    pub dtype: String,
+}
+
+impl EvalSettings {
+    pub fn of(r: &ResultRecord) -> Self {
+        EvalSettings {
+            data_hash: r.data_hash.clone(),
+            ctx: r.ctx,
+            max_tokens: r.max_tokens,
+            dtype: r.dtype.clone(),
+        }
+    }
+
+    pub fn matches(&self, r: &ResultRecord) -> bool {
+        r.data_hash == self.data_hash
+            && r.ctx == self.ctx
+            && r.max_tokens == self.max_tokens
+            && r.dtype == self.dtype
+    }
+}
+
 /// Seconds since the epoch, for record timestamps.
 pub fn now_unix() -> u64 {
     SystemTime::now()
@@ -472,6 +502,23 @@ mod tests {
         k.max_tokens = None;
         k.data_hash = "text:other".into();
         assert!(!k.matches(&r));
+    }
+
+    #[test]
+    fn eval_settings_match_every_resolved_field() {
+        let r = record(10, RAW, 2.0);
+        let s = EvalSettings::of(&r);
+        assert!(s.matches(&r));
+        for change in [
+            |r: &mut ResultRecord| r.ctx = 32,
+            |r: &mut ResultRecord| r.max_tokens = Some(10),
+            |r: &mut ResultRecord| r.data_hash = "text:other".into(),
+            |r: &mut ResultRecord| r.dtype = "checkpoint".into(),
+        ] {
+            let mut other = r.clone();
+            change(&mut other);
+            assert!(!s.matches(&other), "{other:?}");
+        }
     }
 
     #[test]

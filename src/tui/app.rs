@@ -131,8 +131,8 @@ async fn run_loop(mut app: App) -> anyhow::Result<()> {
     let theme = Theme::from_env();
     let (tx, mut rx) = unbounded_channel::<Event>();
     let mut runner = Some((app.make_runner)(
-        app.state.eval.key.ctx,
-        app.state.eval.key.max_tokens,
+        app.state.eval.ctx(),
+        app.state.eval.max_tokens,
         job_sink(tx.clone()),
     ));
     let mut guard = TerminalGuard::enter()?;

@@ -17,7 +17,7 @@ use lawa::average::Scheme;
 use lawa::export::chart::{self, ChartModel, ChartOptions, XAxis};
 use lawa::jobs::{JobEvent, JobId, Target};
 use lawa::progress::Progress;
-use lawa::results::{series_label, EvalKey, ResultRecord, RAW};
+use lawa::results::{series_label, EvalSettings, ResultRecord, RAW};
 use lawa::source::Trajectory;
 use lawa::spikes::{SpikeParams, SpikeRegion};
 
@@ -50,13 +50,58 @@ pub enum Effect {
     Quit,
 }
 
-/// Eval settings as shown and matched against stored results.
+/// Eval settings as shown and matched against stored results. Results are matched on the
+/// resolved settings (tokens per window, max tokens, data hash, dtype), never on "auto".
 #[derive(Clone, Debug, PartialEq)]
 pub struct EvalView {
     /// The eval data's file name.
     pub data: String,
-    pub key: EvalKey,
+    pub data_hash: String,
+    /// Tokens per window as asked; `None`: the model's default.
+    pub ctx_asked: Option<usize>,
+    /// The model's `max_position_embeddings`, when its config could be read at open.
+    pub max_ctx: Option<usize>,
+    /// The default context learnt from the first result, when the config was not readable.
+    pub learnt_ctx: Option<usize>,
+    pub max_tokens: Option<u64>,
+    /// The dtype results name (see `jobs::engine::record_dtype`).
+    pub dtype: String,
     pub device: String,
+}
+
+impl EvalView {
+    /// Tokens per window the jobs use, resolved; `None` while the model's default is unknown.
+    pub fn ctx(&self) -> Option<usize> {
+        self.ctx_asked
+            .or(self.max_ctx.map(|m| m.min(lawa::eval::DEFAULT_CTX_CAP)))
+            .or(self.learnt_ctx)
+    }
+
+    pub fn settings(&self) -> Option<EvalSettings> {
+        Some(EvalSettings {
+            data_hash: self.data_hash.clone(),
+            ctx: self.ctx()?,
+            max_tokens: self.max_tokens,
+            dtype: self.dtype.clone(),
+        })
+    }
+
+    pub fn matches(&self, r: &ResultRecord) -> bool {
+        self.settings().is_some_and(|s| s.matches(r))
+    }
+
+    /// The settings line: which set of results is shown, in full.
+    pub fn describe(&self) -> String {
+        let ctx = match (self.ctx(), self.ctx_asked) {
+            (Some(c), Some(_)) => format!("ctx {c}"),
+            (Some(c), None) => format!("ctx {c} (model default)"),
+            (None, _) => "ctx model default (not known yet)".into(),
+        };
+        let max = self
+            .max_tokens
+            .map_or("all tokens".into(), |m| format!("first {m} tokens"));
+        format!("{ctx} · {max} · {} · {}", self.dtype, self.device)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -145,7 +190,11 @@ pub struct State {
     /// The x range shown when zoomed in, in x-axis units.
     pub zoom: Option<(f64, f64)>,
     pub jobs: Vec<JobView>,
-    pub job_sel: usize,
+    /// The highlighted job, by id: rows move as jobs start and finish.
+    pub job_sel: Option<JobId>,
+    /// How the jobs since the queue was last empty ended: the status line says so once
+    /// they are all finished.
+    pub batch: Batch,
     pub focus: Focus,
     pub help: bool,
     pub edit: Option<Edit>,
@@ -155,6 +204,17 @@ pub struct State {
     /// Checkpoint index where a mouse drag on the chart started.
     pub drag_from: Option<usize>,
     pub quit: bool,
+    /// `q` was pressed once with jobs queued or running: a second `q` quits.
+    pub quit_asked: bool,
+}
+
+/// Counts of the jobs of one busy spell (from the first queued to the last finished).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    pub done: usize,
+    pub failed: usize,
+    pub cancelled: usize,
+    pub last_error: Option<String>,
 }
 
 /// How many finished jobs the jobs panel keeps.
@@ -182,7 +242,8 @@ impl State {
             smoothing: 0.6,
             zoom: None,
             jobs: Vec::new(),
-            job_sel: 0,
+            job_sel: None,
+            batch: Batch::default(),
             focus: Focus::Checkpoints,
             help: false,
             edit: None,
@@ -190,6 +251,7 @@ impl State {
             areas: Areas::default(),
             drag_from: None,
             quit: false,
+            quit_asked: false,
         };
         s.redetect_spikes();
         s
@@ -207,7 +269,7 @@ impl State {
     pub fn visible_results(&self) -> Vec<&ResultRecord> {
         self.results
             .iter()
-            .filter(|r| self.eval.key.matches(r))
+            .filter(|r| self.eval.matches(r))
             .collect()
     }
 
@@ -602,19 +664,61 @@ impl State {
         v
     }
 
-    fn selected_job(&self) -> Option<JobId> {
-        self.jobs_in_order().get(self.job_sel).map(|j| j.id)
+    /// The highlighted job: the one selected by id, else the first in display order.
+    pub fn selected_job(&self) -> Option<&JobView> {
+        self.job_sel
+            .and_then(|id| self.jobs.iter().find(|j| j.id == id))
+            .or_else(|| self.jobs_in_order().first().copied())
+    }
+
+    /// Index of the highlighted job in display order.
+    pub fn selected_job_row(&self) -> Option<usize> {
+        let id = self.selected_job()?.id;
+        self.jobs_in_order().iter().position(|j| j.id == id)
+    }
+
+    fn active_jobs(&self) -> usize {
+        self.jobs.iter().filter(|j| j.status.is_active()).count()
+    }
+
+    /// After a job ends: when none is left, the status line says how the spell went, so no
+    /// "queued ..." or "cancelling ..." stays behind.
+    fn after_job_finished(&mut self) {
+        if self.active_jobs() > 0 {
+            return;
+        }
+        let b = std::mem::take(&mut self.batch);
+        let mut parts = Vec::new();
+        if b.done > 0 {
+            parts.push(format!("{} done", b.done));
+        }
+        if b.failed > 0 {
+            parts.push(format!("{} failed", b.failed));
+        }
+        if b.cancelled > 0 {
+            parts.push(format!("{} cancelled", b.cancelled));
+        }
+        let mut m = format!("jobs finished: {}", parts.join(", "));
+        if let Some(e) = b.last_error {
+            m.push_str(&format!(" · last error: {e}"));
+        }
+        self.message = Some(m);
     }
 
     fn on_job(&mut self, e: JobEvent) {
         match e {
-            JobEvent::Queued { id, target } => self.jobs.push(JobView {
-                id,
-                target,
-                status: JobStatus::Queued,
-                progress: None,
-                elapsed: Duration::ZERO,
-            }),
+            JobEvent::Queued { id, target } => {
+                // A late event of a job already shown must not add a second row.
+                if self.jobs.iter().all(|j| j.id != id) {
+                    self.jobs.push(JobView {
+                        id,
+                        target,
+                        status: JobStatus::Queued,
+                        progress: None,
+                        elapsed: Duration::ZERO,
+                    })
+                }
+            }
             JobEvent::Replaced { id, .. } => self.jobs.retain(|j| j.id != id),
             JobEvent::Started { id } => self.with_job(id, |j| j.status = JobStatus::Running),
             JobEvent::Progress {
@@ -626,25 +730,74 @@ impl State {
                 j.elapsed = elapsed;
             }),
             JobEvent::Done { id, record } => {
-                self.with_job(id, |j| j.status = JobStatus::Done);
+                if self.finish_job(id, JobStatus::Done) {
+                    self.batch.done += 1;
+                }
+                // The model's default context, when its config was not readable at open.
+                let e = &self.eval;
+                if e.ctx().is_none()
+                    && record.data_hash == e.data_hash
+                    && record.max_tokens == e.max_tokens
+                    && record.dtype == e.dtype
+                {
+                    self.eval.learnt_ctx = Some(record.ctx);
+                }
                 let raw = record.is_raw();
                 self.results.push(*record);
                 if raw && self.traj.metrics.loss.len() < 3 {
                     self.redetect_spikes();
                 }
+                self.after_job_finished();
             }
             JobEvent::Failed { id, error } => {
-                self.message = Some(format!("job {id} failed: {error}"));
-                self.with_job(id, |j| j.status = JobStatus::Failed(error));
+                let label = self
+                    .jobs
+                    .iter()
+                    .find(|j| j.id == id)
+                    .map(|j| j.target.label())
+                    .unwrap_or_else(|| format!("job {id}"));
+                self.message = Some(format!("{label} failed: {error}"));
+                if self.finish_job(id, JobStatus::Failed(error.clone())) {
+                    self.batch.failed += 1;
+                    self.batch.last_error = Some(format!("{label}: {error}"));
+                }
+                self.after_job_finished();
             }
-            JobEvent::Cancelled { id } => self.with_job(id, |j| j.status = JobStatus::Cancelled),
+            JobEvent::Cancelled { id } => {
+                if self.finish_job(id, JobStatus::Cancelled) {
+                    self.batch.cancelled += 1;
+                }
+                self.after_job_finished();
+            }
         }
         self.prune_jobs();
+    }
+
+    /// The first job row shown in a jobs panel `height` rows high (the selection stays in view).
+    pub fn jobs_offset(&self, height: usize) -> usize {
+        match self.selected_job_row() {
+            Some(sel) if self.focus == Focus::Jobs && sel >= height.max(1) => {
+                sel + 1 - height.max(1)
+            }
+            _ => 0,
+        }
     }
 
     fn with_job(&mut self, id: JobId, f: impl FnOnce(&mut JobView)) {
         if let Some(j) = self.jobs.iter_mut().find(|j| j.id == id) {
             f(j);
+        }
+    }
+
+    /// Ends an active job with `status`; false when the job is unknown or already ended (an
+    /// ended job never changes again: a failure is never turned into "done").
+    fn finish_job(&mut self, id: JobId, status: JobStatus) -> bool {
+        match self.jobs.iter_mut().find(|j| j.id == id) {
+            Some(j) if j.status.is_active() => {
+                j.status = status;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -661,7 +814,12 @@ impl State {
                 }
             });
         }
-        self.job_sel = self.job_sel.min(self.jobs.len().saturating_sub(1));
+        if self
+            .job_sel
+            .is_some_and(|id| self.jobs.iter().all(|j| j.id != id))
+        {
+            self.job_sel = None;
+        }
     }
 
     fn start_edit(&mut self, field: Field) {
@@ -675,10 +833,13 @@ impl State {
                     .collect::<Vec<_>>()
                     .join(","),
             },
-            Field::Ctx => self.eval.key.ctx.map(|c| c.to_string()).unwrap_or_default(),
+            Field::Ctx => self
+                .eval
+                .ctx_asked
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
             Field::MaxTokens => self
                 .eval
-                .key
                 .max_tokens
                 .map(|c| c.to_string())
                 .unwrap_or_default(),
@@ -699,22 +860,48 @@ impl State {
         }
     }
 
+    /// The longest half-life that means anything: the run's span of checkpoint steps.
+    fn run_span(&self) -> f64 {
+        let steps = self.steps();
+        match (steps.first(), steps.last()) {
+            (Some(a), Some(b)) if b > a => (b - a) as f64,
+            _ => 1.0,
+        }
+    }
+
+    /// Checks a typed value against the model and the run, in the prompt's own words; on
+    /// success the status line says the new value (and an old error goes away).
     fn finish_edit(&mut self) -> Vec<Effect> {
         let Some(Edit { field, buffer }) = self.edit.take() else {
             return Vec::new();
         };
+        let prompt = self.edit_prompt(field);
         let text = buffer.trim();
         let n = self.traj.checkpoints.len().max(1);
-        let bad = |what: &str| Some(format!("not {what}: {text:?}"));
+        let bad = |rule: String| Some(format!("{prompt}: {rule}, not {text:?}"));
+        let span = self.run_span();
         match field {
             Field::Param => match &mut self.scheme {
                 Scheme::Uniform | Scheme::Linear => match text.parse::<usize>() {
-                    Ok(k) if k >= 1 => self.k = k.min(n),
-                    _ => self.message = bad("a window size (1 or more)"),
+                    Ok(k) if (1..=n).contains(&k) => {
+                        self.k = k;
+                        self.message = Some(format!("window size k: {k}"));
+                    }
+                    _ => {
+                        self.message =
+                            bad(format!("a whole number from 1 to {n} (the checkpoints)"))
+                    }
                 },
                 Scheme::Ema { half_life } => match text.parse::<f64>() {
-                    Ok(h) if h > 0.0 && h.is_finite() => *half_life = h,
-                    _ => self.message = bad("a positive half-life"),
+                    Ok(h) if h > 0.0 && h <= span => {
+                        *half_life = h;
+                        self.message = Some(format!("scheme: ema:{h} (half-life {h} steps)"));
+                    }
+                    _ => {
+                        self.message = bad(format!(
+                            "a number of steps above 0 and at most {span} (the run's span)"
+                        ))
+                    }
                 },
                 Scheme::Custom(w) => {
                     let parsed: Result<Vec<f64>, _> =
@@ -728,35 +915,52 @@ impl State {
                         {
                             self.k = v.len();
                             *w = v;
+                            self.message = Some(format!("scheme: custom weights {}", self.scheme));
                         }
-                        _ => self.message = bad("a list of non-negative weights (not all 0)"),
+                        _ => {
+                            self.message = bad(format!(
+                                "1 to {n} weights (the checkpoints), each 0 or more, not all 0"
+                            ))
+                        }
                     }
                 }
             },
             Field::Ctx | Field::MaxTokens => {
-                let v = if text.is_empty() {
+                let v: Result<Option<u64>, ()> = if text.is_empty() {
                     Ok(None)
                 } else {
-                    text.parse::<u64>().map(Some)
+                    text.parse::<u64>().map(Some).map_err(|_| ())
                 };
-                match v {
-                    Ok(Some(0)) | Err(_) => {
-                        self.message = bad("a positive number (or empty)");
-                        return Vec::new();
+                let max_ctx = self.eval.max_ctx;
+                let rule = if field == Field::Ctx {
+                    match max_ctx {
+                        Some(m) => format!("empty or a whole number from 2 to {m} (the model's max_position_embeddings)"),
+                        None => "empty or a whole number from 2".to_string(),
                     }
-                    Ok(v) => {
-                        if field == Field::Ctx {
-                            self.eval.key.ctx = v.map(|x| x as usize);
-                        } else {
-                            self.eval.key.max_tokens = v;
-                        }
-                        self.message = Some("eval settings changed".into());
-                        return vec![Effect::SetEval {
-                            ctx: self.eval.key.ctx,
-                            max_tokens: self.eval.key.max_tokens,
-                        }];
-                    }
+                } else {
+                    "empty or a whole number above 0".to_string()
+                };
+                let ok = match (field, &v) {
+                    (_, Err(_)) => false,
+                    (Field::Ctx, Ok(Some(c))) => *c >= 2 && max_ctx.is_none_or(|m| *c <= m as u64),
+                    (_, Ok(Some(c))) => *c >= 1,
+                    (_, Ok(None)) => true,
+                };
+                let (true, Ok(v)) = (ok, v) else {
+                    self.message = bad(rule);
+                    return Vec::new();
+                };
+                if field == Field::Ctx {
+                    self.eval.ctx_asked = v.map(|x| x as usize);
+                } else {
+                    self.eval.max_tokens = v;
                 }
+                self.redetect_spikes();
+                self.message = Some(format!("eval settings: {}", self.eval.describe()));
+                return vec![Effect::SetEval {
+                    ctx: self.eval.ctx(),
+                    max_tokens: self.eval.max_tokens,
+                }];
             }
         }
         Vec::new()
@@ -801,8 +1005,18 @@ impl State {
             }
         }
         let n = self.traj.checkpoints.len();
+        let asked = std::mem::take(&mut self.quit_asked);
         match key.code {
             KeyCode::Char('q') => {
+                let active = self.active_jobs();
+                if active > 0 && !asked {
+                    // Quitting stops the work: ask once.
+                    self.quit_asked = true;
+                    self.message = Some(format!(
+                        "{active} job(s) queued or running: q again quits and stops them"
+                    ));
+                    return Vec::new();
+                }
                 self.quit = true;
                 return vec![Effect::Quit];
             }
@@ -849,6 +1063,7 @@ impl State {
                     if self.has_result(RAW, step) || self.has_active_job(RAW, step) {
                         self.message = Some(format!("step {step}: already evaluated (or queued)"));
                     } else {
+                        self.message = Some(format!("queued: eval step {step}"));
                         return vec![Effect::Submit(Target::Checkpoint { step })];
                     }
                 }
@@ -864,9 +1079,16 @@ impl State {
                 } else {
                     self.x_axis = self.x_axis.toggled();
                     self.zoom = None;
+                    self.message = Some(format!("x axis: {}", self.x_axis.label()));
                 }
             }
-            KeyCode::Char('l') => self.log_y = !self.log_y,
+            KeyCode::Char('l') => {
+                self.log_y = !self.log_y;
+                self.message = Some(format!(
+                    "y axis: {}",
+                    if self.log_y { "log" } else { "linear" }
+                ));
+            }
             KeyCode::Char('i') => self.zoom_by(0.5, None),
             KeyCode::Char('o') => self.zoom_by(2.0, None),
             KeyCode::Char('0') => self.zoom = None,
@@ -875,26 +1097,42 @@ impl State {
             KeyCode::Char('<') | KeyCode::Char(',') => {
                 self.smoothing = ((self.smoothing - 0.1) * 10.0).round() / 10.0;
                 self.smoothing = self.smoothing.max(0.0);
+                self.message = Some(format!("train-loss smoothing: {:.1}", self.smoothing));
             }
             KeyCode::Char('>') | KeyCode::Char('.') => {
                 self.smoothing = ((self.smoothing + 0.1) * 10.0).round() / 10.0;
                 self.smoothing = self.smoothing.min(0.9);
+                self.message = Some(format!("train-loss smoothing: {:.1}", self.smoothing));
             }
             KeyCode::Char('n') => self.jump_spike(true),
             KeyCode::Char('N') => self.jump_spike(false),
             KeyCode::Char('c') => {
-                if let Some(id) = self.selected_job().filter(|_| self.focus == Focus::Jobs) {
-                    return vec![Effect::Cancel(id)];
+                // In the jobs panel: the highlighted job; elsewhere: the running one.
+                let job = if self.focus == Focus::Jobs {
+                    self.selected_job()
+                } else {
+                    self.jobs.iter().find(|j| j.status == JobStatus::Running)
+                };
+                match job {
+                    Some(j) if j.status.is_active() => {
+                        let (id, label) = (j.id, j.target.label());
+                        self.message = Some(format!("cancelling {label}"));
+                        return vec![Effect::Cancel(id)];
+                    }
+                    Some(j) => {
+                        self.message = Some(format!("{}: already finished", j.target.label()))
+                    }
+                    None => self.message = Some("no job to cancel".into()),
                 }
-                // Outside the jobs panel: cancel the running job.
-                if let Some(j) = self.jobs.iter().find(|j| j.status == JobStatus::Running) {
-                    return vec![Effect::Cancel(j.id)];
-                }
-                self.message = Some("no job to cancel".into());
             }
             KeyCode::Char('C') => {
-                self.message = Some("cancelling all jobs".into());
-                return vec![Effect::CancelAll];
+                let n = self.active_jobs();
+                if n == 0 {
+                    self.message = Some("no job to cancel".into());
+                } else {
+                    self.message = Some(format!("cancelling {n} job(s)"));
+                    return vec![Effect::CancelAll];
+                }
             }
             _ => {}
         }
@@ -907,7 +1145,11 @@ impl State {
         };
         match self.focus {
             Focus::Checkpoints => self.set_cursor(shift(self.cursor, self.traj.checkpoints.len())),
-            Focus::Jobs => self.job_sel = shift(self.job_sel, self.jobs.len()),
+            Focus::Jobs => {
+                let order: Vec<JobId> = self.jobs_in_order().iter().map(|j| j.id).collect();
+                let row = self.selected_job_row().unwrap_or(0);
+                self.job_sel = order.get(shift(row, order.len())).copied();
+            }
             Focus::Spikes => self.spike_sel = shift(self.spike_sel, self.spikes.len()),
         }
     }
@@ -947,9 +1189,10 @@ impl State {
                     }
                 } else if a.jobs_rows.contains(at) {
                     self.focus = Focus::Jobs;
-                    let i = (m.row - a.jobs_rows.y) as usize;
-                    if i < self.jobs.len() {
-                        self.job_sel = i;
+                    let i = self.jobs_offset(a.jobs_rows.height as usize)
+                        + (m.row - a.jobs_rows.y) as usize;
+                    if let Some(j) = self.jobs_in_order().get(i) {
+                        self.job_sel = Some(j.id);
                     }
                 } else if a.spikes_rows.contains(at) {
                     self.focus = Focus::Spikes;

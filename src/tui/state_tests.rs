@@ -171,22 +171,109 @@ fn eval_settings_edit_emits_set_eval_and_changes_what_is_shown() {
     assert!(before > 0);
     press(&mut s, "t");
     s.edit.as_mut().unwrap().buffer.clear();
-    press(&mut s, "128");
+    press(&mut s, "32");
     let eff = update(&mut s, code(KeyCode::Enter));
     assert_eq!(
         eff,
         vec![Effect::SetEval {
-            ctx: Some(128),
+            ctx: Some(32),
             max_tokens: None
         }]
+    );
+    assert_eq!(
+        s.message.as_deref(),
+        Some("eval settings: ctx 32 · all tokens · f32 · cpu")
     );
     // Stored results were computed with ctx 64: none match now.
     assert!(s.visible_results().is_empty());
     press(&mut s, "t");
     s.edit.as_mut().unwrap().buffer.clear();
-    update(&mut s, code(KeyCode::Enter));
-    assert_eq!(s.eval.key.ctx, None);
+    let eff = update(&mut s, code(KeyCode::Enter));
+    // Empty is the model's default, resolved: the job runner is told 64, not "auto".
+    assert_eq!(
+        eff,
+        vec![Effect::SetEval {
+            ctx: Some(64),
+            max_tokens: None
+        }]
+    );
+    assert_eq!(s.eval.ctx_asked, None);
     assert_eq!(s.visible_results().len(), before);
+}
+
+#[test]
+fn the_model_default_context_never_matches_results_of_another_context() {
+    // A raw eval at ctx 48 and an average at ctx 64 (the model's default): with the default
+    // asked for, only ctx-64 results are shown, so no ctx-48 raw value sits beside a ctx-64
+    // average.
+    let mut recs = testdata::records();
+    let mut at48 = testdata::record(1200, RAW, 1, 9.0);
+    at48.ctx = 48;
+    recs.push(at48);
+    let mut gpu = testdata::record(1100, RAW, 1, 8.0);
+    gpu.dtype = "checkpoint".into();
+    recs.push(gpu);
+    let s = State::new(testdata::trajectory(), recs, testdata::eval_view());
+    assert_eq!(s.eval.ctx(), Some(64));
+    let shown = s.visible_results();
+    assert!(shown.iter().all(|r| r.ctx == 64 && r.dtype == "f32"));
+    assert!(!s.result_index().contains_key(&(RAW.to_string(), 1200)));
+    assert_eq!(
+        s.result_index()[&(RAW.to_string(), 1100)].mean_nll,
+        testdata::loss(1100) + 0.1
+    );
+}
+
+#[test]
+fn prompts_check_values_against_the_model_and_the_run_in_their_own_words() {
+    let mut s = testdata::state();
+    let typed = |s: &mut State, k: char, text: &str| {
+        press(s, &k.to_string());
+        s.edit.as_mut().unwrap().buffer = text.into();
+        update(s, code(KeyCode::Enter))
+    };
+    // ctx 1 would fail when the job runs; the prompt refuses it, and anything past the model.
+    for bad in ["1", "65", "x"] {
+        assert!(typed(&mut s, 't', bad).is_empty(), "{bad}");
+        let m = s.message.clone().unwrap();
+        assert!(
+            m.starts_with("eval context length (empty: model default): empty or a whole number from 2 to 64 (the model's max_position_embeddings)"),
+            "{m}"
+        );
+        assert!(!m.contains("--ctx"), "{m}");
+    }
+    assert_eq!(s.eval.ctx(), Some(64));
+    // A valid value clears the old error and says the new value.
+    typed(&mut s, 't', "2");
+    assert_eq!(
+        s.message.as_deref(),
+        Some("eval settings: ctx 2 · all tokens · f32 · cpu")
+    );
+    // EMA half-life: within the run's span (100..1200: 1100 steps).
+    press(&mut s, "w");
+    assert!(matches!(s.scheme, Scheme::Ema { .. }));
+    typed(&mut s, 'p', "5000");
+    assert!(
+        s.message
+            .as_deref()
+            .unwrap()
+            .contains("at most 1100 (the run's span)"),
+        "{:?}",
+        s.message
+    );
+    typed(&mut s, 'p', "100");
+    assert_eq!(s.scheme, Scheme::Ema { half_life: 100.0 });
+    assert_eq!(
+        s.message.as_deref(),
+        Some("scheme: ema:100 (half-life 100 steps)")
+    );
+    // Custom weights: at most one per checkpoint.
+    press(&mut s, "ww");
+    let thirteen = vec!["1"; 13].join(",");
+    typed(&mut s, 'p', &thirteen);
+    assert!(s.message.as_deref().unwrap().contains("1 to 12 weights"));
+    typed(&mut s, 'p', "1,2");
+    assert_eq!(s.message.as_deref(), Some("scheme: custom weights 1,2"));
 }
 
 #[test]
@@ -380,6 +467,147 @@ fn cancel_keys_target_the_selected_or_running_job() {
     press(&mut s, "jj");
     assert_eq!(press(&mut s, "c"), vec![Effect::Cancel(3)]);
     assert_eq!(press(&mut s, "C"), vec![Effect::CancelAll]);
+}
+
+fn job(s: &mut State, e: JobEvent) {
+    update(s, Event::Job(e));
+}
+
+#[test]
+fn c_cancels_the_highlighted_job_even_when_the_queue_moves_under_it() {
+    let mut s = testdata::state();
+    for id in 1..=3 {
+        job(
+            &mut s,
+            JobEvent::Queued {
+                id,
+                target: Target::Checkpoint { step: id * 100 },
+            },
+        );
+    }
+    job(&mut s, JobEvent::Started { id: 1 });
+    update(&mut s, code(KeyCode::Tab));
+    press(&mut s, "j");
+    assert_eq!(s.selected_job().map(|j| j.id), Some(2));
+    // Job 1 ends and job 2 starts: the rows move, the highlight stays on job 2.
+    job(
+        &mut s,
+        JobEvent::Done {
+            id: 1,
+            record: Box::new(testdata::record(100, RAW, 1, 3.0)),
+        },
+    );
+    job(&mut s, JobEvent::Started { id: 2 });
+    assert_eq!(s.selected_job().map(|j| j.id), Some(2));
+    assert_eq!(s.selected_job_row(), Some(0));
+    assert_eq!(press(&mut s, "c"), vec![Effect::Cancel(2)]);
+    assert_eq!(s.message.as_deref(), Some("cancelling eval step 200"));
+}
+
+#[test]
+fn a_failed_job_stays_failed_counts_clear_and_the_status_line_says_how_it_ended() {
+    let mut s = testdata::state();
+    let effects = press(&mut s, "r");
+    assert_eq!(s.message.as_deref(), Some("queued: eval step 1200"));
+    assert_eq!(submitted(&effects).len(), 1);
+    for (id, step) in [(1, 1100), (2, 1200)] {
+        job(
+            &mut s,
+            JobEvent::Queued {
+                id,
+                target: Target::Checkpoint { step },
+            },
+        );
+    }
+    job(&mut s, JobEvent::Started { id: 1 });
+    job(
+        &mut s,
+        JobEvent::Failed {
+            id: 1,
+            error: "step1100/model.safetensors: truncated".into(),
+        },
+    );
+    assert_eq!(
+        s.message.as_deref(),
+        Some("eval step 1100 failed: step1100/model.safetensors: truncated")
+    );
+    // A late "done" for the failed job never turns it into done.
+    job(
+        &mut s,
+        JobEvent::Done {
+            id: 1,
+            record: Box::new(testdata::record(1100, RAW, 1, 3.0)),
+        },
+    );
+    assert!(matches!(s.jobs[0].status, JobStatus::Failed(_)));
+    assert_eq!(s.jobs.iter().filter(|j| j.status.is_active()).count(), 1);
+    job(&mut s, JobEvent::Started { id: 2 });
+    job(
+        &mut s,
+        JobEvent::Done {
+            id: 2,
+            record: Box::new(testdata::record(1200, RAW, 1, 2.6)),
+        },
+    );
+    assert_eq!(s.jobs[1].status, JobStatus::Done);
+    assert_eq!(
+        s.message.as_deref(),
+        Some(
+            "jobs finished: 1 done, 1 failed · last error: eval step 1100: \
+             step1100/model.safetensors: truncated"
+        )
+    );
+    // Nothing is left to cancel, and the screen says so.
+    assert!(press(&mut s, "C").is_empty());
+    assert_eq!(s.message.as_deref(), Some("no job to cancel"));
+    // "cancelling" resolves once the jobs are gone.
+    job(
+        &mut s,
+        JobEvent::Queued {
+            id: 3,
+            target: Target::Checkpoint { step: 100 },
+        },
+    );
+    assert_eq!(press(&mut s, "C"), vec![Effect::CancelAll]);
+    assert_eq!(s.message.as_deref(), Some("cancelling 1 job(s)"));
+    job(&mut s, JobEvent::Cancelled { id: 3 });
+    assert_eq!(s.message.as_deref(), Some("jobs finished: 1 cancelled"));
+}
+
+#[test]
+fn q_with_jobs_queued_asks_once() {
+    let mut s = testdata::state();
+    job(
+        &mut s,
+        JobEvent::Queued {
+            id: 1,
+            target: Target::Checkpoint { step: 100 },
+        },
+    );
+    assert!(press(&mut s, "q").is_empty());
+    assert!(!s.quit);
+    assert_eq!(
+        s.message.as_deref(),
+        Some("1 job(s) queued or running: q again quits and stops them")
+    );
+    // Another key in between: asked again.
+    press(&mut s, "j");
+    assert!(press(&mut s, "q").is_empty());
+    assert_eq!(press(&mut s, "q"), vec![Effect::Quit]);
+    assert!(s.quit);
+}
+
+#[test]
+fn view_keys_say_what_they_did() {
+    let mut s = testdata::state();
+    press(&mut s, "x");
+    assert_eq!(s.message.as_deref(), Some("x axis: tokens"));
+    press(&mut s, "<");
+    assert_eq!(s.message.as_deref(), Some("train-loss smoothing: 0.5"));
+    press(&mut s, ">>");
+    assert_eq!(s.message.as_deref(), Some("train-loss smoothing: 0.7"));
+    press(&mut s, "l");
+    assert_eq!(s.message.as_deref(), Some("y axis: log"));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! A small real trajectory for the explorer's tests: 12 checkpoints, a train loss logged every
 //! 2 steps that falls like a power law with one loss spike, and stored eval results.
 
-use lawa::results::{EvalKey, ResultRecord, RAW, TOOL_VERSION};
+use lawa::results::{ResultRecord, RAW, TOOL_VERSION};
 use lawa::source::{Checkpoint, Location, Metrics, Series, Trajectory};
 
 use super::state::{EvalView, State};
@@ -51,13 +51,7 @@ pub fn trajectory() -> Trajectory {
     }
 }
 
-pub fn eval_key() -> EvalKey {
-    EvalKey {
-        data_hash: "text:0123456789abcdef".into(),
-        ctx: Some(64),
-        max_tokens: None,
-    }
-}
+pub const DATA_HASH: &str = "text:0123456789abcdef";
 
 /// A stored result as the job runner writes it.
 pub fn record(end: u64, scheme: &str, k: usize, nll: f64) -> ResultRecord {
@@ -76,7 +70,7 @@ pub fn record(end: u64, scheme: &str, k: usize, nll: f64) -> ResultRecord {
         spike_aware: false,
         weights: vec![1.0 / n as f64; n],
         data: "heldout.txt".into(),
-        data_hash: eval_key().data_hash,
+        data_hash: DATA_HASH.into(),
         ctx: 64,
         max_tokens: None,
         dtype: "f32".into(),
@@ -105,7 +99,12 @@ pub fn records() -> Vec<ResultRecord> {
 pub fn eval_view() -> EvalView {
     EvalView {
         data: "heldout.txt".into(),
-        key: eval_key(),
+        data_hash: DATA_HASH.into(),
+        ctx_asked: None,
+        max_ctx: Some(64),
+        learnt_ctx: None,
+        max_tokens: None,
+        dtype: "f32".into(),
         device: "cpu".into(),
     }
 }

@@ -9,7 +9,7 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Widget};
 
-use lawa::export::chart::{nice_ticks, short_number, ChartModel, CurveKind};
+use lawa::export::chart::{clip_above, nice_ticks, short_number, ChartModel, CurveKind};
 
 use super::panel_block;
 use crate::tui::state::State;
@@ -202,29 +202,61 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Dra
         return Drawn::default();
     }
 
-    let curves: Vec<(Vec<(f64, f64)>, &lawa::export::chart::Curve)> = model
-        .curves
+    // Owned point lists first (datasets borrow them): lines, then markers on top.
+    // Train curves end at the top edge where the warm-up is clipped; eval curves are lines only
+    // between neighbouring evaluated checkpoints, with a marker at every evaluated point.
+    let mut lines: Vec<(Vec<(f64, f64)>, Style)> = Vec::new();
+    let mut markers: Vec<(Vec<(f64, f64)>, Style)> = Vec::new();
+    let mut clipped: Vec<f64> = Vec::new();
+    for c in &model.curves {
+        let style = theme.curve(c.color);
+        match c.kind {
+            CurveKind::TrainRaw | CurveKind::TrainSmooth => {
+                let v = visible(&model, &c.points, x0, x1);
+                clipped.extend(
+                    v.iter()
+                        .filter(|p| p.0 >= x0 && p.0 <= x1 && p.1 > y1)
+                        .map(|p| p.0),
+                );
+                let v = decimate(&v, x0, x1, graph.width as usize * 2);
+                for piece in clip_above(&v, y1) {
+                    lines.push((piece, style));
+                }
+            }
+            CurveKind::EvalRaw | CurveKind::Average => {
+                for seg in c.segments() {
+                    let v = visible(&model, seg, x0, x1);
+                    if v.len() >= 2 {
+                        lines.push((v, style));
+                    }
+                }
+                let pts: Vec<(f64, f64)> = c
+                    .points
+                    .iter()
+                    .filter(|p| p.0 >= x0 && p.0 <= x1)
+                    .filter_map(|&(x, y)| Some((x, model.y_value(y)?)))
+                    .collect();
+                markers.push((pts, style));
+            }
+        }
+    }
+    let mut datasets: Vec<Dataset> = lines
         .iter()
-        .map(|c| {
-            let v = visible(&model, &c.points, x0, x1);
-            (decimate(&v, x0, x1, graph.width as usize * 2), c)
-        })
-        .collect();
-    let datasets: Vec<Dataset> = curves
-        .iter()
-        .map(|(pts, c)| {
-            let marker = match c.kind {
-                // Evaluations are few: half blocks make single points visible.
-                CurveKind::EvalRaw | CurveKind::Average if pts.len() < 3 => Marker::HalfBlock,
-                _ => Marker::Braille,
-            };
+        .map(|(pts, style)| {
             Dataset::default()
                 .data(pts)
-                .marker(marker)
+                .marker(Marker::Braille)
                 .graph_type(GraphType::Line)
-                .style(theme.curve(c.color))
+                .style(*style)
         })
         .collect();
+    datasets.extend(markers.iter().map(|(pts, style)| {
+        Dataset::default()
+            .data(pts)
+            .marker(Marker::Dot)
+            .graph_type(GraphType::Scatter)
+            .style(*style)
+    }));
     Chart::new(datasets)
         .x_axis(Axis::default().bounds([x0, x1]))
         .y_axis(Axis::default().bounds([y0, y1]))
@@ -309,6 +341,38 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Dra
             buf[(col, axis_y)].set_symbol("┴");
         }
         free_from = start + w + 1;
+    }
+    // The warm-up loss left off the top: an arrow over each clipped column and a note.
+    if let (Some(&first), Some(&last)) = (
+        clipped.iter().min_by(|a, b| a.total_cmp(b)),
+        clipped.iter().max_by(|a, b| a.total_cmp(b)),
+    ) {
+        let col =
+            |x: f64| graph.x + (((x - x0) / (x1 - x0)) * (graph.width - 1) as f64).round() as u16;
+        let (c0, c1) = (col(first), col(last).min(graph.right() - 1));
+        for c in c0..=c1 {
+            buf[(c, graph.y)].set_symbol("↑").set_style(theme.faint());
+        }
+        let top = model
+            .curves
+            .iter()
+            .filter(|c| matches!(c.kind, CurveKind::TrainRaw))
+            .flat_map(|c| {
+                c.points
+                    .iter()
+                    .filter(|p| p.0 >= x0 && p.0 <= x1)
+                    .map(|p| p.1)
+            })
+            .fold(f64::NEG_INFINITY, f64::max);
+        let note = if top.is_finite() && !model.log_y {
+            format!(" warm-up loss off the top (to {})", short_number(top))
+        } else {
+            " warm-up loss off the top".to_string()
+        };
+        let room = graph.right().saturating_sub(c1 + 1) as usize;
+        if room > 8 {
+            buf.set_string(c1 + 1, graph.y, super::fit(&note, room), theme.faint());
+        }
     }
     Drawn {
         graph,

@@ -14,7 +14,7 @@ pub const KEYS: &[(&str, &str)] = &[
         "↑ ↓ / j k",
         "move the cursor (or the selection in jobs/spikes)",
     ),
-    ("PgUp PgDn Home End", "page, first, last checkpoint"),
+    ("PgUp PgDn Home End g G", "page, first, last checkpoint"),
     ("[ ] / - +", "shrink / grow the window (k)"),
     ("w", "cycle scheme: uniform, EMA, linear, custom"),
     ("p", "edit the scheme's parameter (k, half-life, weights)"),
@@ -29,14 +29,20 @@ pub const KEYS: &[(&str, &str)] = &[
     ("x", "x axis: step / tokens"),
     ("l", "y axis: linear / log"),
     ("i o 0", "zoom in / out / reset"),
-    ("← →", "pan the zoomed chart"),
+    ("← → / h", "pan the zoomed chart"),
     ("< >", "less / more smoothing of the train loss"),
     ("n N", "jump to the next / previous spike"),
     ("t T", "eval context length / max tokens"),
-    ("c C", "cancel the selected (or running) job / all jobs"),
+    (
+        "c C",
+        "cancel the highlighted job (in Jobs; else the running one) / all",
+    ),
     ("Tab", "focus: checkpoints, jobs, spikes"),
     ("? Esc", "this help / close, reset zoom"),
-    ("q Ctrl-C", "quit"),
+    (
+        "q Ctrl-C",
+        "quit (q asks once while jobs are queued or running)",
+    ),
     ("mouse", "click: cursor; drag on chart: window; wheel: zoom"),
 ];
 
@@ -67,5 +73,33 @@ pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme) {
             &line,
             inner.width.saturating_sub(1),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KEYS;
+
+    /// The README's key table is this table: one source, no drift.
+    #[test]
+    fn the_readme_key_table_is_the_help_table() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("| key | action |\n|---|---|\n")
+            .expect("the README has a key table");
+        let rows: Vec<(String, String)> = readme[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let cells: Vec<&str> = l.trim_matches('|').split(" | ").collect();
+                (cells[0].trim().to_string(), cells[1].trim().to_string())
+            })
+            .collect();
+        let want: Vec<(String, String)> = KEYS
+            .iter()
+            .map(|(k, a)| (k.to_string(), a.to_string()))
+            .collect();
+        assert_eq!(rows, want, "README key table = panels::help::KEYS");
     }
 }

@@ -50,12 +50,8 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
         return inner;
     }
     let h = inner.height as usize;
-    let sel = state.job_sel.min(jobs.len() - 1);
-    let offset = if state.focus == Focus::Jobs && sel >= h {
-        sel + 1 - h
-    } else {
-        0
-    };
+    let sel = state.selected_job_row().unwrap_or(0);
+    let offset = state.jobs_offset(h);
     let w = inner.width as usize;
     for (row, (i, j)) in jobs.iter().enumerate().skip(offset).take(h).enumerate() {
         let (glyph, gstyle) = match j.status {

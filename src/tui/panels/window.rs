@@ -55,6 +55,35 @@ pub fn bars(buf: &mut Buffer, area: Rect, weights: &[f64], style: ratatui::style
     }
 }
 
+/// Words of `s` on lines of at most `width` characters (a longer word is cut into pieces).
+pub fn wrap(s: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for word in s.split(' ').filter(|w| !w.is_empty()) {
+        let mut word: Vec<char> = word.chars().collect();
+        while word.len() > width {
+            if !cur.is_empty() {
+                lines.push(std::mem::take(&mut cur));
+            }
+            lines.push(word[..width].iter().collect());
+            word.drain(..width);
+        }
+        let n = cur.chars().count();
+        if n > 0 && n + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.extend(word);
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    lines
+}
+
 pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) {
     let block = panel_block(" Window & weights ".into(), false, theme);
     let inner = block.inner(area);
@@ -88,20 +117,11 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) {
             )),
         ]),
     ];
-    let e = &state.eval;
-    lines.push(Line::from(Span::styled(
-        super::fit(
-            &format!(
-                "{} ctx {} max {} {}",
-                e.data,
-                e.key.ctx.map_or("auto".into(), |c| c.to_string()),
-                e.key.max_tokens.map_or("all".into(), |c| c.to_string()),
-                e.device
-            ),
-            inner.width as usize,
-        ),
-        theme.faint(),
-    )));
+    // The settings of the results shown, wrapped so that all of it stays visible.
+    let settings = format!("eval {} · {}", state.eval.data, state.eval.describe());
+    for l in wrap(&settings, inner.width as usize) {
+        lines.push(Line::from(Span::styled(l, theme.faint())));
+    }
     let text_rows = (lines.len() as u16).min(inner.height);
     for (i, l) in lines.iter().take(text_rows as usize).enumerate() {
         buf.set_line(inner.x, inner.y + i as u16, l, inner.width);
