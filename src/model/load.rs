@@ -327,18 +327,16 @@ fn check_against_weights(
     let family = cfg.family();
     let embed = cfg.embedding_name();
     if !have.contains_key(&embed) {
-        let looks_like = Family::ALL
-            .iter()
-            .find(|f| {
-                let probe = match f {
-                    Family::GptNeox => "gpt_neox.embed_in.weight",
-                    Family::Gpt2 => "transformer.wte.weight",
-                    _ => "model.embed_tokens.weight",
-                };
-                have.contains_key(probe)
-            })
-            .map(|f| format!(" (its names look like {})", f.architecture()))
-            .unwrap_or_default();
+        let looks_like = [
+            ("gpt_neox.embed_in.weight", "GPT-NeoX"),
+            ("model.embed_tokens.weight", "a Llama-like decoder"),
+            ("transformer.wte.weight", "GPT-2"),
+            ("wte.weight", "GPT-2"),
+        ]
+        .iter()
+        .find(|(probe, _)| have.contains_key(*probe))
+        .map(|(_, what)| format!(" (its names are {what}'s)"))
+        .unwrap_or_default();
         return Err(err(format!(
             "config is {} but {} has no {embed}{looks_like}",
             family.architecture(),
