@@ -86,7 +86,10 @@ fn f32_logits_and_cross_entropy_match_transformers_for_every_family() {
         let diff = max_abs_diff(&logits, &r.logits);
         assert!(diff <= 1e-4, "{name}: max |Δlogit| {diff}");
         let ce = mean_ce(&logits, &r.ids);
-        eprintln!("{name}: max |Δlogit| {diff:.2e}, CE rel err {:.2e}", (ce - r.mean_ce).abs() / r.mean_ce);
+        eprintln!(
+            "{name}: max |Δlogit| {diff:.2e}, CE rel err {:.2e}",
+            (ce - r.mean_ce).abs() / r.mean_ce
+        );
         assert!(
             (ce - r.mean_ce).abs() <= 1e-4 * r.mean_ce,
             "{name}: CE {ce} vs {}",
@@ -113,7 +116,10 @@ fn half_precision_logits_within_rounding_tolerance() {
             let logits = m.model.forward(&r.ids).unwrap();
             let diff = max_abs_diff(&logits, &r.logits);
             let ce = mean_ce(&logits, &r.ids);
-            assert!(diff <= k * logit_tol, "{name} {dtype:?}: max |Δlogit| {diff}");
+            assert!(
+                diff <= k * logit_tol,
+                "{name} {dtype:?}: max |Δlogit| {diff}"
+            );
             assert!(
                 (ce - r.mean_ce).abs() <= k as f64 * ce_tol,
                 "{name} {dtype:?}: CE {ce} vs {}",
@@ -189,46 +195,99 @@ fn unsupported_family_is_named_with_the_supported_list() {
 #[test]
 fn unsupported_config_fields_are_named() {
     for (name, key, value, expect) in [
-        ("llama_gqa_llama3", "rope_parameters", serde_json::json!({"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4}), "yarn"),
-        ("qwen3", "final_logit_softcapping", serde_json::json!(30.0), "final_logit_softcapping"),
-        ("gpt2", "scale_attn_by_inverse_layer_idx", serde_json::json!(true), "scale_attn_by_inverse_layer_idx"),
-        ("mistral", "hidden_act", serde_json::json!("swiglu_magic"), "swiglu_magic"),
-        ("olmo2", "partial_rotary_factor", serde_json::json!(0.5), "partial_rotary_factor"),
+        (
+            "llama_gqa_llama3",
+            "rope_parameters",
+            serde_json::json!({"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4}),
+            "yarn",
+        ),
+        (
+            "qwen3",
+            "final_logit_softcapping",
+            serde_json::json!(30.0),
+            "final_logit_softcapping",
+        ),
+        (
+            "gpt2",
+            "scale_attn_by_inverse_layer_idx",
+            serde_json::json!(true),
+            "scale_attn_by_inverse_layer_idx",
+        ),
+        (
+            "mistral",
+            "hidden_act",
+            serde_json::json!("swiglu_magic"),
+            "swiglu_magic",
+        ),
+        (
+            "olmo2",
+            "partial_rotary_factor",
+            serde_json::json!(0.5),
+            "partial_rotary_factor",
+        ),
     ] {
         let out = copy_with(name, |c| c[key] = value.clone(), |_| {});
         let msg = load_err(out.path());
-        assert!(msg.contains(expect) && msg.contains("config.json"), "{name}: {msg}");
+        assert!(
+            msg.contains(expect) && msg.contains("config.json"),
+            "{name}: {msg}"
+        );
     }
 }
 
 #[test]
 fn shape_disagreement_and_missing_tensor_are_named() {
     // num_key_value_heads 4 on weights made for 2: k_proj is [16, 32], the config wants [32, 32].
-    let out = copy_with("llama_gqa_llama3", |c| c["num_key_value_heads"] = 4.into(), |_| {});
+    let out = copy_with(
+        "llama_gqa_llama3",
+        |c| c["num_key_value_heads"] = 4.into(),
+        |_| {},
+    );
     let msg = load_err(out.path());
     assert!(
-        msg.contains("model.layers.0.self_attn.k_proj.weight") && msg.contains("[16, 32]") && msg.contains("[32, 32]"),
+        msg.contains("model.layers.0.self_attn.k_proj.weight")
+            && msg.contains("[16, 32]")
+            && msg.contains("[32, 32]"),
         "{msg}"
     );
-    let out = copy_with("qwen2_tied", |_| {}, |t| {
-        t.remove("model.layers.1.self_attn.v_proj.bias");
-    });
+    let out = copy_with(
+        "qwen2_tied",
+        |_| {},
+        |t| {
+            t.remove("model.layers.1.self_attn.v_proj.bias");
+        },
+    );
     let err = load_model_dir(out.path(), None, &Device::Cpu).unwrap_err();
     assert!(matches!(err, ModelError::MissingTensor { .. }), "{err}");
-    assert!(err.to_string().contains("model.layers.1.self_attn.v_proj.bias"));
+    assert!(err
+        .to_string()
+        .contains("model.layers.1.self_attn.v_proj.bias"));
     // An untied config over weights without a head.
-    let out = copy_with("qwen2_tied", |c| c["tie_word_embeddings"] = false.into(), |_| {});
+    let out = copy_with(
+        "qwen2_tied",
+        |c| c["tie_word_embeddings"] = false.into(),
+        |_| {},
+    );
     assert!(load_err(out.path()).contains("lm_head.weight"));
     // A family whose names the weights do not have.
-    let out = copy_with("olmo2", |c| {
-        c["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
-        c["model_type"] = "gpt2".into();
-        c["n_embd"] = 32.into();
-        c["n_layer"] = 2.into();
-        c["n_head"] = 4.into();
-    }, |_| {});
+    let out = copy_with(
+        "olmo2",
+        |c| {
+            c["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
+            c["model_type"] = "gpt2".into();
+            c["n_embd"] = 32.into();
+            c["n_layer"] = 2.into();
+            c["n_head"] = 4.into();
+        },
+        |_| {},
+    );
     let msg = load_err(out.path());
-    assert!(msg.contains("GPT2LMHeadModel") && msg.contains("transformer.wte.weight") && msg.contains("Llama-like"), "{msg}");
+    assert!(
+        msg.contains("GPT2LMHeadModel")
+            && msg.contains("transformer.wte.weight")
+            && msg.contains("Llama-like"),
+        "{msg}"
+    );
 }
 
 // Issue 16, defects 2 and 8: hostile or inconsistent configs fail before anything is
@@ -236,19 +295,37 @@ fn shape_disagreement_and_missing_tensor_are_named() {
 #[test]
 fn hostile_and_inconsistent_configs_fail_before_allocating() {
     for (name, key, value) in [
-        ("llama_gqa_llama3", "max_position_embeddings", serde_json::json!(10_000_000_000u64)),
-        ("olmo2", "num_hidden_layers", serde_json::json!(1_000_000_000)),
+        (
+            "llama_gqa_llama3",
+            "max_position_embeddings",
+            serde_json::json!(10_000_000_000u64),
+        ),
+        (
+            "olmo2",
+            "num_hidden_layers",
+            serde_json::json!(1_000_000_000),
+        ),
         ("qwen3", "rms_norm_eps", serde_json::json!(-1e-6)),
         ("gpt2", "layer_norm_epsilon", serde_json::json!(-1e-5)),
-        ("gpt2", "n_positions", serde_json::json!(1_000_000_000_000u64)),
+        (
+            "gpt2",
+            "n_positions",
+            serde_json::json!(1_000_000_000_000u64),
+        ),
         ("mistral", "vocab_size", serde_json::json!(0)),
     ] {
         let out = copy_with(name, |c| c[key] = value.clone(), |_| {});
         let msg = load_err(out.path());
-        assert!(msg.contains(key) && msg.contains("config.json"), "{name} {key}: {msg}");
+        assert!(
+            msg.contains(key) && msg.contains("config.json"),
+            "{name} {key}: {msg}"
+        );
     }
     // Fewer layers than the weights hold: an error, not a silently truncated model.
-    for (name, key) in [("llama_gqa_llama3", "num_hidden_layers"), ("gpt2", "n_layer")] {
+    for (name, key) in [
+        ("llama_gqa_llama3", "num_hidden_layers"),
+        ("gpt2", "n_layer"),
+    ] {
         let out = copy_with(name, |c| c[key] = 1.into(), |_| {});
         let msg = load_err(out.path());
         assert!(msg.contains(key) && msg.contains("holds 2 layers"), "{msg}");
@@ -256,13 +333,33 @@ fn hostile_and_inconsistent_configs_fail_before_allocating() {
     // And for GPT-NeoX.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt_neox/parallel");
     let out = tempfile::tempdir().unwrap();
-    std::fs::copy(dir.join("model.safetensors"), out.path().join("model.safetensors")).unwrap();
+    std::fs::copy(
+        dir.join("model.safetensors"),
+        out.path().join("model.safetensors"),
+    )
+    .unwrap();
     let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
     for (from, to, key) in [
-        ("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1", "num_hidden_layers"),
-        ("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1000000000", "num_hidden_layers"),
-        ("\"max_position_embeddings\": 32", "\"max_position_embeddings\": 10000000000", "max_position_embeddings"),
-        ("\"layer_norm_eps\": 1e-05", "\"layer_norm_eps\": -1e-05", "layer_norm_eps"),
+        (
+            "\"num_hidden_layers\": 2",
+            "\"num_hidden_layers\": 1",
+            "num_hidden_layers",
+        ),
+        (
+            "\"num_hidden_layers\": 2",
+            "\"num_hidden_layers\": 1000000000",
+            "num_hidden_layers",
+        ),
+        (
+            "\"max_position_embeddings\": 32",
+            "\"max_position_embeddings\": 10000000000",
+            "max_position_embeddings",
+        ),
+        (
+            "\"layer_norm_eps\": 1e-05",
+            "\"layer_norm_eps\": -1e-05",
+            "layer_norm_eps",
+        ),
     ] {
         assert!(text.contains(from), "{from}");
         std::fs::write(out.path().join("config.json"), text.replace(from, to)).unwrap();
@@ -277,6 +374,9 @@ fn sliding_window_shorter_than_the_context_is_refused() {
     let m = load_model_dir(out.path(), None, &Device::Cpu).unwrap();
     let r = reference(&fixture("mistral"));
     let err = m.model.forward(&r.ids).unwrap_err().to_string();
-    assert!(err.contains("sliding-window") && err.contains("--ctx 8"), "{err}");
+    assert!(
+        err.contains("sliding-window") && err.contains("--ctx 8"),
+        "{err}"
+    );
     assert!(m.model.forward(&r.ids.narrow(1, 0, 8).unwrap()).is_ok());
 }

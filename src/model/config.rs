@@ -455,8 +455,14 @@ mod tests {
             .contains("not divisible"));
         for (field, bad) in [
             ("\"layer_norm_eps\": 1e-05", "\"layer_norm_eps\": -1e-05"),
-            ("\"max_position_embeddings\": 2048", "\"max_position_embeddings\": 10000000000"),
-            ("\"num_hidden_layers\": 6", "\"num_hidden_layers\": 1000000000"),
+            (
+                "\"max_position_embeddings\": 2048",
+                "\"max_position_embeddings\": 10000000000",
+            ),
+            (
+                "\"num_hidden_layers\": 6",
+                "\"num_hidden_layers\": 1000000000",
+            ),
         ] {
             let err = Config::from_json(&PYTHIA_70M.replace(field, bad)).unwrap_err();
             let name = field.split('"').nth(1).unwrap();

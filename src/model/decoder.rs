@@ -83,7 +83,10 @@ impl DecoderConfig {
     /// Maps a Hugging Face `config.json` of a Llama-like `family` (its fields and
     /// transformers' defaults for them). Fields that would change the computation in a way
     /// not implemented here are errors naming the field.
-    pub fn from_hf(family: Family, cfg: &Map<String, Value>) -> std::result::Result<DecoderConfig, String> {
+    pub fn from_hf(
+        family: Family,
+        cfg: &Map<String, Value>,
+    ) -> std::result::Result<DecoderConfig, String> {
         let f = Fields(cfg);
         let hidden_size = f.size("hidden_size")?;
         let heads = f.size("num_attention_heads")?;
@@ -106,10 +109,16 @@ impl DecoderConfig {
             }
         };
         if !head_dim.is_multiple_of(2) {
-            return Err(format!("head_dim {head_dim} must be even for the rotary embedding"));
+            return Err(format!(
+                "head_dim {head_dim} must be even for the rotary embedding"
+            ));
         }
         let (norm, placement, qk_norm) = match family {
-            Family::Olmo => (NormKind::NonParametricLayerNorm, NormPlacement::Pre, QkNorm::None),
+            Family::Olmo => (
+                NormKind::NonParametricLayerNorm,
+                NormPlacement::Pre,
+                QkNorm::None,
+            ),
             Family::Olmo2 => (NormKind::Rms, NormPlacement::Post, QkNorm::Whole),
             Family::Qwen3 => (NormKind::Rms, NormPlacement::Pre, QkNorm::PerHead),
             _ => (NormKind::Rms, NormPlacement::Pre, QkNorm::None),
@@ -145,8 +154,8 @@ impl DecoderConfig {
             }
         };
         let act = f.str_or("hidden_act", "silu")?;
-        let hidden_act = Activation::from_hf(act)
-            .ok_or_else(|| format!("unsupported hidden_act {act:?}"))?;
+        let hidden_act =
+            Activation::from_hf(act).ok_or_else(|| format!("unsupported hidden_act {act:?}"))?;
         let sliding_window = match family {
             Family::Mistral => f.opt_size("sliding_window")?,
             Family::Qwen2 | Family::Qwen3 if f.bool_or("use_sliding_window", false)? => {
@@ -161,7 +170,11 @@ impl DecoderConfig {
                 }
             }
         }
-        for key in ["attn_logit_softcapping", "final_logit_softcapping", "logits_scaling"] {
+        for key in [
+            "attn_logit_softcapping",
+            "final_logit_softcapping",
+            "logits_scaling",
+        ] {
             f.refuse_unless(key, &[])?;
         }
         f.refuse_unless("pretraining_tp", &[json!(1)])?;
@@ -196,16 +209,15 @@ impl DecoderConfig {
 /// `rope_theta` and the scaling, from the legacy `rope_theta` + `rope_scaling` or the
 /// transformers-5 `rope_parameters` (which wins).
 fn rope(f: &Fields) -> std::result::Result<(f64, RopeScaling), String> {
-    let params = f
-        .0
-        .get("rope_parameters")
-        .filter(|v| !v.is_null())
-        .map(|v| ("rope_parameters", v))
-        .or_else(|| {
-            f.0.get("rope_scaling")
-                .filter(|v| !v.is_null())
-                .map(|v| ("rope_scaling", v))
-        });
+    let params =
+        f.0.get("rope_parameters")
+            .filter(|v| !v.is_null())
+            .map(|v| ("rope_parameters", v))
+            .or_else(|| {
+                f.0.get("rope_scaling")
+                    .filter(|v| !v.is_null())
+                    .map(|v| ("rope_scaling", v))
+            });
     let mut theta = f.float_or("rope_theta", 10000.0)?;
     let Some((field, params)) = params else {
         f.refuse_unless("partial_rotary_factor", &[json!(1.0), json!(1)])?;
@@ -324,9 +336,16 @@ pub fn parameter_shapes(cfg: &DecoderConfig) -> Vec<(String, Vec<usize>)> {
 
 #[derive(Clone, Debug)]
 enum Norm {
-    Rms { weight: Tensor, eps: f64 },
+    Rms {
+        weight: Tensor,
+        eps: f64,
+    },
     /// LayerNorm with weight 1 and bias 0.
-    Plain { ones: Tensor, zeros: Tensor, eps: f64 },
+    Plain {
+        ones: Tensor,
+        zeros: Tensor,
+        eps: f64,
+    },
 }
 
 impl Norm {
@@ -364,7 +383,11 @@ impl Norm {
 
 fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
     let weight = vb.get((out_dim, in_dim), "weight")?;
-    let bias = if bias { Some(vb.get(out_dim, "bias")?) } else { None };
+    let bias = if bias {
+        Some(vb.get(out_dim, "bias")?)
+    } else {
+        None
+    };
     Ok(Linear::new(weight, bias))
 }
 
@@ -424,14 +447,30 @@ impl Attention {
         };
         let (mut q, mut k, v) = (project(&self.q)?, project(&self.k)?, project(&self.v)?);
         if self.qk_norm == QkNorm::Whole {
-            q = self.q_norm.as_ref().map_or(Ok(q.clone()), |n| n.forward(&q))?;
-            k = self.k_norm.as_ref().map_or(Ok(k.clone()), |n| n.forward(&k))?;
+            q = self
+                .q_norm
+                .as_ref()
+                .map_or(Ok(q.clone()), |n| n.forward(&q))?;
+            k = self
+                .k_norm
+                .as_ref()
+                .map_or(Ok(k.clone()), |n| n.forward(&k))?;
         }
         let heads = |y: Tensor, n: usize| -> Result<Tensor> { y.reshape((b, t, n, hd)) };
-        let (mut q, mut k, v) = (heads(q, self.heads)?, heads(k, self.kv_heads)?, heads(v, self.kv_heads)?);
+        let (mut q, mut k, v) = (
+            heads(q, self.heads)?,
+            heads(k, self.kv_heads)?,
+            heads(v, self.kv_heads)?,
+        );
         if self.qk_norm == QkNorm::PerHead {
-            q = self.q_norm.as_ref().map_or(Ok(q.clone()), |n| n.forward(&q))?;
-            k = self.k_norm.as_ref().map_or(Ok(k.clone()), |n| n.forward(&k))?;
+            q = self
+                .q_norm
+                .as_ref()
+                .map_or(Ok(q.clone()), |n| n.forward(&q))?;
+            k = self
+                .k_norm
+                .as_ref()
+                .map_or(Ok(k.clone()), |n| n.forward(&k))?;
         }
         let to_bhtd = |y: Tensor| y.transpose(1, 2)?.contiguous();
         let q = rope.apply(&to_bhtd(q)?, true)?;
@@ -441,7 +480,10 @@ impl Attention {
         let k = candle_transformers::utils::repeat_kv(k, rep)?.contiguous()?;
         let v = candle_transformers::utils::repeat_kv(v, rep)?.contiguous()?;
         let y = attention_eval(&q, &k, &v, mask, 1.0 / (hd as f64).sqrt())?;
-        linear_eval(&self.o, &y.transpose(1, 2)?.reshape((b, t, self.heads * hd))?)
+        linear_eval(
+            &self.o,
+            &y.transpose(1, 2)?.reshape((b, t, self.heads * hd))?,
+        )
     }
 }
 

@@ -80,7 +80,12 @@ impl Family {
         let named = match (archs.is_empty(), model_type) {
             (false, _) => format!("architecture {}", archs.join(", ")),
             (true, Some(mt)) => format!("model_type {mt}"),
-            (true, None) => return Err(format!("no architectures or model_type field; lawa runs {}", supported())),
+            (true, None) => {
+                return Err(format!(
+                    "no architectures or model_type field; lawa runs {}",
+                    supported()
+                ))
+            }
         };
         Err(format!("unsupported {named}; lawa runs {}", supported()))
     }
@@ -125,11 +130,17 @@ impl Fields<'_> {
         let Some(v) = self.present(key) else {
             return Ok(None);
         };
-        let limit = if key.contains("layer") { MAX_LAYERS } else { MAX_SIZE };
+        let limit = if key.contains("layer") {
+            MAX_LAYERS
+        } else {
+            MAX_SIZE
+        };
         match v.as_u64() {
             Some(0) => Err(format!("{key} must be positive")),
             Some(n) if n as u128 <= limit as u128 => Ok(Some(n as usize)),
-            Some(n) => Err(format!("{key} {n} is beyond any real model (limit {limit})")),
+            Some(n) => Err(format!(
+                "{key} {n} is beyond any real model (limit {limit})"
+            )),
             None => Err(format!("{key} must be a positive integer, not {v}")),
         }
     }
@@ -194,13 +205,24 @@ mod tests {
             Family::detect(&json!({"architectures": ["Olmo2ForCausalLM"], "model_type": "x"})),
             Ok(Family::Olmo2)
         );
-        assert_eq!(Family::detect(&json!({"model_type": "qwen3"})), Ok(Family::Qwen3));
-        let err = Family::detect(&json!({"architectures": ["GemmaForCausalLM"], "model_type": "gemma"}))
-            .unwrap_err();
-        assert!(err.contains("GemmaForCausalLM") && err.contains("LlamaForCausalLM") && err.contains("GPT2LMHeadModel"), "{err}");
+        assert_eq!(
+            Family::detect(&json!({"model_type": "qwen3"})),
+            Ok(Family::Qwen3)
+        );
+        let err =
+            Family::detect(&json!({"architectures": ["GemmaForCausalLM"], "model_type": "gemma"}))
+                .unwrap_err();
+        assert!(
+            err.contains("GemmaForCausalLM")
+                && err.contains("LlamaForCausalLM")
+                && err.contains("GPT2LMHeadModel"),
+            "{err}"
+        );
         let err = Family::detect(&json!({"model_type": "phi3"})).unwrap_err();
         assert!(err.contains("model_type phi3"), "{err}");
-        assert!(Family::detect(&json!({})).unwrap_err().contains("no architectures"));
+        assert!(Family::detect(&json!({}))
+            .unwrap_err()
+            .contains("no architectures"));
     }
 
     #[test]
@@ -208,11 +230,23 @@ mod tests {
         let m = json!({"max_position_embeddings": 10_000_000_000u64, "num_hidden_layers": 1_000_000_000,
                        "hidden_size": 0, "vocab_size": 1.5, "layer_norm_eps": -1e-5});
         let f = Fields(m.as_object().unwrap());
-        assert!(f.size("max_position_embeddings").unwrap_err().contains("max_position_embeddings 10000000000"));
-        assert!(f.size("num_hidden_layers").unwrap_err().contains("limit 4096"));
+        assert!(f
+            .size("max_position_embeddings")
+            .unwrap_err()
+            .contains("max_position_embeddings 10000000000"));
+        assert!(f
+            .size("num_hidden_layers")
+            .unwrap_err()
+            .contains("limit 4096"));
         assert!(f.size("hidden_size").unwrap_err().contains("positive"));
         assert!(f.size("vocab_size").unwrap_err().contains("vocab_size"));
-        assert!(f.size("intermediate_size").unwrap_err().contains("missing field intermediate_size"));
-        assert!(f.eps_or("layer_norm_eps", 1e-5).unwrap_err().contains("layer_norm_eps -0.00001"));
+        assert!(f
+            .size("intermediate_size")
+            .unwrap_err()
+            .contains("missing field intermediate_size"));
+        assert!(f
+            .eps_or("layer_norm_eps", 1e-5)
+            .unwrap_err()
+            .contains("layer_norm_eps -0.00001"));
     }
 }

@@ -45,11 +45,13 @@ impl Gpt2Config {
         let n_embd = f.size("n_embd")?;
         let n_head = f.size("n_head")?;
         if !n_embd.is_multiple_of(n_head) {
-            return Err(format!("n_embd {n_embd} is not divisible by n_head {n_head}"));
+            return Err(format!(
+                "n_embd {n_embd} is not divisible by n_head {n_head}"
+            ));
         }
         let act = f.str_or("activation_function", "gelu_new")?;
-        let activation =
-            Activation::from_hf(act).ok_or_else(|| format!("unsupported activation_function {act:?}"))?;
+        let activation = Activation::from_hf(act)
+            .ok_or_else(|| format!("unsupported activation_function {act:?}"))?;
         f.refuse_unless("scale_attn_by_inverse_layer_idx", &[json!(false)])?;
         f.refuse_unless("scale_attn_weights", &[json!(true)])?;
         f.refuse_unless("add_cross_attention", &[json!(false)])?;
@@ -76,7 +78,9 @@ impl Gpt2Config {
         let n_embd = f.size("n_embd")?;
         let n_head = f.size("n_head")?;
         if !n_embd.is_multiple_of(n_head) {
-            return Err(format!("n_embd {n_embd} is not divisible by n_head {n_head}"));
+            return Err(format!(
+                "n_embd {n_embd} is not divisible by n_head {n_head}"
+            ));
         }
         Ok(Gpt2Config {
             vocab_size: f.size("vocab_size")?,
@@ -134,7 +138,8 @@ pub fn parameter_shapes(cfg: &Gpt2Config) -> Vec<(String, Vec<usize>)> {
         (format!("{pre}wpe.weight"), vec![p, d]),
     ];
     for l in 0..cfg.n_layer {
-        let mut push = |name: &str, shape: Vec<usize>| out.push((format!("{pre}h.{l}.{name}"), shape));
+        let mut push =
+            |name: &str, shape: Vec<usize>| out.push((format!("{pre}h.{l}.{name}"), shape));
         for (name, inp, o) in [
             ("attn.c_attn", d, 3 * d),
             ("attn.c_proj", d, d),
@@ -195,7 +200,11 @@ fn linear(cfg: &Gpt2Config, inp: usize, out: usize, vb: VarBuilder) -> Result<Li
         Layout::Conv1D => vb.get((inp, out), "weight")?.t()?.contiguous()?,
         Layout::Linear => vb.get((out, inp), "weight")?,
     };
-    let bias = if cfg.bias { Some(vb.get(out, "bias")?) } else { None };
+    let bias = if cfg.bias {
+        Some(vb.get(out, "bias")?)
+    } else {
+        None
+    };
     Ok(Linear::new(weight, bias))
 }
 
@@ -297,7 +306,13 @@ impl Gpt2 {
                     .transpose(1, 2)?
                     .contiguous()
             };
-            let y = attention_eval(&split(0)?, &split(1)?, &split(2)?, &mask, 1.0 / (hd as f64).sqrt())?;
+            let y = attention_eval(
+                &split(0)?,
+                &split(1)?,
+                &split(2)?,
+                &mask,
+                1.0 / (hd as f64).sqrt(),
+            )?;
             let y = linear_eval(&blk.attn_proj, &y.transpose(1, 2)?.reshape((b, t, d))?)?;
             x = (x + y)?;
             let m = linear_eval(&blk.c_fc, &blk.ln_2.forward(&x)?)?;

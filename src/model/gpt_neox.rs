@@ -258,7 +258,13 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor, rotary: &RopeTables, mask: &LazyMask, path: Path) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &RopeTables,
+        mask: &LazyMask,
+        path: Path,
+    ) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let hs = self.head_size;
         // The fused projection is interleaved per head: [q_h, k_h, v_h] for each head h.
@@ -337,7 +343,13 @@ impl Layer {
         })
     }
 
-    fn forward(&self, x: &Tensor, rotary: &RopeTables, mask: &LazyMask, path: Path) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &RopeTables,
+        mask: &LazyMask,
+        path: Path,
+    ) -> Result<Tensor> {
         let attn =
             self.attention
                 .forward(&self.input_layernorm.forward(x, path)?, rotary, mask, path)?;

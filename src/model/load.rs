@@ -33,7 +33,9 @@ impl ModelConfig {
     pub fn from_json(text: &str) -> Result<ModelConfig, String> {
         let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let family = Family::detect(&value)?;
-        let map = value.as_object().ok_or("config.json is not a JSON object")?;
+        let map = value
+            .as_object()
+            .ok_or("config.json is not a JSON object")?;
         Ok(match family {
             Family::GptNeox => ModelConfig::GptNeox(Config::from_json(text)?),
             Family::Gpt2 => ModelConfig::Gpt2(Gpt2Config::from_hf(map)?),
@@ -253,7 +255,11 @@ pub fn read_config(path: &Path) -> Result<(ModelConfig, ConfigSource, WeightsRea
             dir: dir.to_path_buf(),
         })?;
     let cfg = Gpt2Config::from_nanogpt(&args).map_err(|e| bad(format!("model_args: {e}")))?;
-    Ok((ModelConfig::Gpt2(cfg), ConfigSource::NanoGptArgs(pt), reader))
+    Ok((
+        ModelConfig::Gpt2(cfg),
+        ConfigSource::NanoGptArgs(pt),
+        reader,
+    ))
 }
 
 fn model_dir_of(path: &Path) -> &Path {
@@ -355,7 +361,11 @@ fn check_against_weights(
         .map_or(0, |m| m + 1);
     let declared = cfg.info().num_hidden_layers;
     if declared != held {
-        let field = if family == Family::Gpt2 { "n_layer" } else { "num_hidden_layers" };
+        let field = if family == Family::Gpt2 {
+            "n_layer"
+        } else {
+            "num_hidden_layers"
+        };
         return Err(err(format!(
             "{field} is {declared} but {} holds {held} layers ({prefix}0 to {prefix}{})",
             weights_path.display(),

@@ -15,8 +15,8 @@ pub mod nanogpt;
 pub mod rope;
 
 pub use config::{Activation, Config};
-pub use gpt_neox::{parameter_shapes, GptNeox};
 pub use family::Family;
+pub use gpt_neox::{parameter_shapes, GptNeox};
 pub use load::{
     check_tensors, load_model_dir, load_model_dir_with, read_config, ConfigSource, LoadedModel,
     Model, ModelConfig, ModelInfo,

@@ -10,7 +10,9 @@ use candle_core::{DType, Device, Result, Tensor, D};
 pub enum RopeScaling {
     None,
     /// `linear`: every frequency divided by `factor`.
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// `llama3`: long wavelengths divided by `factor`, short ones kept, a smooth blend between.
     Llama3 {
         factor: f64,
@@ -48,13 +50,21 @@ impl Rope {
                 original_max_position_embeddings: old,
             } => {
                 // transformers' `_compute_llama3_parameters`, op for op in f32.
-                let (factor, low, high, old) =
-                    (factor as f32, low_freq_factor as f32, high_freq_factor as f32, old as f32);
+                let (factor, low, high, old) = (
+                    factor as f32,
+                    low_freq_factor as f32,
+                    high_freq_factor as f32,
+                    old as f32,
+                );
                 let low_wavelen = old / low;
                 let high_wavelen = old / high;
                 for f in &mut inv_freq {
                     let wavelen = 2.0 * std::f32::consts::PI / *f;
-                    let scaled = if wavelen > low_wavelen { *f / factor } else { *f };
+                    let scaled = if wavelen > low_wavelen {
+                        *f / factor
+                    } else {
+                        *f
+                    };
                     let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
                     if medium {
                         let smooth = (old / wavelen - low) / (high - low);
