@@ -380,3 +380,69 @@ fn sliding_window_shorter_than_the_context_is_refused() {
     );
     assert!(m.model.forward(&r.ids.narrow(1, 0, 8).unwrap()).is_ok());
 }
+
+/// The fixture's ids as a `.u32` token file, and the reference mean CE of its first row.
+fn first_row_tokens(dir: &Path, out: &Path) -> (PathBuf, f64, Reference) {
+    let r = reference(dir);
+    let row: Vec<u32> = r
+        .ids
+        .narrow(0, 0, 1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let path = out.join("ids.u32");
+    let bytes: Vec<u8> = row.iter().flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(&path, bytes).unwrap();
+    let logits = r.logits.narrow(0, 0, 1).unwrap();
+    let ce = mean_ce(&logits, &r.ids.narrow(0, 0, 1).unwrap());
+    (path, ce, r)
+}
+
+#[test]
+fn eval_and_compare_run_on_every_family() {
+    use lawa::eval::{self, EvalData, EvalOptions};
+    use lawa::progress::Reporter;
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = EvalOptions {
+        ctx: Some(16),
+        ..EvalOptions::default()
+    };
+    let mut previous: Option<lawa::model::LoadedModel> = None;
+    for (name, file, _) in VARIANTS {
+        let dir = fixture(name);
+        let (ids, want, _) = first_row_tokens(&dir, tmp.path());
+        let path = dir.join(file);
+        let r = eval::eval_model_dir(
+            &path,
+            &EvalData::Tokens(ids.clone()),
+            &opts,
+            &Reporter::silent(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.predicted_tokens, 15);
+        assert!(
+            (r.mean_nll - want).abs() <= 1e-4 * want,
+            "{name}: {} vs {want}",
+            r.mean_nll
+        );
+        // KL and top-1 against the previous family's model (same vocabulary), and itself.
+        let m = eval::load_model(&path, &opts).unwrap();
+        let tokens = eval::load_tokens(&EvalData::Tokens(ids), &path, None).unwrap();
+        let same = eval::compare(&m, &m, &tokens, &opts, &Reporter::silent()).unwrap();
+        assert!(
+            same.mean_kl.abs() < 1e-6 && same.top1_agreement == 1.0,
+            "{name}"
+        );
+        if let Some(p) = &previous {
+            let c = eval::compare(&m, p, &tokens, &opts, &Reporter::silent()).unwrap();
+            assert!(
+                c.mean_kl > 0.01 && c.mean_kl.is_finite(),
+                "{name}: KL {}",
+                c.mean_kl
+            );
+        }
+        previous = Some(m);
+    }
+}
