@@ -131,11 +131,14 @@ pub fn parse_tokens(name: &str) -> Option<(u64, u64)> {
             continue;
         }
         let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-        let digits = format!("{int}{frac}");
-        let value: u128 = digits.parse().ok()?;
-        let unit = scale as u128 / 10u128.pow(frac.len() as u32).min(scale as u128);
-        let unit = unit.max(1);
-        let count = value * (scale as u128) / 10u128.pow(frac.len() as u32);
+        // Names come from anywhere: no digit count may overflow the arithmetic below.
+        if int.len() + frac.len() > 24 || frac.len() > 12 {
+            return None;
+        }
+        let value: u128 = format!("{int}{frac}").parse().ok()?;
+        let frac_scale = 10u128.pow(frac.len() as u32);
+        let unit = (scale as u128 / frac_scale).max(1);
+        let count = value.checked_mul(scale as u128)? / frac_scale;
         return Some((u64::try_from(count).ok()?, u64::try_from(unit).ok()?));
     }
     None
@@ -173,6 +176,14 @@ mod tests {
             ("step1000-tokens4Bx", None),
             ("mytokens4B", None),
             ("step1-tokens99999999999999999999999B", None),
+            (
+                "step1-tokens1.00000000000000000000000000000000000000001B",
+                None,
+            ),
+            (
+                "step1-tokens999999999999999999999999999999999999999999T",
+                None,
+            ),
         ];
         for (name, want) in cases {
             assert_eq!(parse_tokens(name), *want, "{name}");
