@@ -18,6 +18,10 @@ pub struct Args {
     /// Print the listing as JSON
     #[arg(long)]
     pub json: bool,
+    /// Tokens per optimizer step, where neither the checkpoint names nor the metrics carry
+    /// tokens (the x axis in tokens = N × step)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub tokens_per_step: Option<u64>,
 }
 
 /// One checkpoint as listed.
@@ -287,7 +291,10 @@ fn table(l: &Listing) -> String {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let t = source::open(&args.source)?;
+    let mut t = source::open(&args.source)?;
+    if let Some(n) = args.tokens_per_step {
+        source::set_tokens_per_step(&mut t, n);
+    }
     let listing = describe(&t);
     if args.json {
         let text = serde_json::to_string_pretty(&listing).context("writing JSON")?;

@@ -153,6 +153,27 @@ impl Config {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be positive"));
         }
+        // Bounds before anything is allocated from these sizes (a hostile config must not
+        // turn into a huge allocation or a billion-layer loop).
+        if let Some((name, v)) = positive.iter().find(|(_, v)| *v > super::family::MAX_SIZE) {
+            return Err(format!(
+                "{name} {v} is beyond any real model (limit {})",
+                super::family::MAX_SIZE
+            ));
+        }
+        if self.num_hidden_layers > super::family::MAX_LAYERS {
+            return Err(format!(
+                "num_hidden_layers {} is beyond any real model (limit {})",
+                self.num_hidden_layers,
+                super::family::MAX_LAYERS
+            ));
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return Err(format!(
+                "layer_norm_eps {} must be positive",
+                self.layer_norm_eps
+            ));
+        }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
@@ -432,6 +453,21 @@ mod tests {
         assert!(Config::from_json(&bad)
             .unwrap_err()
             .contains("not divisible"));
+        for (field, bad) in [
+            ("\"layer_norm_eps\": 1e-05", "\"layer_norm_eps\": -1e-05"),
+            (
+                "\"max_position_embeddings\": 2048",
+                "\"max_position_embeddings\": 10000000000",
+            ),
+            (
+                "\"num_hidden_layers\": 6",
+                "\"num_hidden_layers\": 1000000000",
+            ),
+        ] {
+            let err = Config::from_json(&PYTHIA_70M.replace(field, bad)).unwrap_err();
+            let name = field.split('"').nth(1).unwrap();
+            assert!(err.contains(name), "{err}");
+        }
         let act = PYTHIA_70M.replace("\"gelu\"", "\"mish\"");
         assert!(Config::from_json(&act).unwrap_err().contains("mish"));
     }

@@ -15,6 +15,7 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Init, Linear, VarBuilder};
 
 use super::config::{Activation, Config};
+use super::rope::{Rope, RopeScaling, RopeTables};
 
 /// Which kernels a forward pass may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,12 +53,12 @@ fn linear(in_dim: usize, out_dim: usize, bias: bool, init: Init, vb: VarBuilder)
 }
 
 /// Whether the eval path takes the packed CPU kernels (f32 on an AVX2+FMA CPU).
-fn packed_cpu(x: &Tensor) -> bool {
+pub(crate) fn packed_cpu(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32 && super::gemm::available()
 }
 
 /// A Linear layer on the eval path: the packed CPU kernel when [`packed_cpu`], candle otherwise.
-fn linear_eval(l: &Linear, x: &Tensor) -> Result<Tensor> {
+pub(crate) fn linear_eval(l: &Linear, x: &Tensor) -> Result<Tensor> {
     if packed_cpu(x) {
         super::gemm::linear_t(x, l.weight(), l.bias(), false)
     } else {
@@ -123,47 +124,6 @@ pub fn layer_norm_differentiable(
         .broadcast_add(bias)
 }
 
-/// cos/sin tables of the rotary embedding, `[max_positions, rotary_ndims / 2]`.
-#[derive(Clone, Debug)]
-struct Rotary {
-    ndims: usize,
-    cos: Tensor,
-    sin: Tensor,
-}
-
-impl Rotary {
-    fn new(cfg: &Config, dtype: DType, device: &Device) -> Result<Self> {
-        let ndims = cfg.rotary_ndims();
-        let (cos, sin) = rotary_tables(ndims, cfg.rotary_emb_base, cfg.max_position_embeddings);
-        let shape = (cfg.max_position_embeddings, ndims / 2);
-        Ok(Self {
-            ndims,
-            cos: Tensor::from_vec(cos, shape, device)?.to_dtype(dtype)?,
-            sin: Tensor::from_vec(sin, shape, device)?.to_dtype(dtype)?,
-        })
-    }
-
-    /// Rotates the first `ndims` dims of every head of `x: [B, H, T, head_size]` (contiguous).
-    fn apply(&self, x: &Tensor, path: Path) -> Result<Tensor> {
-        if self.ndims == 0 {
-            return Ok(x.clone());
-        }
-        let (_, _, t, head_size) = x.dims4()?;
-        let cos = self.cos.narrow(0, 0, t)?;
-        let sin = self.sin.narrow(0, 0, t)?;
-        let rotate = |xr: &Tensor| match path {
-            Path::Eval => candle_nn::rotary_emb::rope(&xr.contiguous()?, &cos, &sin),
-            Path::Train => rope_differentiable(xr, &cos, &sin),
-        };
-        if self.ndims == head_size {
-            return rotate(x);
-        }
-        let rotated = rotate(&x.narrow(D::Minus1, 0, self.ndims)?)?;
-        let pass = x.narrow(D::Minus1, self.ndims, head_size - self.ndims)?;
-        Tensor::cat(&[&rotated, &pass], D::Minus1)
-    }
-}
-
 /// The f32 cos/sin tables exactly as transformers computes them (f32 all the way, so that
 /// the angles at late positions round the same way): `inv_freq = 1 / base^(2i/ndims)`,
 /// `angle = pos * inv_freq`. Row-major `[max_positions, ndims / 2]`.
@@ -198,14 +158,24 @@ pub fn rope_differentiable(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Ten
 
 /// The causal mask of one forward pass, built on first use: the packed CPU kernel and the fused
 /// GPU attention need none, and at T = 2048 it is 16 MB to fill and upload.
-struct LazyMask<'a> {
+pub(crate) struct LazyMask<'a> {
     t: usize,
     device: &'a Device,
     mask: std::cell::OnceCell<Tensor>,
 }
 
+impl<'a> LazyMask<'a> {
+    pub(crate) fn new(t: usize, device: &'a Device) -> Self {
+        Self {
+            t,
+            device,
+            mask: std::cell::OnceCell::new(),
+        }
+    }
+}
+
 impl LazyMask<'_> {
-    fn get(&self) -> Result<&Tensor> {
+    pub(crate) fn get(&self) -> Result<&Tensor> {
         if let Some(m) = self.mask.get() {
             return Ok(m);
         }
@@ -228,7 +198,7 @@ pub fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
 /// `q, k, v: [B, H, T, hs]`, `mask: [T, T]` f32; returns `[B, H, T, hs]`.
 /// On a GPU, f16/bf16 with a Pythia head size take the fused flash-attention kernel
 /// ([`crate::fused::causal_attention`]), which never holds the `T x T` scores.
-fn attention_eval(
+pub(crate) fn attention_eval(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
@@ -288,15 +258,21 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor, rotary: &Rotary, mask: &LazyMask, path: Path) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &RopeTables,
+        mask: &LazyMask,
+        path: Path,
+    ) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let hs = self.head_size;
         // The fused projection is interleaved per head: [q_h, k_h, v_h] for each head h.
         let qkv =
             linear_fwd(&self.query_key_value, x, path)?.reshape((b, t, self.heads, 3 * hs))?;
         let split = |i: usize| qkv.narrow(3, i * hs, hs)?.transpose(1, 2)?.contiguous();
-        let q = rotary.apply(&split(0)?, path)?;
-        let k = rotary.apply(&split(1)?, path)?;
+        let q = rotary.apply(&split(0)?, path == Path::Eval)?;
+        let k = rotary.apply(&split(1)?, path == Path::Eval)?;
         let v = split(2)?;
         let scale = 1.0 / (hs as f64).sqrt();
         let y = match path {
@@ -367,7 +343,13 @@ impl Layer {
         })
     }
 
-    fn forward(&self, x: &Tensor, rotary: &Rotary, mask: &LazyMask, path: Path) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &RopeTables,
+        mask: &LazyMask,
+        path: Path,
+    ) -> Result<Tensor> {
         let attn =
             self.attention
                 .forward(&self.input_layernorm.forward(x, path)?, rotary, mask, path)?;
@@ -394,7 +376,7 @@ pub struct GptNeox {
     layers: Vec<Layer>,
     final_layer_norm: LayerNorm,
     embed_out: Linear,
-    rotary: Rotary,
+    rotary: Rope,
     cfg: Config,
 }
 
@@ -424,7 +406,7 @@ impl GptNeox {
             };
             linear(d, v, false, small_init(cfg), vb.pp(name))?
         };
-        let rotary = Rotary::new(cfg, embed_in.dtype(), embed_in.device())?;
+        let rotary = Rope::new(cfg.rotary_ndims(), cfg.rotary_emb_base, &RopeScaling::None);
         Ok(Self {
             embed_in,
             layers,
@@ -487,8 +469,9 @@ impl GptNeox {
             device: &device,
             mask: std::cell::OnceCell::new(),
         };
+        let rotary = self.rotary.tables(t, x.dtype(), &device)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &self.rotary, &mask, path)?;
+            x = layer.forward(&x, &rotary, &mask, path)?;
         }
         self.final_layer_norm.forward(&x, path)
     }

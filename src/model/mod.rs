@@ -1,15 +1,26 @@
-//! GPT-NeoX (Pythia) in candle: config, eval forward with fused ops, training forward with differentiable ops.
+//! The model families lawa evaluates, in candle: GPT-NeoX (also trained by the demo), one
+//! configurable decoder for the Llama-like families, GPT-2 (Hugging Face and nanoGPT files).
+//! [`load_model_dir`] picks the family from `config.json` (or nanoGPT's `model_args`).
 
 use std::path::{Path, PathBuf};
 
 pub mod config;
+pub mod decoder;
+pub mod family;
 pub mod gemm;
+pub mod gpt2;
 pub mod gpt_neox;
 mod load;
+pub mod nanogpt;
+pub mod rope;
 
 pub use config::{Activation, Config};
+pub use family::Family;
 pub use gpt_neox::{parameter_shapes, GptNeox};
-pub use load::{check_tensors, load_model_dir, load_model_dir_with, LoadedModel};
+pub use load::{
+    check_tensors, load_model_dir, load_model_dir_with, read_config, ConfigSource, LoadedModel,
+    Model, ModelConfig, ModelInfo,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

@@ -101,8 +101,21 @@ pub fn known_tokens_per_step(repo: &str) -> Option<u64> {
 }
 
 /// Sets each checkpoint's tokens seen: the tokens logged at exactly that step if the metrics
-/// have them, else `tokens_per_step × step`.
+/// have them, else `tokens_per_step × step`, else the tokens the checkpoint's name states
+/// (OLMo's `step1000-tokens4B`). When no tokens per step is known but the names state tokens,
+/// it is derived from them (the name with the most tokens, whose rounding matters least) if
+/// every name agrees with it to within its rounding, so the x axis is exact rather than
+/// rounded to whole billions; names that disagree (a later stage with another batch size)
+/// keep their own figures.
 pub fn fill_tokens(t: &mut Trajectory) {
+    let named: Vec<(u64, u64, u64)> = t
+        .checkpoints
+        .iter()
+        .filter_map(|c| steps::parse_tokens(&c.name).map(|(n, unit)| (c.step, n, unit)))
+        .collect();
+    if t.tokens_per_step.is_none() {
+        t.tokens_per_step = tokens_per_step_from_names(&named);
+    }
     for c in &mut t.checkpoints {
         let logged = t
             .metrics
@@ -113,8 +126,30 @@ pub fn fill_tokens(t: &mut Trajectory) {
             .map(|i| t.metrics.tokens.values[i])
             .filter(|v| v.is_finite() && *v >= 0.0)
             .map(|v| v as u64);
-        c.tokens = logged.or_else(|| t.tokens_per_step.map(|k| k * c.step));
+        c.tokens = logged
+            .or_else(|| t.tokens_per_step.map(|k| k.saturating_mul(c.step)))
+            .or_else(|| steps::parse_tokens(&c.name).map(|(n, _)| n));
     }
+}
+
+/// The user's tokens per step (`--tokens-per-step N`), for runs whose names and metrics do not
+/// carry tokens: replaces any derived figure; tokens logged at a step still win.
+pub fn set_tokens_per_step(t: &mut Trajectory, n: u64) {
+    t.tokens_per_step = Some(n);
+    fill_tokens(t);
+}
+
+/// Tokens per step implied by `(step, tokens, rounding unit)` from names, when they all agree.
+fn tokens_per_step_from_names(named: &[(u64, u64, u64)]) -> Option<u64> {
+    let &(step, tokens, unit) = named.iter().filter(|n| n.0 > 0).max_by_key(|n| n.1)?;
+    let k = (tokens as f64 / step as f64).round() as u64;
+    // k is off by at most unit / step (the name's rounding) + 1/2 (rounding k) per step; a name
+    // is off by at most its own unit.
+    let slack_per_step = unit as f64 / step as f64 + 0.5;
+    let agree = named.iter().all(|&(s, n, u)| {
+        (k.saturating_mul(s) as f64 - n as f64).abs() <= u as f64 + s as f64 * slack_per_step
+    });
+    (k > 0 && agree).then_some(k)
 }
 
 /// Where one checkpoint's files are.
@@ -198,5 +233,65 @@ impl Trajectory {
             .binary_search_by_key(&step, |c| c.step)
             .ok()
             .map(|i| &self.checkpoints[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_per_step_is_derived_from_olmo_names_when_they_agree() {
+        // OLMo-2 7B stage 1: 1024 x 4096 = 4,194,304 tokens per step, names rounded up to whole B.
+        let k = 4_194_304u64;
+        let named: Vec<(u64, u64, u64)> = [1000u64, 2000, 928_646]
+            .iter()
+            .map(|&s| {
+                (
+                    s,
+                    (k * s).div_ceil(1_000_000_000) * 1_000_000_000,
+                    1_000_000_000,
+                )
+            })
+            .collect();
+        let got = tokens_per_step_from_names(&named).unwrap();
+        // Within the largest name's rounding per step (1e9 / 928646 ≈ 1077 tokens), where the
+        // name `stage1-step1000-tokens5B` alone is 19% off.
+        assert!(got.abs_diff(k) <= 1_000_000_000 / 928_646 + 1, "{got}");
+        // A stage with another batch size in the same list: no single tokens per step.
+        let mut mixed = named.clone();
+        mixed.push((10_000, 200_000_000_000, 1_000_000_000));
+        assert_eq!(tokens_per_step_from_names(&mixed), None);
+        assert_eq!(tokens_per_step_from_names(&[]), None);
+    }
+
+    #[test]
+    fn fill_tokens_reads_names_and_prefers_logged_tokens() {
+        let ck = |step: u64, name: &str| Checkpoint {
+            step,
+            tokens: None,
+            name: name.into(),
+            location: Location::Local { path: name.into() },
+        };
+        let mut t = Trajectory {
+            name: "olmo".into(),
+            source: "x".into(),
+            checkpoints: vec![
+                ck(1000, "stage1-step1000-tokens5B"),
+                ck(2000, "stage1-step2000-tokens9B"),
+            ],
+            metrics: Metrics::default(),
+            tokens_per_step: None,
+            warnings: vec![],
+            notes: vec![],
+        };
+        t.metrics.tokens = Series {
+            steps: vec![2000],
+            values: vec![8_388_608_000.0],
+        };
+        fill_tokens(&mut t);
+        let k = t.tokens_per_step.unwrap();
+        assert_eq!(t.checkpoints[0].tokens, Some(k * 1000));
+        assert_eq!(t.checkpoints[1].tokens, Some(8_388_608_000));
     }
 }

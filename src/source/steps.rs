@@ -88,9 +88,107 @@ fn step_after_prefix(stem: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Tokens seen as a checkpoint's name states them (OLMo: `stage1-step1000-tokens4B`,
+/// `step1000-tokens4194B`): the count and the unit it is rounded to (`4B` → 4e9 to within
+/// 1e9, `4.5B` → 4.5e9 to within 1e8). Suffixes K, M, B (or G), T; none means tokens.
+pub fn parse_tokens(name: &str) -> Option<(u64, u64)> {
+    let stem = strip_weights_extension(name);
+    let lower = stem.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let mut from = 0;
+    while let Some(pos) = lower[from..].find("tokens") {
+        let start = from + pos;
+        from = start + 6;
+        if start > 0 && bytes[start - 1].is_ascii_alphabetic() {
+            continue;
+        }
+        let mut i = start + 6;
+        if i < bytes.len() && matches!(bytes[i], b'_' | b'-' | b'=') {
+            i += 1;
+        }
+        let num_start = i;
+        while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
+            i += 1;
+        }
+        let num = &lower[num_start..i];
+        if num.is_empty()
+            || num.starts_with('.')
+            || num.ends_with('.')
+            || num.matches('.').count() > 1
+        {
+            continue;
+        }
+        let scale: u64 = match bytes.get(i) {
+            Some(b'k') => 1_000,
+            Some(b'm') => 1_000_000,
+            Some(b'b' | b'g') => 1_000_000_000,
+            Some(b't') => 1_000_000_000_000,
+            None | Some(b'_' | b'-' | b'.') => 1,
+            Some(_) => continue,
+        };
+        let after = i + usize::from(scale != 1);
+        if after < bytes.len() && bytes[after].is_ascii_alphanumeric() {
+            continue;
+        }
+        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+        // Names come from anywhere: no digit count may overflow the arithmetic below.
+        if int.len() + frac.len() > 24 || frac.len() > 12 {
+            return None;
+        }
+        let value: u128 = format!("{int}{frac}").parse().ok()?;
+        let frac_scale = 10u128.pow(frac.len() as u32);
+        let unit = (scale as u128 / frac_scale).max(1);
+        let count = value.checked_mul(scale as u128)? / frac_scale;
+        return Some((u64::try_from(count).ok()?, u64::try_from(unit).ok()?));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_in_olmo_names() {
+        let cases: &[(&str, Option<(u64, u64)>)] = &[
+            (
+                "stage1-step1000-tokens4B",
+                Some((4_000_000_000, 1_000_000_000)),
+            ),
+            (
+                "step1000-tokens4194B",
+                Some((4_194_000_000_000, 1_000_000_000)),
+            ),
+            (
+                "stage2-ingredient1-step11931-tokens100B",
+                Some((100_000_000_000, 1_000_000_000)),
+            ),
+            ("step5-tokens4.5B", Some((4_500_000_000, 100_000_000))),
+            ("step5-tokens20M", Some((20_000_000, 1_000_000))),
+            ("step5-tokens_1234", Some((1234, 1))),
+            (
+                "step5-tokens3T.safetensors",
+                Some((3_000_000_000_000, 1_000_000_000_000)),
+            ),
+            ("step1000", None),
+            ("step1000-tokens", None),
+            ("step1000-tokensXB", None),
+            ("step1000-tokens4Bx", None),
+            ("mytokens4B", None),
+            ("step1-tokens99999999999999999999999B", None),
+            (
+                "step1-tokens1.00000000000000000000000000000000000000001B",
+                None,
+            ),
+            (
+                "step1-tokens999999999999999999999999999999999999999999T",
+                None,
+            ),
+        ];
+        for (name, want) in cases {
+            assert_eq!(parse_tokens(name), *want, "{name}");
+        }
+    }
 
     #[test]
     fn names_in_every_style() {

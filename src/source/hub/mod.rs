@@ -291,7 +291,8 @@ pub fn trajectory_from_branches(
             name,
         })
         .collect();
-    Ok(Trajectory {
+    // OLMo's branches state tokens (`stage1-step1000-tokens4B`): fill_tokens reads them.
+    let mut t = Trajectory {
         name: repo.to_string(),
         source: format!("hf:{repo}"),
         checkpoints,
@@ -299,7 +300,9 @@ pub fn trajectory_from_branches(
         tokens_per_step: tps,
         warnings,
         notes: Vec::new(),
-    })
+    };
+    super::fill_tokens(&mut t);
+    Ok(t)
 }
 
 fn offline_trajectory(
