@@ -101,9 +101,9 @@ pub fn average(
     notes.extend(mixed_dtypes_note(inputs, &readers, &plan, newest, opts));
     let side = side_files(inputs, newest)?;
     notes.extend(side.notes);
-    for (name, src, text) in side.files {
+    for (name, _src, text) in side.files {
         let dst = outdir.path().join(name);
-        let text = match (&config_json(&src, &text), name) {
+        let text = match (&config_json(&text), name) {
             (Some(_), "config.json") if opts.dtype != super::OutDType::Keep => {
                 retag_config(&text, opts.dtype.resolve(DType::F32)).into_bytes()
             }
@@ -782,8 +782,7 @@ fn side_file(dir: &Path, name: &str) -> Option<Result<PathBuf, String>> {
 }
 
 /// The parsed object of a `config.json`, or None when it is not a JSON object.
-fn config_json(path: &Path, text: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
-    let _ = path;
+fn config_json(text: &[u8]) -> Option<JsonObject> {
     match serde_json::from_slice(text) {
         Ok(serde_json::Value::Object(m)) => Some(m),
         _ => None,
@@ -821,6 +820,8 @@ const ARCH_FIELDS: &[&str] = &[
     "n_inner",
 ];
 
+type JsonObject = serde_json::Map<String, serde_json::Value>;
+
 /// What goes beside the weights: (name, source, contents), and notes on what was left out.
 struct SideFiles {
     files: Vec<(&'static str, PathBuf, Vec<u8>)>,
@@ -842,12 +843,7 @@ fn side_files(inputs: &[AverageInput], newest: usize) -> Result<SideFiles, Avera
     // Newest first, so the first config found is the one the output gets.
     let mut order: Vec<usize> = (0..inputs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse((inputs[i].step, i)));
-    let mut configs: Vec<(
-        usize,
-        PathBuf,
-        Vec<u8>,
-        serde_json::Map<String, serde_json::Value>,
-    )> = Vec::new();
+    let mut configs: Vec<(usize, PathBuf, Vec<u8>, JsonObject)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for &i in &order {
         let dir = side_dir(&inputs[i].path);
@@ -859,7 +855,7 @@ fn side_files(inputs: &[AverageInput], newest: usize) -> Result<SideFiles, Avera
                     continue;
                 }
                 let text = read_side(&p)?;
-                let Some(map) = config_json(&p, &text) else {
+                let Some(map) = config_json(&text) else {
                     return Err(AverageError::Config {
                         path: p,
                         problem: "not a JSON object: the output would have no usable config".into(),

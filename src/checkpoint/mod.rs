@@ -194,3 +194,28 @@ mod tests {
         assert_eq!(Format::TorchBin.to_string(), "pytorch .bin");
     }
 }
+
+#[cfg(test)]
+mod io_tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_say_what_happened_to_the_file() {
+        let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        assert!(
+            io_problem(&eof).contains("ended early"),
+            "{}",
+            io_problem(&eof)
+        );
+        let nodev = std::io::Error::from_raw_os_error(19);
+        assert!(io_problem(&nodev).contains("not a regular file"));
+        let e = CheckpointError::Io {
+            path: "x/model.safetensors".into(),
+            error: eof,
+        };
+        assert_eq!(
+            e.to_string(),
+            "x/model.safetensors: the file ended early (truncated, or changed while it was read)"
+        );
+    }
+}

@@ -82,6 +82,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if signals::received().is_some() {
+                signals::exit_cancelled(&one_line(&e));
+            }
             // One line: the outermost context first, then the causes; file-derived parts
             // escaped so that they can neither break the line nor drive the terminal.
             let _ = writeln!(
@@ -89,11 +92,7 @@ pub fn main() -> ExitCode {
                 "error: {}",
                 lawa::display::escape(&one_line(&e))
             );
-            if signals::received().is_some() {
-                ExitCode::from(signals::CANCEL_EXIT)
-            } else {
-                ExitCode::FAILURE
-            }
+            ExitCode::FAILURE
         }
     }
 }

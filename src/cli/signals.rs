@@ -3,7 +3,7 @@
 //! temp dir; any further signal removes every live temp dir at once and exits 130.
 
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use lawa::progress::CancelToken;
 
@@ -13,6 +13,18 @@ static RECEIVED: OnceLock<&'static str> = OnceLock::new();
 /// The name of the signal that cancelled this run, if one did.
 pub fn received() -> Option<&'static str> {
     RECEIVED.get().copied()
+}
+
+/// Held by whoever prints the last error line and exits (the main thread after a cancel, or
+/// the handler on a second signal), so that a run never ends with two error lines.
+static EXITING: Mutex<()> = Mutex::new(());
+
+/// Prints `line` on stderr and exits 130, unless another thread is already doing so.
+pub fn exit_cancelled(line: &str) -> ! {
+    let _only_one = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+    // A closed terminal (SIGHUP) may refuse the write: nothing else to do about it.
+    let _ = writeln!(std::io::stderr(), "error: {}", lawa::display::escape(line));
+    std::process::exit(CANCEL_EXIT.into());
 }
 
 /// Exit status for a run stopped by a signal (the shell's 128 + SIGINT).
