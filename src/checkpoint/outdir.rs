@@ -459,13 +459,15 @@ mod tests {
     }
 
     #[test]
-    fn live_temp_dirs_are_removed_on_demand() {
+    fn live_temp_dirs_are_registered_until_dropped() {
         let root = tempfile::tempdir().unwrap();
         let out = OutputDir::create(&root.path().join("avg"), false, &[]).unwrap();
         let tmp = out.path().to_path_buf();
         assert!(tmp.exists());
-        assert!(remove_live_temp_dirs().contains(&tmp));
-        assert!(!tmp.exists());
+        // Not `remove_live_temp_dirs()` itself: it would remove the temp dirs of the other
+        // tests running in this process.
+        assert!(live().contains(&tmp));
         drop(out);
+        assert!(!tmp.exists() && !live().contains(&tmp));
     }
 }
