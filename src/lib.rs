@@ -8,6 +8,7 @@
 pub mod average;
 pub mod checkpoint;
 pub mod device;
+pub mod display;
 pub mod doctor;
 pub mod eval;
 pub mod export;

@@ -121,6 +121,9 @@ impl AverageOptions {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct AverageSummary {
     pub out: PathBuf,
+    /// What the user should know about the output (one line each): stale temp dirs removed,
+    /// mixed input dtypes and the output's, side files left out and why.
+    pub notes: Vec<String>,
     pub tensors: usize,
     /// Tensors computed as weighted sums.
     pub averaged: usize,
@@ -158,11 +161,19 @@ pub enum AverageError {
         name: String,
         error: kernel::KernelError,
     },
-    #[error("{}: {error}", path.display())]
+    #[error("{}: {}", path.display(), crate::checkpoint::io_problem(error))]
     Io {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// Writing into the output failed (disk full, ...): names the output file, not the input.
+    #[error("{}: cannot write: {error}", path.display())]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}: {problem}", path.display())]
+    Config { path: PathBuf, problem: String },
     #[error("cancelled")]
     Cancelled(Cancelled),
 }

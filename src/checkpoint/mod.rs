@@ -17,12 +17,24 @@ pub mod torch;
 mod varbuilder;
 mod writer;
 
-pub use outdir::OutputDir;
+pub use outdir::{is_lawa_temp_name, remove_live_temp_dirs, remove_stale_temp_dirs, OutputDir};
 pub use reader::WeightsReader;
 pub use safetensors::{parse_header, HeaderEntry, MAX_HEADER_LEN};
 pub use tensor::{DType, TensorInfo};
 pub use varbuilder::var_builder;
 pub use writer::{Claimed, SafetensorsWriter, DEFAULT_SHARD_SIZE};
+
+/// An I/O error in words that say what happened to the file, where the OS's own would mislead
+/// ("failed to fill whole buffer" for a file cut short, "No such device" for a mapped folder).
+pub fn io_problem(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            "the file ended early (truncated, or changed while it was read)".into()
+        }
+        _ if e.raw_os_error() == Some(19) => "cannot be memory-mapped: not a regular file".into(),
+        _ => e.to_string(),
+    }
+}
 
 /// How a checkpoint's weights are stored on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -58,7 +70,7 @@ impl std::fmt::Display for Format {
 pub enum CheckpointError {
     // Causes are part of the one-line message and not chained as `source`, so the CLI's
     // `a: b: c` rendering of an error chain does not repeat them.
-    #[error("{}: {error}", path.display())]
+    #[error("{}: {}", path.display(), io_problem(error))]
     Io {
         path: PathBuf,
         error: std::io::Error,
@@ -99,6 +111,12 @@ pub enum CheckpointError {
 
 impl CheckpointError {
     pub(crate) fn io(path: &Path, error: std::io::Error) -> Self {
+        // A path that is there but is a link to nothing is not simply "missing".
+        if error.kind() == std::io::ErrorKind::NotFound
+            && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return CheckpointError::invalid(path, "a symbolic link to nothing (dangling)");
+        }
         if error.kind() == std::io::ErrorKind::NotFound {
             CheckpointError::NotFound {
                 path: path.to_path_buf(),
@@ -174,5 +192,30 @@ mod tests {
             "safetensors (sharded)"
         );
         assert_eq!(Format::TorchBin.to_string(), "pytorch .bin");
+    }
+}
+
+#[cfg(test)]
+mod io_tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_say_what_happened_to_the_file() {
+        let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        assert!(
+            io_problem(&eof).contains("ended early"),
+            "{}",
+            io_problem(&eof)
+        );
+        let nodev = std::io::Error::from_raw_os_error(19);
+        assert!(io_problem(&nodev).contains("not a regular file"));
+        let e = CheckpointError::Io {
+            path: "x/model.safetensors".into(),
+            error: eof,
+        };
+        assert_eq!(
+            e.to_string(),
+            "x/model.safetensors: the file ended early (truncated, or changed while it was read)"
+        );
     }
 }

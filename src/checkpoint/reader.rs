@@ -62,6 +62,20 @@ const TORCH_INDEX: &str = "pytorch_model.bin.index.json";
 const TORCH_SINGLE: &str = "pytorch_model.bin";
 
 fn map_file(path: &Path) -> Result<(fs::File, Mmap), CheckpointError> {
+    // Checked before opening: opening a FIFO would block, mapping a folder says "No such device".
+    let meta = fs::metadata(path).map_err(|e| CheckpointError::io(path, e))?;
+    if meta.is_dir() {
+        return Err(CheckpointError::invalid(
+            path,
+            "is a folder, not a weights file",
+        ));
+    }
+    if !meta.is_file() {
+        return Err(CheckpointError::invalid(
+            path,
+            "is not a regular file (a FIFO, socket or device), not a weights file",
+        ));
+    }
     let file = fs::File::open(path).map_err(|e| CheckpointError::io(path, e))?;
     // SAFETY: the mapping is read-only; like every mmap-based reader (candle, safetensors) we
     // rely on checkpoint files not being modified while they are open.
@@ -121,7 +135,9 @@ impl WeightsReader {
             (TORCH_SINGLE, Format::TorchBin),
         ] {
             let p = dir.join(name);
-            if p.is_file() {
+            // Anything by that name is what the dir means to hold: a folder, FIFO or dangling
+            // link there is reported as such when opened, not as "no weights".
+            if fs::symlink_metadata(&p).is_ok() {
                 return Ok((format, p));
             }
         }
@@ -292,7 +308,7 @@ impl WeightsReader {
                 ));
             }
         }
-        let paths = shards.iter().map(|s| dir.join(s.as_str())).collect();
+        let paths = shard_paths(index, dir, &shards)?;
         Self::open_files(paths, Some(&weight_map), false)
     }
 
@@ -312,7 +328,7 @@ impl WeightsReader {
         let mut shards: Vec<&String> = weight_map.values().collect();
         shards.sort();
         shards.dedup();
-        let paths = shards.iter().map(|s| dir.join(s.as_str())).collect();
+        let paths = shard_paths(index, dir, &shards)?;
         Self::open_files(paths, Some(&weight_map), true)
     }
 
@@ -543,6 +559,31 @@ fn is_row_major(shape: &[usize], strides: &[usize]) -> bool {
 }
 
 /// The `weight_map` of a shard index (`{"weight_map": {tensor: file}}`).
+/// The shard files an index names, each checked to be there (the error names the index, the
+/// shard and the folder, rather than a bare "no such file").
+fn shard_paths(
+    index: &Path,
+    dir: &Path,
+    shards: &[&String],
+) -> Result<Vec<PathBuf>, CheckpointError> {
+    shards
+        .iter()
+        .map(|s| {
+            let p = dir.join(s.as_str());
+            match fs::symlink_metadata(&p) {
+                Ok(_) => Ok(p),
+                Err(_) => Err(CheckpointError::invalid(
+                    index,
+                    format!(
+                        "names the shard {s}, which is missing from {}",
+                        dir.display()
+                    ),
+                )),
+            }
+        })
+        .collect()
+}
+
 fn read_index(index: &Path) -> Result<BTreeMap<String, String>, CheckpointError> {
     #[derive(serde::Deserialize)]
     struct Index {

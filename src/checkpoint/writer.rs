@@ -138,8 +138,8 @@ impl SafetensorsWriter {
     fn close_shard(&mut self) -> Result<(), CheckpointError> {
         if let Some(out) = self.out.take() {
             let path = &self.shards[self.shard].path;
-            // No fsync: atomicity here is against interrupted or failed runs (the output dir
-            // only appears once complete); syncing would double the time of a large average.
+            // No fsync here: `OutputDir::commit` syncs every file of the output, then the dir,
+            // before the rename, so the writes of all shards reach the disk together.
             out.into_inner()
                 .map_err(|e| CheckpointError::io(path, e.into_error()))?;
         }

@@ -88,47 +88,6 @@ fn size_in_bytes(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-/// Cancels `token` on Ctrl-C / SIGTERM, so the average stops between tensors and its temp dir
-/// is removed (no `--out` dir appears). A second signal exits at once.
-fn cancel_on_signal(token: CancelToken) {
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async move {
-            #[cfg(unix)]
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            for _ in 0..2 {
-                #[cfg(unix)]
-                {
-                    let term_recv = async {
-                        match term.as_mut() {
-                            Some(t) => {
-                                t.recv().await;
-                            }
-                            None => std::future::pending::<()>().await,
-                        }
-                    };
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term_recv => {}
-                    }
-                }
-                #[cfg(not(unix))]
-                let _ = tokio::signal::ctrl_c().await;
-                if token.is_cancelled() {
-                    std::process::exit(130);
-                }
-                token.cancel();
-            }
-        });
-    });
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let scheme: Scheme = args.weights.parse()?;
     let dtype: OutDType = args.dtype.parse()?;
@@ -145,7 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let device = select(args.device)?;
 
     let token = CancelToken::new();
-    cancel_on_signal(token.clone());
+    super::signals::cancel_on_signals(token.clone());
     let (reporter, bar) = super::progress::reporter(token);
     let mut inputs = Vec::with_capacity(chosen.len());
     for (&step, &weight) in chosen.iter().zip(&ws) {
@@ -167,7 +126,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let summary = result?;
+    let summary = result.map_err(|e| match e {
+        lawa::average::AverageError::Cancelled(_) => anyhow::anyhow!(
+            "average into {}: cancelled by {} before it was complete; nothing written there",
+            args.out.display(),
+            super::signals::received().unwrap_or("a signal")
+        ),
+        e => e.into(),
+    })?;
+    for n in &summary.notes {
+        eprintln!("note: {}", lawa::display::escape(n));
+    }
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -177,7 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             inputs.len(),
             steps.join(","),
             describe(&device),
-            summary.out.display(),
+            lawa::display::escape(&summary.out.display().to_string()),
             summary.tensors,
             summary.averaged,
             summary.copied,

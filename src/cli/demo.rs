@@ -77,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     bar.set_prefix("demo");
     bar.enable_steady_tick(Duration::from_millis(200));
     let cancel = CancelToken::new();
-    watch_ctrl_c(cancel.clone());
+    super::signals::cancel_on_signals(cancel.clone());
     let b = bar.clone();
     let reporter = Reporter::new(cancel, move |p| {
         if p.total.is_some() {
@@ -108,31 +108,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     println!("{}", out.display());
     Ok(())
-}
-
-/// Ctrl-C (or SIGTERM) cancels the run between steps, so its temporary dir is removed.
-fn watch_ctrl_c(cancel: CancelToken) {
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            #[cfg(unix)]
-            {
-                use tokio::signal::unix::{signal, SignalKind};
-                if let Ok(mut term) = signal(SignalKind::terminate()) {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term.recv() => {}
-                    }
-                    return;
-                }
-            }
-            let _ = tokio::signal::ctrl_c().await;
-        });
-        cancel.cancel();
-    });
 }

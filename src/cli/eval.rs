@@ -101,10 +101,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let w = eval::plan(&model, other.as_ref(), &tokens, &opts)?;
     eprintln!(
         "evaluating {} on {} windows x {} tokens of {} (batch {}) on {}, {:?}",
-        model_dir.display(),
+        lawa::display::escape(&model_dir.display().to_string()),
         w.count,
         w.len,
-        tokens.source.display(),
+        lawa::display::escape(&tokens.source.display().to_string()),
         opts.batch,
         device::describe(&opts.device),
         model.model.dtype(),
@@ -121,6 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             } else {
                 print_result(&model, &tokens, &r);
             }
+            finite_or_fail(&model_dir, &[("mean NLL", r.mean_nll)])?;
         }
         Some(o) => {
             let c = eval::compare(&model, o, &tokens, &opts, &reporter)?;
@@ -133,9 +134,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 print_result(&model, &tokens, &c.model);
                 print_comparison(o, &c);
             }
+            finite_or_fail(&model_dir, &[("mean NLL", c.model.mean_nll)])?;
+            finite_or_fail(
+                o.dir.as_path(),
+                &[("mean NLL", c.other_mean_nll), ("KL", c.mean_kl)],
+            )?;
         }
     }
     Ok(())
+}
+
+/// A NaN or infinite result is not a perplexity: printed as computed, it fails the command
+/// (non-zero exit, one line naming the model) so no script records it as a number.
+fn finite_or_fail(model: &Path, values: &[(&str, f64)]) -> anyhow::Result<()> {
+    match values.iter().find(|(_, v)| !v.is_finite()) {
+        None => Ok(()),
+        Some((what, v)) => anyhow::bail!(
+            "{}: the {what} is {v}, not a number to report: NaN/Inf weights or a broken config (e.g. a negative layer_norm_eps) make the logits non-finite",
+            model.display()
+        ),
+    }
 }
 
 /// The model dir MODEL names: itself, or with `--step N` the checkpoint of that run.
@@ -159,7 +177,10 @@ fn resolve_model(model: &Path, step: Option<u64>) -> anyhow::Result<PathBuf> {
 }
 
 fn print_result(model: &LoadedModel, tokens: &Tokens, r: &EvalResult) {
-    println!("model        {}", model.dir.display());
+    println!(
+        "model        {}",
+        lawa::display::escape(&model.dir.display().to_string())
+    );
     println!(
         "data         {} (sha256 {})",
         tokens.source.display(),
@@ -178,7 +199,10 @@ fn print_result(model: &LoadedModel, tokens: &Tokens, r: &EvalResult) {
 }
 
 fn print_comparison(other: &LoadedModel, c: &Comparison) {
-    println!("against      {}", other.dir.display());
+    println!(
+        "against      {}",
+        lawa::display::escape(&other.dir.display().to_string())
+    );
     println!(
         "  mean NLL   {:.6} nats (ppl {:.4})",
         c.other_mean_nll,

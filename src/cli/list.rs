@@ -170,6 +170,11 @@ fn num(x: f64) -> String {
     }
 }
 
+/// A file-derived string made safe for one table cell or line.
+fn esc(s: &str) -> String {
+    lawa::display::escape(s).into_owned()
+}
+
 fn table(l: &Listing) -> String {
     let dash = || "-".to_string();
     let header = [
@@ -189,7 +194,7 @@ fn table(l: &Listing) -> String {
                 r.size_bytes.map(bytes).unwrap_or_else(dash),
                 r.dtype.clone().unwrap_or_else(dash),
                 r.parameters.map(compact).unwrap_or_else(dash),
-                r.name.clone(),
+                esc(&r.name),
             ]
         })
         .collect();
@@ -221,8 +226,8 @@ fn table(l: &Listing) -> String {
         .unwrap_or_default();
     out.push_str(&format!(
         "{}  ({})  {} checkpoints{per_step}\n",
-        l.name,
-        l.source,
+        esc(&l.name),
+        esc(&l.source),
         l.checkpoints.len()
     ));
     out.push_str(&line(&header.map(String::from)));
@@ -230,7 +235,7 @@ fn table(l: &Listing) -> String {
     for (row, r) in rows.iter().zip(&l.checkpoints) {
         out.push_str(&line(row));
         if let Some(e) = &r.error {
-            out.push_str(&format!("  (unreadable: {e})"));
+            out.push_str(&format!("  (unreadable: {})", esc(e)));
         }
         out.push('\n');
     }
@@ -240,7 +245,7 @@ fn table(l: &Listing) -> String {
     if m.files.is_empty() {
         out.push_str("metrics: none found\n");
     } else {
-        out.push_str(&format!("metrics: {}\n", m.files.join(", ")));
+        out.push_str(&format!("metrics: {}\n", esc(&m.files.join(", "))));
         for (label, s) in [
             ("loss", &m.loss),
             ("lr", &m.lr),
@@ -277,14 +282,14 @@ fn table(l: &Listing) -> String {
                 }
             }
             for n in &l.notes {
-                out.push_str(&format!("  note: {n}\n"));
+                out.push_str(&format!("  note: {}\n", esc(n)));
             }
         }
     }
     if !l.warnings.is_empty() {
         out.push_str(&format!("\nwarnings ({}):\n", l.warnings.len()));
         for w in &l.warnings {
-            out.push_str(&format!("  {w}\n"));
+            out.push_str(&format!("  {}\n", esc(w)));
         }
     }
     out

@@ -1,5 +1,6 @@
 //! Argument parsing and wiring: each subcommand lives in its own file and calls the engine.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -12,6 +13,7 @@ mod explore;
 mod export;
 mod list;
 mod progress;
+mod signals;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,7 +48,16 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `lawa list | head`: a closed stdout ends the process quietly, as for any Unix filter,
+    // instead of a "Broken pipe" panic (Rust ignores SIGPIPE by default).
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     if cli.offline {
         lawa::source::hub::set_offline(true);
     }
@@ -71,11 +82,47 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the outermost context first, then the causes.
-            eprintln!("error: {}", one_line(&e));
+            if signals::received().is_some() {
+                signals::exit_cancelled(&one_line(&e));
+            }
+            // One line: the outermost context first, then the causes; file-derived parts
+            // escaped so that they can neither break the line nor drive the terminal.
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {}",
+                lawa::display::escape(&one_line(&e))
+            );
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command-line mistake as one line (clap's own is several: tip, usage, help hint); help and
+/// version requests are printed as clap writes them.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let _ = writeln!(std::io::stderr(), "{}", usage_line(&e.render().to_string()));
+    ExitCode::from(2)
+}
+
+/// The first paragraph of clap's message on one line, with a pointer to `--help`.
+fn usage_line(rendered: &str) -> String {
+    let first: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let text = first.join(" ");
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    format!("error: {} (see --help)", lawa::display::escape(text))
 }
 
 /// `a: b: c` from an error chain, so every failure is a single line on stderr.
@@ -84,4 +131,31 @@ pub fn one_line(e: &anyhow::Error) -> String {
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
         .join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        for args in [
+            vec!["lawa", "average", "run"],
+            vec!["lawa", "list", "--bogus", "x"],
+            vec![
+                "lawa", "average", "r", "--at", "x", "--last", "2", "--out", "o",
+            ],
+        ] {
+            let e = Cli::try_parse_from(&args).unwrap_err();
+            let line = usage_line(&e.render().to_string());
+            assert_eq!(line.lines().count(), 1, "{line}");
+            assert!(
+                line.starts_with("error: ") && !line.contains("error: error"),
+                "{line}"
+            );
+        }
+        let e = Cli::try_parse_from(["lawa", "average", "run"]).unwrap_err();
+        let line = usage_line(&e.render().to_string());
+        assert!(line.contains("--out"), "{line}");
+    }
 }

@@ -479,15 +479,43 @@ fn has_any(m: &Metrics) -> bool {
     !(m.loss.is_empty() && m.lr.is_empty() && m.grad_norm.is_empty() && m.tokens.is_empty())
 }
 
+/// The text of a line-oriented file, each line that is not valid UTF-8 left empty (so that
+/// later line numbers stay true) and named in a warning.
+fn utf8_lines(bytes: Vec<u8>, label: &str, warnings: &mut Vec<String>) -> String {
+    let bytes = match String::from_utf8(bytes) {
+        Ok(text) => return text,
+        Err(e) => e.into_bytes(),
+    };
+    let mut text = String::with_capacity(bytes.len());
+    let mut bad = Vec::new();
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if i > 0 {
+            text.push('\n');
+        }
+        match std::str::from_utf8(line) {
+            Ok(l) => text.push_str(l),
+            Err(_) => bad.push(format!("line {}: not UTF-8", i + 1)),
+        }
+    }
+    push_bad_lines(label, bad, warnings);
+    text
+}
+
 /// Reads one metrics file by its kind (`.jsonl`, `.csv`, `trainer_state.json`). `Ok(None)` when
 /// the file holds no training metrics (a CSV of something else).
 pub fn read_file(path: &Path, warnings: &mut Vec<String>) -> Result<Option<Metrics>, SourceError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SourceError::io(path, e))?;
     let label = path.display().to_string();
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
+    let text = if name.ends_with(".jsonl") || name.ends_with(".csv") {
+        // Line-oriented: a line that is not UTF-8 is skipped like any other garbage line.
+        let bytes = std::fs::read(path).map_err(|e| SourceError::io(path, e))?;
+        utf8_lines(bytes, &label, warnings)
+    } else {
+        std::fs::read_to_string(path).map_err(|e| SourceError::io(path, e))?
+    };
     let mut m = if name.ends_with(".jsonl") {
         Some(parse_jsonl(&text, &label, warnings))
     } else if name.ends_with(".csv") {
@@ -574,6 +602,27 @@ pub fn tokens_per_step(tokens: &Series) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One byte that is not UTF-8 costs its line only, in a jsonl and in a CSV.
+    #[test]
+    fn a_line_that_is_not_utf8_is_skipped_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = dir.path().join("metrics.jsonl");
+        std::fs::write(
+            &jsonl,
+            b"{\"step\": 1, \"loss\": 4.0}\n{\"step\": 2, \"loss\": \xff3.0}\n{\"step\": 3, \"loss\": 2.0}\n",
+        )
+        .unwrap();
+        let csv = dir.path().join("log.csv");
+        std::fs::write(&csv, b"step,loss\n1,4.0\n2,\xfe\n3,2.0\n").unwrap();
+        for (f, line) in [(&jsonl, 2), (&csv, 3)] {
+            let mut w = Vec::new();
+            let m = read_file(f, &mut w).unwrap().unwrap();
+            assert_eq!(m.loss.steps, vec![1, 3], "{}", f.display());
+            assert_eq!(m.loss.values, vec![4.0, 2.0]);
+            assert_eq!(w, vec![format!("{}: line {line}: not UTF-8", f.display())]);
+        }
+    }
 
     #[test]
     fn jsonl_with_extra_keys_bad_lines_and_python_nan() {

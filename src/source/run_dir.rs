@@ -56,8 +56,22 @@ pub fn has_hf_weights(dir: &Path) -> bool {
     };
     entries.filter_map(Result::ok).any(|e| {
         // `is_file` follows symlinks: an HF cache snapshot links to blobs, a dangling link is
-        // a file that is not there.
+        // a file that is not (yet) downloaded.
         e.path().is_file() && is_hf_weights_name(&e.file_name().to_string_lossy())
+    })
+}
+
+/// Whether `dir` holds an entry named like HF weights, whatever it is: a run's folder meant as
+/// a checkpoint.
+fn names_hf_weights(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|e| {
+        // Whatever the entry is (file, link, even a folder or a dangling link): the folder is
+        // meant as a checkpoint, and opening it says precisely what is wrong with its weights
+        // rather than "not a checkpoint of this run".
+        is_hf_weights_name(&e.file_name().to_string_lossy())
     })
 }
 
@@ -91,10 +105,14 @@ fn scan(dir: &Path) -> Result<Scan, SourceError> {
     let mut s = Scan::default();
     let mut own_model_files = Vec::new();
     for (name, path) in entries {
+        // Our own temp dirs (an average being written, or left by a killed one) are not models.
+        if crate::checkpoint::is_lawa_temp_name(&name) {
+            continue;
+        }
         if path.is_dir() {
             s.subdirs.push(path.clone());
             let step = steps::parse_step(&name);
-            match (step, has_hf_weights(&path)) {
+            match (step, names_hf_weights(&path)) {
                 (Some(step), true) => s.found.push(Found {
                     step,
                     rank: 0,

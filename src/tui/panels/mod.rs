@@ -29,6 +29,7 @@ pub fn panel_block<'a>(title: String, focused: bool, theme: &Theme) -> Block<'a>
 
 /// `s` cut to `width` characters, with `…` when cut.
 pub fn fit(s: &str, width: usize) -> String {
+    let s = &*lawa::display::escape(s); // file-derived text: no control characters drawn raw
     let n = s.chars().count();
     if n <= width {
         return s.to_string();

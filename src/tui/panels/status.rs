@@ -54,7 +54,7 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) {
         }
         if let Some(m) = &state.message {
             spans.push(Span::styled("│ ", theme.faint()));
-            spans.push(Span::raw(m.clone()));
+            spans.push(Span::raw(lawa::display::escape(m).into_owned()));
         }
         Line::from(spans)
     };
