@@ -244,12 +244,23 @@ fn ids_stay_unique_across_runners_and_a_dropped_runner_cancels_its_queue() {
         gate,
         events,
     } = first;
+    // Drop the runner while `a` still waits at its gate (the drop joins the worker, so on
+    // another thread): the queued `b` is cancelled by the drop itself, before `a` is let go,
+    // so the worker can never start `b` first.
+    let dropping = std::thread::spawn(move || drop(runner));
+    let mut got: Vec<JobEvent> = Vec::new();
+    while got.is_empty() {
+        let e = events
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the drop cancels the queue");
+        if !matches!(e, JobEvent::Progress { .. }) {
+            got.push(e);
+        }
+    }
     drop(gate);
-    drop(runner);
-    let mut got: Vec<JobEvent> = events
-        .try_iter()
-        .filter(|e| !matches!(e, JobEvent::Progress { .. }))
-        .collect();
+    dropping.join().unwrap();
+    got.extend(events.try_iter());
+    got.retain(|e| !matches!(e, JobEvent::Progress { .. }));
     got.sort_by_key(|e| e.id());
     assert_eq!(
         got,
