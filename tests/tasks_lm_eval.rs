@@ -137,3 +137,56 @@ fn a_bad_task_file_is_one_line_naming_file_line_and_field() {
         .to_string();
     assert!(e.contains("absent.jsonl: No such file"), "{e}");
 }
+
+#[test]
+fn lawa_eval_task_json_gives_the_harness_numbers_beside_perplexity() {
+    let dir = fixtures();
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    let arg = |t: &str| format!("{t}={}", dir.join(format!("{t}.jsonl")).display());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lawa"))
+        .arg("eval")
+        .arg(dir.join("model"))
+        .args(["--task", &arg("piqa"), "--task", &arg("lambada_openai")])
+        .arg("--text")
+        .arg(dir.join("piqa.jsonl"))
+        .args(["--json", "--batch", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["mean_nll"].as_f64().unwrap().is_finite());
+    let piqa = &v["tasks"]["piqa"];
+    assert_eq!(piqa["acc"], reference["piqa"]["metrics"]["acc"]);
+    assert_eq!(piqa["acc_norm"], reference["piqa"]["metrics"]["acc_norm"]);
+    assert_eq!(piqa["n"].as_u64(), Some(24));
+    let (p, w) = (
+        v["tasks"]["lambada_openai"]["perplexity"].as_f64().unwrap(),
+        reference["lambada_openai"]["metrics"]["perplexity"]
+            .as_f64()
+            .unwrap(),
+    );
+    assert!((p - w).abs() / w < 1e-3, "{p} vs {w}");
+
+    // A bad task file: one line naming the file, the line and the field; nothing on stdout.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lawa"))
+        .arg("eval")
+        .arg(dir.join("model"))
+        .arg("--task")
+        .arg(format!("piqa={}", dir.join("sciq.jsonl").display()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && out.stdout.is_empty());
+    assert!(
+        err.trim_end()
+            .ends_with("sciq.jsonl:1: missing field \"goal\" (piqa needs it)"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}

@@ -8,6 +8,7 @@ use lawa::device::{self, DevicePref};
 use lawa::eval::{self, Comparison, EvalData, EvalOptions, EvalResult, TokenDType, Tokens};
 use lawa::model::LoadedModel;
 use lawa::progress::{CancelToken, Reporter};
+use lawa::tasks::{TaskResult, TaskSpec};
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -20,7 +21,7 @@ pub struct Args {
     /// A model dir (config.json + weights), an averaged output, or a run (with --step)
     pub model: PathBuf,
     /// UTF-8 text, tokenised with the model's tokenizer.json
-    #[arg(long, required_unless_present = "tokens", conflicts_with = "tokens")]
+    #[arg(long, required_unless_present_any = ["tokens", "task"], conflicts_with = "tokens")]
     pub text: Option<PathBuf>,
     /// Pre-tokenised ids: .npy, raw little-endian uint16 (.bin as nanoGPT writes, .u16) or uint32 (.u32)
     #[arg(long)]
@@ -48,6 +49,11 @@ pub struct Args {
     /// Also run this model dir on the same windows: KL(OTHER ‖ MODEL) and top-1 agreement
     #[arg(long, value_name = "OTHER")]
     pub against: Option<PathBuf>,
+    /// A zero-shot task as lm-evaluation-harness defines it, on a local JSONL file in the
+    /// dataset's own schema (repeatable): lambada_openai, piqa, arc_easy, arc_challenge,
+    /// hellaswag or sciq, e.g. --task piqa=piqa_validation.jsonl
+    #[arg(long, value_name = "NAME=FILE")]
+    pub task: Vec<TaskSpec>,
     /// Print the result as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -84,8 +90,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (Some(t), _, _) => EvalData::Text(t.clone()),
         (None, Some(t), Some(w)) => EvalData::TokensAs(t.clone(), w),
         (None, Some(t), None) => EvalData::Tokens(t.clone()),
-        (None, None, _) => anyhow::bail!("give --text FILE or --tokens FILE"),
+        (None, None, _) if !args.task.is_empty() => {
+            return run_tasks_only(&args, &model_dir, &opts)
+        }
+        (None, None, _) => anyhow::bail!("give --text FILE, --tokens FILE or --task NAME=FILE"),
     };
+    // A bad task file should not wait for the perplexity either.
+    for spec in &args.task {
+        lawa::tasks::read_docs(spec.name, &spec.file)?;
+    }
 
     // Cheap checks first: a bad token file should not wait for a model to load.
     let tokens = eval::load_tokens(&data, &model_dir, opts.max_tokens)?;
@@ -113,26 +126,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match &other {
         None => {
             let r = eval::evaluate(&model, &tokens, &opts, &reporter)?;
+            let tasks = run_tasks(&model, &args, &reporter)?;
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
             }
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                let v = with_tasks(serde_json::to_value(&r)?, &tasks)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print_result(&model, &tokens, &r);
+                print_tasks(&tasks);
             }
             finite_or_fail(&model_dir, &[("mean NLL", r.mean_nll)])?;
         }
         Some(o) => {
             let c = eval::compare(&model, o, &tokens, &opts, &reporter)?;
+            let tasks = run_tasks(&model, &args, &reporter)?;
+            let other_tasks = run_tasks(o, &args, &reporter)?;
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
             }
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&c)?);
+                let mut v = with_tasks(serde_json::to_value(&c)?, &tasks)?;
+                if !other_tasks.is_empty() {
+                    v["other_tasks"] = tasks_json(&other_tasks);
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print_result(&model, &tokens, &c.model);
+                print_tasks(&tasks);
                 print_comparison(o, &c);
+                print_tasks(&other_tasks);
             }
             finite_or_fail(&model_dir, &[("mean NLL", c.model.mean_nll)])?;
             finite_or_fail(
@@ -142,6 +166,104 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `lawa eval MODEL --task …` with no perplexity data: the tasks alone (and `--against`'s).
+fn run_tasks_only(args: &Args, model_dir: &Path, opts: &EvalOptions) -> anyhow::Result<()> {
+    for spec in &args.task {
+        lawa::tasks::read_docs(spec.name, &spec.file)?;
+    }
+    let (reporter, bar) = super::progress::reporter(CancelToken::new());
+    device::prepare(&opts.device, &reporter)?;
+    let model = eval::load_model(model_dir, opts)?;
+    let other = args
+        .against
+        .as_deref()
+        .map(|o| eval::load_model(o, opts))
+        .transpose()?;
+    let tasks = run_tasks(&model, args, &reporter)?;
+    let other_tasks = match &other {
+        Some(o) => run_tasks(o, args, &reporter)?,
+        None => Vec::new(),
+    };
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    if args.json {
+        let mut v = serde_json::json!({ "model": model.dir, "tasks": tasks_json(&tasks) });
+        if let Some(o) = &other {
+            v["against"] = serde_json::json!(o.dir);
+            v["other_tasks"] = tasks_json(&other_tasks);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "model        {}",
+            lawa::display::escape(&model.dir.display().to_string())
+        );
+        print_tasks(&tasks);
+        if let Some(o) = &other {
+            println!(
+                "against      {}",
+                lawa::display::escape(&o.dir.display().to_string())
+            );
+            print_tasks(&other_tasks);
+        }
+    }
+    Ok(())
+}
+
+fn run_tasks(
+    model: &LoadedModel,
+    args: &Args,
+    reporter: &Reporter,
+) -> anyhow::Result<Vec<TaskResult>> {
+    args.task
+        .iter()
+        .map(|spec| {
+            Ok(lawa::tasks::evaluate_model(
+                model, spec, args.batch, reporter,
+            )?)
+        })
+        .collect()
+}
+
+/// `{"piqa": {"acc": …, "acc_norm": …, "n": …, "acc_stderr": …}, …}`
+fn tasks_json(tasks: &[TaskResult]) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for t in tasks {
+        let mut v = serde_json::to_value(t).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("task");
+        }
+        m.insert(t.task.to_string(), v);
+    }
+    serde_json::Value::Object(m)
+}
+
+fn with_tasks(mut v: serde_json::Value, tasks: &[TaskResult]) -> anyhow::Result<serde_json::Value> {
+    if !tasks.is_empty() {
+        v["tasks"] = tasks_json(tasks);
+    }
+    Ok(v)
+}
+
+fn print_tasks(tasks: &[TaskResult]) {
+    for t in tasks {
+        let mut line = format!(
+            "{:<12} acc {:.4} ± {:.4}",
+            t.task.as_str(),
+            t.acc,
+            t.acc_stderr
+        );
+        if let (Some(a), Some(se)) = (t.acc_norm, t.acc_norm_stderr) {
+            line.push_str(&format!(", acc_norm {a:.4} ± {se:.4}"));
+        }
+        if let Some(p) = t.perplexity {
+            line.push_str(&format!(", perplexity {p:.4}"));
+        }
+        println!("{line} ({} docs)", t.n);
+    }
 }
 
 /// A NaN or infinite result is not a perplexity: printed as computed, it fails the command

@@ -99,6 +99,54 @@ impl FromStr for TaskSpec {
     }
 }
 
+/// Scores the task file `spec` on a loaded model with its dir's `tokenizer.json`, `batch`
+/// requests per forward pass, at the model's full context (the harness's `max_length`).
+/// Cancellable between batches.
+pub fn evaluate_model(
+    model: &crate::model::LoadedModel,
+    spec: &TaskSpec,
+    batch: usize,
+    reporter: &crate::progress::Reporter,
+) -> Result<TaskResult, TaskError> {
+    let docs = read_docs(spec.name, &spec.file)?;
+    let tok_path = model.dir.join("tokenizer.json");
+    let tok = tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| TaskError::Io {
+        path: tok_path.clone(),
+        msg: crate::model::one_line(&e.to_string()),
+    })?;
+    let encode = |s: &str| -> Result<Vec<u32>, String> {
+        Ok(tok
+            .encode(s, false)
+            .map_err(|e| e.to_string())?
+            .get_ids()
+            .to_vec())
+    };
+    // The harness conditions an empty context on the EOS token (its `prefix_token_id`).
+    let prefix = eos_token_id(&model.dir).unwrap_or(0);
+    let mut forward = |x: &candle_core::Tensor| model.model.forward(x);
+    evaluate_task(
+        spec.name,
+        &docs,
+        &encode,
+        prefix,
+        model.config.max_position_embeddings,
+        batch,
+        model.model.device(),
+        &mut forward,
+        reporter,
+    )
+}
+
+/// `eos_token_id` of the model dir's `config.json` (a number, or the first of a list).
+fn eos_token_id(dir: &Path) -> Option<u32> {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).ok()?).ok()?;
+    let e = v.get("eos_token_id")?;
+    e.as_u64()
+        .or_else(|| e.as_array()?.first()?.as_u64())
+        .and_then(|n| u32::try_from(n).ok())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     #[error("unknown task {name:?}: lawa computes {supported}")]
