@@ -517,7 +517,20 @@ pub fn read_file(path: &Path, warnings: &mut Vec<String>) -> Result<Option<Metri
         std::fs::read_to_string(path).map_err(|e| SourceError::io(path, e))?
     };
     let mut m = if name.ends_with(".jsonl") {
-        Some(parse_jsonl(&text, &label, warnings))
+        let mut w = Vec::new();
+        let m = parse_jsonl(&text, &label, &mut w);
+        let none = [&m.loss, &m.lr, &m.grad_norm, &m.tokens]
+            .iter()
+            .all(|s| s.is_empty());
+        // Another JSONL beside the checkpoints (a task file such as the demo's cloze.jsonl,
+        // eval samples) with no metric on any line is not a metrics file: like a CSV of
+        // something else it is not read, and its lines are not "unreadable".
+        if none && name != "metrics.jsonl" {
+            None
+        } else {
+            warnings.extend(w);
+            Some(m)
+        }
     } else if name.ends_with(".csv") {
         parse_csv(&text, &label, warnings)
     } else if name == "trainer_state.json" {
@@ -622,6 +635,25 @@ mod tests {
             assert_eq!(m.loss.values, vec![4.0, 2.0]);
             assert_eq!(w, vec![format!("{}: line {line}: not UTF-8", f.display())]);
         }
+    }
+
+    #[test]
+    fn a_jsonl_of_something_else_is_not_read_as_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let cloze = dir.path().join("cloze.jsonl");
+        std::fs::write(
+            &cloze,
+            "{\"text\": \"she said to Anne\"}\n{\"text\": \"x y\"}\n",
+        )
+        .unwrap();
+        let mut w = Vec::new();
+        assert_eq!(read_file(&cloze, &mut w).unwrap(), None);
+        assert!(w.is_empty(), "{w:?}");
+        // metrics.jsonl itself still says what is wrong with it.
+        let m = dir.path().join("metrics.jsonl");
+        std::fs::write(&m, "{\"text\": \"no step\"}\n").unwrap();
+        assert!(read_file(&m, &mut w).unwrap().is_some());
+        assert!(w.iter().any(|x| x.contains("line 1: no step")), "{w:?}");
     }
 
     #[test]
