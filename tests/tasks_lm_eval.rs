@@ -11,21 +11,26 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tasks")
 }
 
-#[test]
-fn every_task_equals_lm_eval_on_the_same_files() {
+/// The fixture dir, lm-eval's results, the model and its tokenizer.
+fn fixture() -> (
+    PathBuf,
+    serde_json::Value,
+    lawa::model::LoadedModel,
+    tokenizers::Tokenizer,
+) {
     let dir = fixtures();
-    let reference: serde_json::Value =
+    let reference =
         serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
             .unwrap();
     let model = load_model(&dir.join("model"), &EvalOptions::default()).unwrap();
     let tok = tokenizers::Tokenizer::from_file(dir.join("model/tokenizer.json")).unwrap();
-    let encode = |s: &str| -> Result<Vec<u32>, String> {
-        Ok(tok
-            .encode(s, false)
-            .map_err(|e| e.to_string())?
-            .get_ids()
-            .to_vec())
-    };
+    (dir, reference, model, tok)
+}
+
+#[test]
+fn every_task_equals_lm_eval_on_the_same_files() {
+    let (dir, reference, model, tok) = fixture();
+    let encode = lawa::tasks::encoder(&tok);
     let max_length = model.config.max_position_embeddings;
     for task in TaskName::ALL {
         let want = &reference[task.as_str()];
@@ -72,19 +77,8 @@ fn every_task_equals_lm_eval_on_the_same_files() {
 #[test]
 fn per_request_loglikelihoods_equal_lm_eval() {
     use lawa::tasks::score::{encode_pair, loglikelihoods, Request};
-    let dir = fixtures();
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
-            .unwrap();
-    let model = load_model(&dir.join("model"), &EvalOptions::default()).unwrap();
-    let tok = tokenizers::Tokenizer::from_file(dir.join("model/tokenizer.json")).unwrap();
-    let encode = |s: &str| -> Result<Vec<u32>, String> {
-        Ok(tok
-            .encode(s, false)
-            .map_err(|e| e.to_string())?
-            .get_ids()
-            .to_vec())
-    };
+    let (dir, reference, model, tok) = fixture();
+    let encode = lawa::tasks::encoder(&tok);
     let max_length = model.config.max_position_embeddings;
     let mut worst = 0f64;
     for task in TaskName::ALL {

@@ -435,6 +435,15 @@ impl Attention {
         })
     }
 
+    /// QK-norm of q and k (each where there is one), over whatever shape the caller is at.
+    fn norm_qk(&self, q: Tensor, k: Tensor) -> Result<(Tensor, Tensor)> {
+        let norm = |n: &Option<Norm>, y: Tensor| match n {
+            Some(n) => n.forward(&y),
+            None => Ok(y),
+        };
+        Ok((norm(&self.q_norm, q)?, norm(&self.k_norm, k)?))
+    }
+
     fn forward(&self, x: &Tensor, rope: &RopeTables, mask: &LazyMask) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let hd = self.head_dim;
@@ -447,14 +456,7 @@ impl Attention {
         };
         let (mut q, mut k, v) = (project(&self.q)?, project(&self.k)?, project(&self.v)?);
         if self.qk_norm == QkNorm::Whole {
-            q = self
-                .q_norm
-                .as_ref()
-                .map_or(Ok(q.clone()), |n| n.forward(&q))?;
-            k = self
-                .k_norm
-                .as_ref()
-                .map_or(Ok(k.clone()), |n| n.forward(&k))?;
+            (q, k) = self.norm_qk(q, k)?;
         }
         let heads = |y: Tensor, n: usize| -> Result<Tensor> { y.reshape((b, t, n, hd)) };
         let (mut q, mut k, v) = (
@@ -463,14 +465,7 @@ impl Attention {
             heads(v, self.kv_heads)?,
         );
         if self.qk_norm == QkNorm::PerHead {
-            q = self
-                .q_norm
-                .as_ref()
-                .map_or(Ok(q.clone()), |n| n.forward(&q))?;
-            k = self
-                .k_norm
-                .as_ref()
-                .map_or(Ok(k.clone()), |n| n.forward(&k))?;
+            (q, k) = self.norm_qk(q, k)?;
         }
         let to_bhtd = |y: Tensor| y.transpose(1, 2)?.contiguous();
         let q = rope.apply(&to_bhtd(q)?, true)?;

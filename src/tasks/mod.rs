@@ -114,13 +114,7 @@ pub fn evaluate_model(
         path: tok_path.clone(),
         msg: crate::model::one_line(&e.to_string()),
     })?;
-    let encode = |s: &str| -> Result<Vec<u32>, String> {
-        Ok(tok
-            .encode(s, false)
-            .map_err(|e| e.to_string())?
-            .get_ids()
-            .to_vec())
-    };
+    let encode = encoder(&tok);
     // The harness conditions an empty context on the EOS token (its `prefix_token_id`).
     let prefix = eos_token_id(&model.dir).unwrap_or(0);
     let mut forward = |x: &candle_core::Tensor| model.model.forward(x);
@@ -135,6 +129,17 @@ pub fn evaluate_model(
         &mut forward,
         reporter,
     )
+}
+
+/// A tokenizer as the harness's `tok_encode` uses it: no special tokens added.
+pub fn encoder(tok: &tokenizers::Tokenizer) -> impl Fn(&str) -> Result<Vec<u32>, String> + '_ {
+    move |s: &str| {
+        Ok(tok
+            .encode(s, false)
+            .map_err(|e| e.to_string())?
+            .get_ids()
+            .to_vec())
+    }
 }
 
 /// `eos_token_id` of the model dir's `config.json` (a number, or the first of a list).
