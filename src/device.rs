@@ -121,6 +121,14 @@ pub fn describe(device: &Device) -> &'static str {
     }
 }
 
+/// The machine's memory (`MemTotal` of `/proc/meminfo`), where the OS tells it.
+pub fn total_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,5 +19,6 @@ pub mod progress;
 pub mod results;
 pub mod source;
 pub mod spikes;
+pub mod sweep;
 pub mod tasks;
 pub mod train;

@@ -4,29 +4,16 @@
 
 use std::borrow::Cow;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Instant;
 
 use super::kernel::{self, all_finite, FileInput, Input};
+use super::plan::{self, file_of, non_finite, plan, Planned, TensorRule};
+use super::side::{config_json, mixed_dtypes_note, provenance, retag_config, side_files};
 use super::{AverageError, AverageInput, AverageOptions, AverageSummary};
-use crate::checkpoint::{
-    is_buffer, CheckpointError, DType, OutputDir, SafetensorsWriter, TensorInfo, WeightsReader,
-};
+use crate::checkpoint::{CheckpointError, DType, OutputDir, SafetensorsWriter, WeightsReader};
 use crate::progress::{Reporter, Unit};
-
-/// Files copied from the newest input beside the weights, when present.
-const SIDE_FILES: &[&str] = &[
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-];
 
 /// Averages `inputs` (each with its weight, used as given) into a new model dir at `out`.
 ///
@@ -249,47 +236,39 @@ impl<'a> Job<'a> {
                 .map(|r| r.bytes(name))
                 .collect::<Result<Vec<Cow<'a, [u8]>>, _>>()?;
             c.bytes_read += srcs.iter().map(|s| s.len() as u64).sum::<u64>();
-            let identical = srcs
-                .iter()
-                .zip(&p.in_dtypes)
-                .all(|(s, &d)| d == p.in_dtypes[0] && *s == srcs[0]);
-            let buffer = is_buffer(name);
-
-            if !p.out.dtype.is_float() || (identical && (buffer || self.normalized)) {
-                if !identical {
+            let src_dtype = p.in_dtypes[0];
+            match plan::rule(p, self.normalized, || srcs.iter().all(|s| *s == srcs[0])) {
+                TensorRule::NotFloatAndDifferent => {
                     let other = (1..srcs.len()).find(|&i| srcs[i] != srcs[0]).unwrap_or(1);
-                    return Err(Stop::Error(AverageError::Mismatch(format!(
-                        "tensor '{name}' ({}) differs between {} and {}: only float tensors can be averaged",
-                        p.out.dtype,
-                        file_of(&readers[0], name).display(),
-                        file_of(&readers[other], name).display(),
-                    ))));
-                }
-                let src_dtype = p.in_dtypes[0];
-                if p.out.dtype.is_float()
-                    && !buffer
-                    && !self.opts.allow_nonfinite
-                    && !all_finite(&srcs[0], src_dtype)
-                {
-                    return Err(Stop::Error(non_finite(
-                        readers,
-                        &srcs,
-                        &p.in_dtypes,
-                        p.out.dtype,
-                        name,
+                    return Err(Stop::Error(plan::not_float_and_different(
+                        readers, p, other,
                     )));
                 }
-                if src_dtype == p.out.dtype {
-                    let data = srcs.swap_remove(0);
-                    tx.send(Piece::Whole { name, data })
-                        .map_err(|_| Stop::WriterGone)?;
-                } else {
-                    self.sum_pieces(p, &srcs[..1], &[1.0], tx, pool)?;
+                TensorRule::Copy => {
+                    if plan::check_finite(p, self.opts.allow_nonfinite)
+                        && !all_finite(&srcs[0], src_dtype)
+                    {
+                        return Err(Stop::Error(non_finite(
+                            readers,
+                            &srcs,
+                            &p.in_dtypes,
+                            p.out.dtype,
+                            name,
+                        )));
+                    }
+                    if src_dtype == p.out.dtype {
+                        let data = srcs.swap_remove(0);
+                        tx.send(Piece::Whole { name, data })
+                            .map_err(|_| Stop::WriterGone)?;
+                    } else {
+                        self.sum_pieces(p, &srcs[..1], &[1.0], tx, pool)?;
+                    }
+                    c.copied += 1;
                 }
-                c.copied += 1;
-            } else {
-                self.sum_pieces(p, &srcs, self.weights, tx, pool)?;
-                c.averaged += 1;
+                TensorRule::Average => {
+                    self.sum_pieces(p, &srcs, self.weights, tx, pool)?;
+                    c.averaged += 1;
+                }
             }
             self.tensor_done(k, name);
         }
@@ -432,7 +411,6 @@ impl Job<'_> {
     ) -> Result<bool, AverageError> {
         let name = p.out.name.as_str();
         let n = p.out.numel();
-        let buffer = is_buffer(name);
         let src_dtype = p.in_dtypes[0];
         let out = writer.claim(name)?;
         let io_err = |(i, error): kernel::FileError| AverageError::Io {
@@ -466,11 +444,10 @@ impl Job<'_> {
             }
             Ok(())
         };
-        // Identical inputs are copied when that equals their weighted sum; only then is it
-        // worth comparing them (non-float tensors must be identical).
-        let copy_if_identical = !p.out.dtype.is_float() || buffer || self.normalized;
-        if copy_if_identical && p.in_dtypes.iter().all(|&d| d == src_dtype) {
-            let check_finite = p.out.dtype.is_float() && !buffer && !self.opts.allow_nonfinite;
+        // Identical inputs are copied when the rule allows; only then is it worth comparing
+        // them, and the comparison copies as it goes.
+        if plan::copies_identical(p, self.normalized) {
+            let check_finite = plan::check_finite(p, self.opts.allow_nonfinite);
             // Same dtype out: the bytes are written while they are compared.
             let dest = (src_dtype == p.out.dtype).then_some((out.file, out.offset));
             let v = kernel::copy_if_identical_files(
@@ -480,19 +457,20 @@ impl Job<'_> {
                 check_finite.then_some(src_dtype),
             )
             .map_err(io_err)?;
-            match v.differs {
-                None if !v.finite => return Err(self.non_finite_in(p)?),
-                None => {
+            match plan::rule(p, self.normalized, || v.differs.is_none()) {
+                TensorRule::Copy if !v.finite => return Err(self.non_finite_in(p)?),
+                TensorRule::Copy => {
                     if dest.is_none() {
                         sum_into(&files[..1], &[1.0])?;
                     }
                     return Ok(true);
                 }
-                Some(other) if !p.out.dtype.is_float() => {
-                    return Err(self.not_float_and_different(p, other));
+                TensorRule::NotFloatAndDifferent => {
+                    let other = v.differs.unwrap_or(1);
+                    return Err(plan::not_float_and_different(self.readers, p, other));
                 }
                 // Averaged below, overwriting what was copied before the difference.
-                Some(_) => {}
+                TensorRule::Average => {}
             }
         }
         sum_into(&files, self.weights)?;
@@ -512,21 +490,16 @@ impl Job<'_> {
             .iter()
             .map(|r| r.bytes(name))
             .collect::<Result<Vec<_>, _>>()?;
-        let identical = srcs
-            .iter()
-            .zip(&p.in_dtypes)
-            .all(|(s, &d)| d == p.in_dtypes[0] && *s == srcs[0]);
-        let buffer = is_buffer(name);
-        let copied = !p.out.dtype.is_float() || (identical && (buffer || self.normalized));
-        if copied && !identical {
-            let other = (1..srcs.len()).find(|&i| srcs[i] != srcs[0]).unwrap_or(1);
-            return Err(self.not_float_and_different(p, other));
-        }
+        let copied = match plan::rule(p, self.normalized, || srcs.iter().all(|s| *s == srcs[0])) {
+            TensorRule::NotFloatAndDifferent => {
+                let other = (1..srcs.len()).find(|&i| srcs[i] != srcs[0]).unwrap_or(1);
+                return Err(plan::not_float_and_different(self.readers, p, other));
+            }
+            rule => rule == TensorRule::Copy,
+        };
         let src_dtype = p.in_dtypes[0];
         if copied
-            && p.out.dtype.is_float()
-            && !buffer
-            && !self.opts.allow_nonfinite
+            && plan::check_finite(p, self.opts.allow_nonfinite)
             && !all_finite(&srcs[0], src_dtype)
         {
             return Err(non_finite(
@@ -588,16 +561,6 @@ impl Job<'_> {
             name,
         ))
     }
-
-    fn not_float_and_different(&self, p: &Planned, other: usize) -> AverageError {
-        let name = p.out.name.as_str();
-        AverageError::Mismatch(format!(
-            "tensor '{name}' ({}) differs between {} and {}: only float tensors can be averaged",
-            p.out.dtype,
-            file_of(&self.readers[0], name).display(),
-            file_of(&self.readers[other], name).display(),
-        ))
-    }
 }
 
 /// The writer thread: writes pieces in order, recycles buffers, releases copied inputs' pages.
@@ -623,417 +586,6 @@ fn write_pieces<'a>(
         }
     }
     Ok(writer)
-}
-
-/// One output tensor: its name/dtype/shape and the dtype each input stores it in.
-struct Planned {
-    out: TensorInfo,
-    in_dtypes: Vec<DType>,
-}
-
-fn file_of<'a>(r: &'a WeightsReader, name: &str) -> &'a Path {
-    r.file_of(name).unwrap_or(r.path())
-}
-
-/// Checks the inputs agree (same names and shapes; dtypes equal, or both float) and lists the
-/// output tensors in the newest input's storage order.
-fn plan(
-    readers: &[WeightsReader],
-    newest: usize,
-    opts: &AverageOptions,
-) -> Result<Vec<Planned>, AverageError> {
-    let base = &readers[newest];
-    for (i, r) in readers.iter().enumerate() {
-        if i == newest {
-            continue;
-        }
-        if let Some(t) = r.tensors().iter().find(|t| base.info(&t.name).is_none()) {
-            return Err(AverageError::Mismatch(format!(
-                "tensor '{}' is in {} but not in {}",
-                t.name,
-                file_of(r, &t.name).display(),
-                base.path().display()
-            )));
-        }
-        if let Some(t) = base.tensors().iter().find(|t| r.info(&t.name).is_none()) {
-            return Err(AverageError::Mismatch(format!(
-                "tensor '{}' is in {} but not in {}",
-                t.name,
-                file_of(base, &t.name).display(),
-                r.path().display()
-            )));
-        }
-    }
-    let mut plan = Vec::with_capacity(base.tensors().len());
-    for t in base.tensors() {
-        let mut in_dtypes = Vec::with_capacity(readers.len());
-        for r in readers {
-            let other = r.info(&t.name).expect("checked above");
-            if other.shape != t.shape {
-                return Err(AverageError::Mismatch(format!(
-                    "tensor '{}' has shape {:?} in {} but {:?} in {}",
-                    t.name,
-                    other.shape,
-                    file_of(r, &t.name).display(),
-                    t.shape,
-                    file_of(base, &t.name).display()
-                )));
-            }
-            if other.dtype != t.dtype && !(other.dtype.is_float() && t.dtype.is_float()) {
-                return Err(AverageError::Mismatch(format!(
-                    "tensor '{}' is {} in {} but {} in {}",
-                    t.name,
-                    other.dtype,
-                    file_of(r, &t.name).display(),
-                    t.dtype,
-                    file_of(base, &t.name).display()
-                )));
-            }
-            in_dtypes.push(other.dtype);
-        }
-        // Buffers and non-float tensors keep their dtype; weights take the requested one.
-        let dtype = if t.dtype.is_float() && !is_buffer(&t.name) {
-            opts.dtype.resolve(t.dtype)
-        } else {
-            t.dtype
-        };
-        plan.push(Planned {
-            out: TensorInfo {
-                name: t.name.clone(),
-                dtype,
-                shape: t.shape.clone(),
-            },
-            in_dtypes,
-        });
-    }
-    Ok(plan)
-}
-
-/// The error for a tensor whose sum is not finite: the first input holding NaN/Inf, or an
-/// overflow of the output dtype when no input does.
-fn non_finite(
-    readers: &[WeightsReader],
-    srcs: &[Cow<[u8]>],
-    dtypes: &[DType],
-    out_dtype: DType,
-    name: &str,
-) -> AverageError {
-    for (i, s) in srcs.iter().enumerate() {
-        if !all_finite(s, dtypes[i]) {
-            return AverageError::NonFinite {
-                name: name.to_string(),
-                file: file_of(&readers[i], name).to_path_buf(),
-            };
-        }
-    }
-    AverageError::Overflow {
-        name: name.to_string(),
-        dtype: out_dtype,
-    }
-}
-
-/// Where an input's config and tokenizer live: the model dir, or a weights file's folder.
-fn side_dir(input: &Path) -> PathBuf {
-    if input.is_dir() {
-        input.to_path_buf()
-    } else {
-        input.parent().map(Path::to_path_buf).unwrap_or_default()
-    }
-}
-
-/// The folder a side file may resolve into: the checkpoint dir itself, or for an HF cache
-/// snapshot (`models--ORG--NAME/snapshots/REV/...`, whose files link to `../../blobs/`) the
-/// repo's cache folder.
-fn side_root(dir: &Path) -> PathBuf {
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    for a in dir.ancestors() {
-        let is_snapshots = a.file_name().is_some_and(|n| n == "snapshots");
-        if let (true, Some(repo)) = (is_snapshots, a.parent()) {
-            if repo
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("models--"))
-            {
-                return repo.to_path_buf();
-            }
-        }
-    }
-    dir
-}
-
-/// `dir/name` when it is a regular file inside the checkpoint (links followed only while they
-/// stay inside it); `Err(why)` when it is there but must not be copied; `None` when absent.
-fn side_file(dir: &Path, name: &str) -> Option<Result<PathBuf, String>> {
-    let p = dir.join(name);
-    fs::symlink_metadata(&p).ok()?;
-    let why = |w: &str| Some(Err(format!("{}: {w}; not copied", p.display())));
-    let Ok(real) = p.canonicalize() else {
-        return why("a symbolic link to nothing");
-    };
-    if !real.starts_with(side_root(dir)) {
-        return why(&format!(
-            "a link to {}, outside the checkpoint",
-            real.display()
-        ));
-    }
-    match fs::metadata(&real) {
-        Ok(m) if m.is_file() => Some(Ok(p)),
-        _ => why("not a regular file"),
-    }
-}
-
-/// The parsed object of a `config.json`, or None when it is not a JSON object.
-fn config_json(text: &[u8]) -> Option<JsonObject> {
-    match serde_json::from_slice(text) {
-        Ok(serde_json::Value::Object(m)) => Some(m),
-        _ => None,
-    }
-}
-
-/// The config fields that define an architecture (GPT-NeoX, Llama-like and GPT-2 spellings):
-/// two checkpoints that differ in any of these are different models.
-const ARCH_FIELDS: &[&str] = &[
-    "model_type",
-    "architectures",
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "head_dim",
-    "vocab_size",
-    "max_position_embeddings",
-    "rotary_pct",
-    "partial_rotary_factor",
-    "rotary_emb_base",
-    "rope_theta",
-    "rope_scaling",
-    "rope_parameters",
-    "use_parallel_residual",
-    "hidden_act",
-    "layer_norm_eps",
-    "rms_norm_eps",
-    "tie_word_embeddings",
-    "n_embd",
-    "n_layer",
-    "n_head",
-    "n_positions",
-    "n_inner",
-];
-
-type JsonObject = serde_json::Map<String, serde_json::Value>;
-
-/// What goes beside the weights: (name, source, contents), and notes on what was left out.
-struct SideFiles {
-    files: Vec<(&'static str, PathBuf, Vec<u8>)>,
-    notes: Vec<String>,
-}
-
-fn read_side(path: &Path) -> Result<Vec<u8>, AverageError> {
-    fs::read(path).map_err(|e| AverageError::Io {
-        path: path.to_path_buf(),
-        error: e,
-    })
-}
-
-/// The side files of the output: the window's `config.json` (every input's config checked to
-/// parse and to describe the same architecture; the newest one that has a config is used), and
-/// the newest input's tokenizer files. Only regular files inside a checkpoint are read.
-fn side_files(inputs: &[AverageInput], newest: usize) -> Result<SideFiles, AverageError> {
-    let mut notes = Vec::new();
-    // Newest first, so the first config found is the one the output gets.
-    let mut order: Vec<usize> = (0..inputs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse((inputs[i].step, i)));
-    let mut configs: Vec<(usize, PathBuf, Vec<u8>, JsonObject)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for &i in &order {
-        let dir = side_dir(&inputs[i].path);
-        match side_file(&dir, "config.json") {
-            None => {}
-            Some(Err(why)) => notes.push(why),
-            Some(Ok(p)) => {
-                if !seen.insert(p.clone()) {
-                    continue;
-                }
-                let text = read_side(&p)?;
-                let Some(map) = config_json(&text) else {
-                    return Err(AverageError::Config {
-                        path: p,
-                        problem: "not a JSON object: the output would have no usable config".into(),
-                    });
-                };
-                configs.push((i, p, text, map));
-            }
-        }
-    }
-    if let Some((_, base_path, _, base)) = configs.first() {
-        for (_, path, _, map) in &configs[1..] {
-            for f in ARCH_FIELDS {
-                if base.get(*f) != map.get(*f) {
-                    let show = |v: Option<&serde_json::Value>| {
-                        v.map(|v| v.to_string()).unwrap_or_else(|| "absent".into())
-                    };
-                    return Err(AverageError::Mismatch(format!(
-                        "config field '{f}' is {} in {} but {} in {}: checkpoints of different architectures cannot be averaged",
-                        show(base.get(*f)),
-                        base_path.display(),
-                        show(map.get(*f)),
-                        path.display()
-                    )));
-                }
-            }
-        }
-    }
-    let mut files = Vec::new();
-    match configs.into_iter().next() {
-        Some((i, p, text, _)) => {
-            if i != newest {
-                notes.push(format!(
-                    "config.json comes from step {} ({}): the newest input has none",
-                    inputs[i].step,
-                    p.display()
-                ));
-            }
-            files.push(("config.json", p, text));
-        }
-        None => notes.push(
-            "no input has a config.json: the output holds the weights only (eval needs a config)"
-                .into(),
-        ),
-    }
-    let dir = side_dir(&inputs[newest].path);
-    for f in SIDE_FILES.iter().filter(|f| **f != "config.json") {
-        match side_file(&dir, f) {
-            None => {}
-            Some(Err(why)) => notes.push(why),
-            Some(Ok(p)) => {
-                let text = read_side(&p)?;
-                files.push((f, p, text));
-            }
-        }
-    }
-    Ok(SideFiles { files, notes })
-}
-
-/// A note when the window's inputs store their weights in different dtypes: which dtype the
-/// output has, and why.
-fn mixed_dtypes_note(
-    inputs: &[AverageInput],
-    readers: &[WeightsReader],
-    plan: &[Planned],
-    newest: usize,
-    opts: &AverageOptions,
-) -> Option<String> {
-    let mixed = plan
-        .iter()
-        .any(|p| p.in_dtypes.iter().any(|&d| d != p.in_dtypes[0]));
-    if !mixed {
-        return None;
-    }
-    let each: Vec<String> = inputs
-        .iter()
-        .zip(readers)
-        .map(|(i, r)| {
-            let d = r.main_dtype().map(|d| d.to_string());
-            format!("step {} {}", i.step, d.as_deref().unwrap_or("?"))
-        })
-        .collect();
-    let out = plan
-        .iter()
-        .filter(|p| p.out.dtype.is_float() && !is_buffer(&p.out.name))
-        .max_by_key(|p| p.out.numel())
-        .map(|p| p.out.dtype.to_string())
-        .unwrap_or_else(|| "unchanged".into());
-    let why = if opts.dtype == super::OutDType::Keep {
-        format!(
-            "the dtype of the newest input (step {}); accumulated in f32; --dtype chooses another",
-            inputs[newest].step
-        )
-    } else {
-        format!("as --dtype {} asks; accumulated in f32", opts.dtype)
-    };
-    Some(format!(
-        "the inputs mix dtypes ({}): the output is {out}, {why}",
-        each.join(", ")
-    ))
-}
-
-/// `config.json` with its dtype field (`torch_dtype`, or `dtype` in newer transformers) set to
-/// the output dtype; left as is when it does not parse (callers have checked it does).
-fn retag_config(text: &[u8], dtype: DType) -> String {
-    let text = String::from_utf8_lossy(text);
-    let text = text.as_ref();
-    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str(text) else {
-        return text.to_string();
-    };
-    let name = match dtype {
-        DType::F16 => "float16",
-        DType::BF16 => "bfloat16",
-        _ => "float32",
-    };
-    for key in ["torch_dtype", "dtype"] {
-        if map.contains_key(key) {
-            map.insert(key.into(), name.into());
-        }
-    }
-    serde_json::to_string_pretty(&serde_json::Value::Object(map)).unwrap_or_else(|_| text.into())
-}
-
-#[derive(serde::Serialize)]
-struct Provenance<'a> {
-    tool: &'static str,
-    version: &'static str,
-    scheme: &'a str,
-    dtype: String,
-    device: &'static str,
-    created_unix: u64,
-    inputs: Vec<ProvenanceInput<'a>>,
-}
-
-#[derive(serde::Serialize)]
-struct ProvenanceInput<'a> {
-    path: &'a Path,
-    step: u64,
-    weight: f64,
-    format: String,
-    header_sha256: String,
-}
-
-fn provenance<'a>(
-    inputs: &'a [AverageInput],
-    readers: &[WeightsReader],
-    opts: &'a AverageOptions,
-    plan: &[Planned],
-    newest: usize,
-) -> Provenance<'a> {
-    // The dtype of most output weights, as `lawa list` would report it.
-    let main = plan
-        .iter()
-        .filter(|p| p.out.dtype.is_float() && !is_buffer(&p.out.name))
-        .max_by_key(|p| p.out.numel())
-        .map(|p| p.out.dtype)
-        .or_else(|| readers[newest].main_dtype());
-    Provenance {
-        tool: "lawa",
-        version: env!("CARGO_PKG_VERSION"),
-        scheme: &opts.scheme,
-        dtype: main.map(|d| d.to_string()).unwrap_or_default(),
-        device: crate::device::describe(&opts.device),
-        created_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        inputs: inputs
-            .iter()
-            .zip(readers)
-            .map(|(i, r)| ProvenanceInput {
-                path: &i.path,
-                step: i.step,
-                weight: i.weight,
-                format: r.format().to_string(),
-                header_sha256: r.header_hash(),
-            })
-            .collect(),
-    }
 }
 
 #[cfg(test)]

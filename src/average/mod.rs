@@ -14,9 +14,13 @@ use crate::progress::Cancelled;
 
 mod engine;
 pub mod kernel;
+mod memory;
+mod plan;
+mod side;
 mod weights;
 
 pub use engine::average;
+pub use memory::{average_in_memory, InMemoryAverage, ResidentCheckpoint};
 pub use weights::{select_steps, weights, window_ending_at, Scheme};
 
 /// One checkpoint to average: where it is, its step, and its weight.

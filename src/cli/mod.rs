@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod args;
 mod average;
 mod demo;
 mod doctor;
@@ -14,6 +15,7 @@ mod export;
 mod list;
 mod progress;
 mod signals;
+mod sweep;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,6 +43,9 @@ pub enum Command {
     Demo(demo::Args),
     /// Open the interactive explorer on a trajectory
     Explore(explore::Args),
+    /// Evaluate the raw checkpoint and each window's average at every step, into the store
+    /// the explorer reads (locally, or as a Slurm job array)
+    Sweep(sweep::Args),
     /// Export charts and tables from cached results
     Export(export::Args),
     /// Check the compute path on this machine's device (fused kernels, model vs CPU)
@@ -76,6 +81,7 @@ pub fn main() -> ExitCode {
         Some(Command::Eval(a)) => eval::run(a),
         Some(Command::Demo(a)) => demo::run(a),
         Some(Command::Explore(a)) => explore::run(a),
+        Some(Command::Sweep(a)) => sweep::run(a),
         Some(Command::Export(a)) => export::run(a),
         Some(Command::Doctor(a)) => doctor::run(a),
     };

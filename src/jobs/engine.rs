@@ -168,6 +168,53 @@ pub fn record_dtype(device: &candle_core::Device) -> &'static str {
     }
 }
 
+/// The stored record of `target` evaluated with `cfg` (the explorer's jobs and sweeps).
+pub fn make_record(
+    source: &str,
+    target: &Target,
+    cfg: &EvalConfig,
+    res: &eval::EvalResult,
+) -> ResultRecord {
+    let (steps, weights, scheme, k, spike_aware) = match target {
+        Target::Checkpoint { step } => (vec![*step], vec![1.0], RAW.to_string(), 1, false),
+        Target::Window {
+            steps,
+            weights,
+            scheme,
+            k,
+            spike_aware,
+            ..
+        } => (
+            steps.clone(),
+            weights.clone(),
+            scheme.clone(),
+            *k,
+            *spike_aware,
+        ),
+    };
+    ResultRecord {
+        source: source.to_string(),
+        end_step: target.end_step(),
+        steps,
+        scheme,
+        k,
+        spike_aware,
+        weights,
+        data: cfg.data_label.clone(),
+        data_hash: cfg.data_hash.clone(),
+        ctx: res.ctx,
+        max_tokens: cfg.max_tokens,
+        dtype: record_dtype(&cfg.device).into(),
+        device: crate::device::describe(&cfg.device).into(),
+        mean_nll: res.mean_nll,
+        ppl: res.ppl,
+        bits_per_byte: res.bits_per_byte,
+        predicted_tokens: res.predicted_tokens,
+        tool_version: TOOL_VERSION.into(),
+        unix_time: now_unix(),
+    }
+}
+
 /// An engine error as a job error: a cancellation stays a cancellation.
 fn fail(reporter: &Reporter, e: impl std::fmt::Display) -> JobError {
     if reporter.check().is_err() {
@@ -184,30 +231,14 @@ impl Executor for EngineExecutor {
                 "no eval data: start lawa explore with --text FILE or --tokens FILE".into(),
             ));
         };
-        let (model_dir, steps, weights, scheme, k, spike_aware) = match target {
-            Target::Checkpoint { step } => (
-                self.checkpoint_path(*step, reporter)?,
-                vec![*step],
-                vec![1.0],
-                RAW.to_string(),
-                1,
-                false,
-            ),
+        let model_dir = match target {
+            Target::Checkpoint { step } => self.checkpoint_path(*step, reporter)?,
             Target::Window {
                 steps,
                 weights,
                 scheme,
-                k,
-                spike_aware,
                 ..
-            } => (
-                self.averaged(steps, weights, scheme, &cfg.device, reporter)?,
-                steps.clone(),
-                weights.clone(),
-                scheme.clone(),
-                *k,
-                *spike_aware,
-            ),
+            } => self.averaged(steps, weights, scheme, &cfg.device, reporter)?,
         };
         reporter.check().map_err(|_| JobError::Cancelled)?;
         let opts = EvalOptions {
@@ -224,27 +255,7 @@ impl Executor for EngineExecutor {
         let res = self
             .evaluate(&model_dir, &tokens, &opts, reporter)
             .map_err(|e| fail(reporter, e))?;
-        let record = ResultRecord {
-            source: self.traj.source.clone(),
-            end_step: target.end_step(),
-            steps,
-            scheme,
-            k,
-            spike_aware,
-            weights,
-            data: cfg.data_label.clone(),
-            data_hash: cfg.data_hash.clone(),
-            ctx: res.ctx,
-            max_tokens: cfg.max_tokens,
-            dtype: record_dtype(&cfg.device).into(),
-            device: crate::device::describe(&cfg.device).into(),
-            mean_nll: res.mean_nll,
-            ppl: res.ppl,
-            bits_per_byte: res.bits_per_byte,
-            predicted_tokens: res.predicted_tokens,
-            tool_version: TOOL_VERSION.into(),
-            unix_time: now_unix(),
-        };
+        let record = make_record(&self.traj.source, target, &cfg, &res);
         self.store
             .lock()
             .unwrap_or_else(|p| p.into_inner())

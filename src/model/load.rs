@@ -295,13 +295,76 @@ pub fn load_model_dir_with(
             c.prefix = String::new();
         }
     }
-    check_against_weights(&cfg, source.path(), &shapes, &weights_path)?;
-    check_tensors(&cfg, &shapes, &weights_path)?;
     let stored_dtype = reader.main_dtype().and_then(|d| d.to_candle());
     let format = reader.format();
     let dtype = choose(stored_dtype);
     let vb = var_builder(Arc::new(reader), dtype, device);
-    let weights = |e| ModelError::weights(&weights_path, e);
+    build(
+        dir,
+        cfg,
+        source,
+        &shapes,
+        &weights_path,
+        vb,
+        stored_dtype,
+        format,
+    )
+}
+
+/// A model of the config at `config` over weights already in memory (a sweep's averaged
+/// window): the same checks as [`load_model_dir`], weights converted to `dtype` on `device`.
+/// `dir` names the model in messages.
+pub fn load_model_from_tensors(
+    dir: &Path,
+    config: &Path,
+    tensors: HashMap<String, Tensor>,
+    stored_dtype: Option<DType>,
+    dtype: DType,
+    device: &Device,
+) -> Result<LoadedModel, ModelError> {
+    let bad = |msg: String| ModelError::Config {
+        path: config.to_path_buf(),
+        msg,
+    };
+    let text = std::fs::read_to_string(config).map_err(|e| bad(e.to_string()))?;
+    let mut cfg = ModelConfig::from_json(&text).map_err(bad)?;
+    let shapes: HashMap<String, Vec<usize>> = tensors
+        .iter()
+        .map(|(name, t)| (name.clone(), t.dims().to_vec()))
+        .collect();
+    if let ModelConfig::Gpt2(c) = &mut cfg {
+        if !shapes.contains_key("transformer.wte.weight") && shapes.contains_key("wte.weight") {
+            c.prefix = String::new();
+        }
+    }
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, dtype, device);
+    build(
+        dir.to_path_buf(),
+        cfg,
+        ConfigSource::ConfigJson(config.to_path_buf()),
+        &shapes,
+        dir,
+        vb,
+        stored_dtype,
+        crate::checkpoint::Format::Safetensors,
+    )
+}
+
+/// The checks of the config against the weights' shapes, then the family's model over `vb`.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    dir: PathBuf,
+    cfg: ModelConfig,
+    source: ConfigSource,
+    shapes: &HashMap<String, Vec<usize>>,
+    weights_path: &Path,
+    vb: candle_nn::VarBuilder<'_>,
+    stored_dtype: Option<DType>,
+    format: Format,
+) -> Result<LoadedModel, ModelError> {
+    check_against_weights(&cfg, source.path(), shapes, weights_path)?;
+    check_tensors(&cfg, shapes, weights_path)?;
+    let weights = |e| ModelError::weights(weights_path, e);
     let model = match &cfg {
         ModelConfig::GptNeox(c) => Model::GptNeox(GptNeox::new(c, vb).map_err(weights)?),
         ModelConfig::Decoder(c) => Model::Decoder(Decoder::new(c, vb).map_err(weights)?),

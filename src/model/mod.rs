@@ -18,8 +18,8 @@ pub use config::{Activation, Config};
 pub use family::Family;
 pub use gpt_neox::{parameter_shapes, GptNeox};
 pub use load::{
-    check_tensors, load_model_dir, load_model_dir_with, read_config, ConfigSource, LoadedModel,
-    Model, ModelConfig, ModelInfo,
+    check_tensors, load_model_dir, load_model_dir_with, load_model_from_tensors, read_config,
+    ConfigSource, LoadedModel, Model, ModelConfig, ModelInfo,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -199,55 +199,143 @@ pub fn file_hash(kind: &str, path: &Path) -> Result<String, ResultsError> {
 /// The append-only store of one trajectory's results.
 #[derive(Debug)]
 pub struct ResultsStore {
+    /// Where this store appends: `results.jsonl`, or its own shard.
     path: PathBuf,
+    dir: PathBuf,
     records: Vec<ResultRecord>,
+    /// How far each file of the store has been read (complete lines only).
+    read_to: std::collections::HashMap<PathBuf, u64>,
+    /// Records this store appended that a later read will meet again.
+    own_unread: Vec<ResultRecord>,
 }
 
+/// Shards written by other processes (Slurm array tasks), one file per writer.
+pub const SHARDS_DIR: &str = "shards";
+
 impl ResultsStore {
-    /// Opens (creating if needed) the store in `dir`. Lines that do not parse are skipped and
-    /// returned as warnings; a torn last line (a write cut short) is cut off the file so the
-    /// next append starts on a fresh line.
+    /// Opens (creating) the store in `dir`, reading `results.jsonl` and every shard in
+    /// `shards/`; a torn last line of `results.jsonl` is cut off, with a warning.
     pub fn open(dir: &Path) -> Result<(ResultsStore, Vec<String>), ResultsError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let path = dir.join(RESULTS_FILE);
-        let mut warnings = Vec::new();
-        let mut records = Vec::new();
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io_err(&path)(e)),
-        };
-        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if complete < bytes.len() {
-            warnings.push(format!(
-                "{}: ignored a torn last line ({} bytes; an interrupted write)",
-                path.display(),
-                bytes.len() - complete
-            ));
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
-            f.set_len(complete as u64).map_err(io_err(&path))?;
-            f.sync_all().map_err(io_err(&path))?;
-        }
-        for (i, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            match serde_json::from_slice::<ResultRecord>(line) {
-                Ok(r) => records.push(r),
-                Err(e) => warnings.push(format!(
-                    "{}: line {}: skipped, not a result record: {e}",
-                    path.display(),
-                    i + 1
-                )),
-            }
-        }
-        Ok((ResultsStore { path, records }, warnings))
+        Self::open_as(dir, None)
     }
 
-    /// Opens the store of the trajectory with this source string.
+    /// As [`ResultsStore::open`], appending to `shards/NAME.jsonl` instead of `results.jsonl`:
+    /// each of several concurrent writers (array tasks on other nodes) has a file of its own.
+    pub fn open_shard(dir: &Path, name: &str) -> Result<(ResultsStore, Vec<String>), ResultsError> {
+        Self::open_as(dir, Some(name))
+    }
+
+    fn open_as(
+        dir: &Path,
+        shard: Option<&str>,
+    ) -> Result<(ResultsStore, Vec<String>), ResultsError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let main = dir.join(RESULTS_FILE);
+        let path = match shard {
+            Some(name) => {
+                let shards = dir.join(SHARDS_DIR);
+                fs::create_dir_all(&shards).map_err(io_err(&shards))?;
+                shards.join(format!("{name}.jsonl"))
+            }
+            None => main.clone(),
+        };
+        let mut warnings = Vec::new();
+        // Our own file: a torn last line is an interrupted write of ours, cut off so the next
+        // append starts a fresh line.
+        if let Ok(bytes) = fs::read(&path) {
+            let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            if complete < bytes.len() {
+                warnings.push(format!(
+                    "{}: ignored a torn last line ({} bytes; an interrupted write)",
+                    path.display(),
+                    bytes.len() - complete
+                ));
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
+                f.set_len(complete as u64).map_err(io_err(&path))?;
+                f.sync_all().map_err(io_err(&path))?;
+            }
+        }
+        let mut store = ResultsStore {
+            path,
+            dir: dir.to_path_buf(),
+            records: Vec::new(),
+            read_to: Default::default(),
+            own_unread: Vec::new(),
+        };
+        let (_, w) = store.reload()?;
+        warnings.extend(w);
+        Ok((store, warnings))
+    }
+
+    /// The files of the store: `results.jsonl`, then the shards in name order.
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.dir.join(RESULTS_FILE)];
+        if let Ok(rd) = fs::read_dir(self.dir.join(SHARDS_DIR)) {
+            let mut shards: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect();
+            shards.sort();
+            files.extend(shards);
+        }
+        files
+    }
+
+    /// Reads what other writers appended since the last read (complete lines only; a line
+    /// being written is read next time) and returns how many records are new, with warnings
+    /// for lines that are not records. The explorer calls this to watch a running sweep.
+    pub fn reload(&mut self) -> Result<(usize, Vec<String>), ResultsError> {
+        let mut warnings = Vec::new();
+        let before = self.records.len();
+        for file in self.files() {
+            let from = self.read_to.get(&file).copied().unwrap_or(0);
+            let mut f = match File::open(&file) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&file)(e)),
+            };
+            let len = f.metadata().map_err(io_err(&file))?.len();
+            if len <= from {
+                continue;
+            }
+            f.seek(SeekFrom::Start(from)).map_err(io_err(&file))?;
+            let mut bytes = Vec::with_capacity((len - from) as usize);
+            f.read_to_end(&mut bytes).map_err(io_err(&file))?;
+            let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            // Line numbers for messages count from the start of the file.
+            let first_line = if from == 0 {
+                0
+            } else {
+                fs::read(&file)
+                    .map(|b| b[..from as usize].iter().filter(|&&c| c == b'\n').count())
+                    .unwrap_or(0)
+            };
+            for (i, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match serde_json::from_slice::<ResultRecord>(line) {
+                    Ok(r) => match self.own_unread.iter().position(|o| *o == r) {
+                        Some(k) if file == self.path => {
+                            self.own_unread.swap_remove(k);
+                        }
+                        _ => self.records.push(r),
+                    },
+                    Err(e) => warnings.push(format!(
+                        "{}: line {}: skipped, not a result record: {e}",
+                        file.display(),
+                        first_line + i + 1
+                    )),
+                }
+            }
+            self.read_to.insert(file, from + complete as u64);
+        }
+        Ok((self.records.len() - before, warnings))
+    }
+
     pub fn open_for_source(source: &str) -> Result<(ResultsStore, Vec<String>), ResultsError> {
         Self::open(&trajectory_dir(source)?)
     }
@@ -275,6 +363,15 @@ impl ResultsStore {
         // One write call of the whole line: concurrent appenders never interleave within a line.
         f.write_all(&line).map_err(io_err(&self.path))?;
         f.sync_data().map_err(io_err(&self.path))?;
+        // Our own line is in `records` already; reading it back would show it twice. When no
+        // one else appended since the last read, skip past it; else read it back and drop it.
+        let end = f.metadata().map_err(io_err(&self.path))?.len();
+        let read = self.read_to.get(&self.path).copied().unwrap_or(0);
+        if read + line.len() as u64 == end {
+            self.read_to.insert(self.path.clone(), end);
+        } else {
+            self.own_unread.push(record.clone());
+        }
         self.records.push(record);
         Ok(())
     }

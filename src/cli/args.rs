@@ -1,0 +1,103 @@
+//! Flags that several subcommands share, declared once and flattened into each (`explore`,
+//! `sweep`): the eval data and settings of results that go to a trajectory's store.
+
+use std::path::{Path, PathBuf};
+
+use lawa::device::DevicePref;
+use lawa::eval::EvalData;
+use lawa::jobs::engine::EvalConfig;
+use lawa::results;
+use lawa::source::{Location, Trajectory};
+
+/// Default windows per forward pass for results stored per trajectory.
+pub const DEFAULT_BATCH: usize = 8;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreEvalArgs {
+    /// Eval text (UTF-8), tokenised with the checkpoints' tokenizer.json
+    /// [default: heldout.txt in the run folder, if there is one]
+    #[arg(long, conflicts_with = "tokens")]
+    pub text: Option<PathBuf>,
+    /// Pre-tokenised eval ids (.npy, .bin/.u16 as uint16, .u32)
+    #[arg(long)]
+    pub tokens: Option<PathBuf>,
+    /// Eval context length [default: the model's, capped at 2048]
+    #[arg(long)]
+    pub ctx: Option<usize>,
+    /// Evaluate only the first N tokens
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
+    /// Eval windows per forward pass
+    #[arg(long, default_value_t = DEFAULT_BATCH)]
+    pub batch: usize,
+    #[arg(long, value_enum, default_value_t = DevicePref::Auto)]
+    pub device: DevicePref,
+}
+
+impl Default for StoreEvalArgs {
+    fn default() -> Self {
+        StoreEvalArgs {
+            text: None,
+            tokens: None,
+            ctx: None,
+            max_tokens: None,
+            batch: DEFAULT_BATCH,
+            device: DevicePref::Auto,
+        }
+    }
+}
+
+impl StoreEvalArgs {
+    /// The eval data from the flags, else the run's own `heldout.txt`: (data, label, hash).
+    pub fn data(
+        &self,
+        traj: &Trajectory,
+        source: &str,
+    ) -> anyhow::Result<Option<(EvalData, String, String)>> {
+        let (data, path, kind) = if let Some(t) = &self.text {
+            (EvalData::Text(t.clone()), t.clone(), "text")
+        } else if let Some(t) = &self.tokens {
+            (EvalData::Tokens(t.clone()), t.clone(), "tokens")
+        } else {
+            match run_folder(traj, source).map(|d| d.join("heldout.txt")) {
+                Some(h) if h.is_file() => (EvalData::Text(h.clone()), h, "text"),
+                _ => return Ok(None),
+            }
+        };
+        let hash = results::file_hash(kind, &path)?;
+        let label = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        Ok(Some((data, label, hash)))
+    }
+
+    /// The eval configuration of these flags on `device`, given the data.
+    pub fn config(
+        &self,
+        (data, data_label, data_hash): (EvalData, String, String),
+        device: candle_core::Device,
+    ) -> EvalConfig {
+        EvalConfig {
+            data,
+            data_label,
+            data_hash,
+            ctx: self.ctx,
+            max_tokens: self.max_tokens,
+            batch: self.batch.max(1),
+            device,
+        }
+    }
+}
+
+/// The folder of a local trajectory (where `heldout.txt` may be).
+fn run_folder(traj: &Trajectory, source: &str) -> Option<PathBuf> {
+    let p = Path::new(source);
+    if p.is_dir() {
+        return Some(p.to_path_buf());
+    }
+    match &traj.checkpoints.first()?.location {
+        Location::Local { path } => path.parent().map(Path::to_path_buf),
+        Location::Hub { .. } => None,
+    }
+}

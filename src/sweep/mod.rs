@@ -1,0 +1,409 @@
+//! Sweeps: the raw checkpoint and each window's average evaluated at every step of a
+//! trajectory, reading each checkpoint about once.
+//!
+//! [`plan`] lists the [`Target`]s (the same typed targets the explorer's jobs use) and
+//! [`pending`] drops those the results store already holds for the same resolved eval
+//! settings. [`SweepEngine`] evaluates targets in step order: checkpoints are read into
+//! memory ([`crate::average::ResidentCheckpoint`]) and kept while the memory budget allows,
+//! so consecutive windows share their reads; each window is averaged in memory (bit for bit
+//! what `lawa average` writes) and evaluated without touching the disk.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::Tensor;
+
+use crate::average::{self, AverageError, AverageOptions, ResidentCheckpoint, Scheme};
+use crate::eval::{self, EvalError, EvalOptions};
+use crate::jobs::engine::{make_record, EvalConfig};
+use crate::jobs::Target;
+use crate::model::ModelError;
+use crate::progress::Reporter;
+use crate::results::{EvalSettings, ResultRecord, ResultsError};
+use crate::source::Trajectory;
+use crate::spikes::SpikeRegion;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Average(#[from] AverageError),
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error("{0}")]
+    Plan(String),
+    #[error("sweep cancelled")]
+    Cancelled(#[from] crate::progress::Cancelled),
+}
+
+/// One averaging setting of a sweep: a curve of the explorer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowSpec {
+    pub scheme: Scheme,
+    pub k: usize,
+    pub spike_aware: bool,
+}
+
+/// What a sweep covers.
+#[derive(Clone, Debug)]
+pub struct SweepSpec {
+    pub windows: Vec<WindowSpec>,
+    /// Evaluate the raw checkpoint at each step too.
+    pub raw: bool,
+    pub from: Option<u64>,
+    pub to: Option<u64>,
+    /// Every n-th checkpoint of the range.
+    pub every: usize,
+}
+
+/// The checkpoints of the window ending at checkpoint `end` of `steps`: the last `k` at or
+/// before it, skipping those inside `spikes` when spike-aware. Fewer than k near the start.
+pub fn window_steps(
+    steps: &[u64],
+    end: usize,
+    k: usize,
+    spike_aware: bool,
+    spikes: &[SpikeRegion],
+) -> Vec<u64> {
+    if steps.is_empty() {
+        return Vec::new();
+    }
+    let in_spike = |s: u64| spikes.iter().any(|r| r.start_step <= s && s <= r.end_step);
+    let mut out: Vec<u64> = steps[..=end.min(steps.len() - 1)]
+        .iter()
+        .rev()
+        .copied()
+        .filter(|&s| !(spike_aware && in_spike(s)))
+        .take(k)
+        .collect();
+    out.reverse();
+    out
+}
+
+/// Normalised weights of a window's checkpoints; a custom list longer than the window (near
+/// the start) uses its last entries.
+pub fn window_weights(scheme: &Scheme, steps: &[u64]) -> Result<Vec<f64>, AverageError> {
+    let scheme = match scheme {
+        Scheme::Custom(w) if w.len() > steps.len() => {
+            Scheme::Custom(w[w.len() - steps.len()..].to_vec())
+        }
+        s => s.clone(),
+    };
+    average::weights(&scheme, steps, true)
+}
+
+/// The window target ending at checkpoint `end`, or `None` when the window is not full (fewer
+/// than k checkpoints) or is only the end checkpoint itself (that is the raw result).
+pub fn window_target(
+    steps: &[u64],
+    end: usize,
+    w: &WindowSpec,
+    spikes: &[SpikeRegion],
+) -> Result<Option<Target>, AverageError> {
+    let window = window_steps(steps, end, w.k, w.spike_aware, spikes);
+    if window.len() < w.k.max(1) || (window.len() == 1 && window[0] == steps[end]) {
+        return Ok(None);
+    }
+    let weights = window_weights(&w.scheme, &window)?;
+    Ok(Some(Target::Window {
+        end_step: steps[end],
+        steps: window,
+        weights,
+        scheme: w.scheme.to_string(),
+        k: w.k,
+        spike_aware: w.spike_aware,
+    }))
+}
+
+/// Every target of the sweep, in step order (raw first at each step).
+pub fn plan(
+    traj: &Trajectory,
+    spec: &SweepSpec,
+    spikes: &[SpikeRegion],
+) -> Result<Vec<Target>, SweepError> {
+    let steps = traj.steps();
+    let every = spec.every.max(1);
+    let in_range: Vec<usize> = (0..steps.len())
+        .filter(|&i| {
+            spec.from.is_none_or(|f| steps[i] >= f) && spec.to.is_none_or(|t| steps[i] <= t)
+        })
+        .collect();
+    if in_range.is_empty() {
+        return Err(SweepError::Plan(format!(
+            "{}: no checkpoint in the step range",
+            traj.source
+        )));
+    }
+    let mut out = Vec::new();
+    for &i in in_range.iter().step_by(every) {
+        if spec.raw {
+            out.push(Target::Checkpoint { step: steps[i] });
+        }
+        for w in &spec.windows {
+            out.extend(window_target(&steps, i, w, spikes)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The targets of `plan` with no stored result for `settings`, and how many were skipped.
+pub fn pending(
+    plan: Vec<Target>,
+    records: &[ResultRecord],
+    settings: &EvalSettings,
+) -> (Vec<Target>, usize) {
+    let done: std::collections::HashSet<(String, u64)> = records
+        .iter()
+        .filter(|r| settings.matches(r))
+        .map(|r| (r.series(), r.end_step))
+        .collect();
+    let total = plan.len();
+    let todo: Vec<Target> = plan
+        .into_iter()
+        .filter(|t| !done.contains(&(t.series(), t.end_step())))
+        .collect();
+    let skipped = total - todo.len();
+    (todo, skipped)
+}
+
+/// What reading cost so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReadStats {
+    /// Checkpoint reads (a checkpoint read again after eviction counts again).
+    pub checkpoint_reads: u64,
+    pub bytes_read: u64,
+    /// Reads that found the memory budget too small to keep the window.
+    pub over_budget: bool,
+}
+
+/// Evaluates targets with checkpoints kept in memory between them (least recently used out
+/// first, above `budget` bytes). One engine serves a whole sweep.
+pub struct SweepEngine {
+    traj: Trajectory,
+    eval: EvalConfig,
+    budget: u64,
+    resident: VecDeque<Arc<ResidentCheckpoint>>,
+    tokens: Option<eval::Tokens>,
+    stats: ReadStats,
+}
+
+/// Default memory for checkpoints kept between windows: half the machine's memory.
+pub fn default_budget() -> u64 {
+    crate::device::total_memory_bytes().map_or(8 << 30, |m| m / 2)
+}
+
+impl SweepEngine {
+    pub fn new(traj: Trajectory, eval: EvalConfig, budget: u64) -> Self {
+        SweepEngine {
+            traj,
+            eval,
+            budget,
+            resident: VecDeque::new(),
+            tokens: None,
+            stats: ReadStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> ReadStats {
+        self.stats
+    }
+
+    pub fn trajectory(&self) -> &Trajectory {
+        &self.traj
+    }
+
+    /// The eval settings every result of this engine will carry (ctx resolved against the
+    /// newest checkpoint's config, without loading weights).
+    pub fn settings(&self) -> Result<EvalSettings, SweepError> {
+        let last = self
+            .traj
+            .checkpoints
+            .last()
+            .ok_or_else(|| SweepError::Plan(format!("{}: no checkpoints", self.traj.source)))?;
+        let path = self.local(last.step)?;
+        let (cfg, source, _) = crate::model::read_config(&path)?;
+        let max = cfg.info().max_position_embeddings;
+        let ctx = self.eval.ctx.unwrap_or(max.min(eval::DEFAULT_CTX_CAP));
+        if ctx > max {
+            return Err(EvalError::CtxTooLarge {
+                ctx,
+                max,
+                config: source.path().to_path_buf(),
+            }
+            .into());
+        }
+        Ok(EvalSettings {
+            data_hash: self.eval.data_hash.clone(),
+            ctx,
+            max_tokens: self.eval.max_tokens,
+            dtype: crate::jobs::engine::record_dtype(&self.eval.device).into(),
+        })
+    }
+
+    fn local(&self, step: u64) -> Result<PathBuf, SweepError> {
+        let ckpt = self.traj.checkpoint(step).ok_or_else(|| {
+            SweepError::Plan(format!("step {step} is not in {}", self.traj.source))
+        })?;
+        crate::source::local_path(ckpt, &Reporter::silent())
+            .map_err(|e| SweepError::Plan(e.to_string()))
+    }
+
+    /// The checkpoint at `step`, read unless resident; the least recently used ones above the
+    /// budget are let go, but never one of `keep` (the window being evaluated).
+    fn checkpoint(
+        &mut self,
+        step: u64,
+        keep: &[u64],
+        reporter: &Reporter,
+    ) -> Result<Arc<ResidentCheckpoint>, SweepError> {
+        if let Some(i) = self.resident.iter().position(|c| c.step() == step) {
+            let c = self.resident.remove(i).expect("found");
+            self.resident.push_back(c.clone());
+            return Ok(c);
+        }
+        let path = self.local(step)?;
+        let c = Arc::new(ResidentCheckpoint::read(&path, step, reporter)?);
+        self.stats.checkpoint_reads += 1;
+        self.stats.bytes_read += c.nbytes();
+        self.resident.push_back(c.clone());
+        let mut held: u64 = self.resident.iter().map(|c| c.nbytes()).sum();
+        let mut i = 0;
+        while held > self.budget && i < self.resident.len() {
+            if keep.contains(&self.resident[i].step()) {
+                i += 1;
+                continue;
+            }
+            let gone = self.resident.remove(i).expect("in range");
+            held -= gone.nbytes();
+        }
+        if held > self.budget {
+            self.stats.over_budget = true;
+        }
+        Ok(c)
+    }
+
+    /// Evaluates one target and returns its record (not stored: the caller appends it).
+    pub fn evaluate(
+        &mut self,
+        target: &Target,
+        reporter: &Reporter,
+    ) -> Result<ResultRecord, SweepError> {
+        let (steps, weights) = match target {
+            Target::Checkpoint { step } => (vec![*step], vec![1.0]),
+            Target::Window { steps, weights, .. } => (steps.clone(), weights.clone()),
+        };
+        let mut inputs = Vec::with_capacity(steps.len());
+        for &s in &steps {
+            inputs.push(self.checkpoint(s, &steps, reporter)?);
+        }
+        let newest = inputs
+            .iter()
+            .max_by_key(|c| c.step())
+            .expect("non-empty window")
+            .clone();
+        let opts = EvalOptions {
+            ctx: self.eval.ctx,
+            max_tokens: self.eval.max_tokens.map(|m| m as usize),
+            batch: self.eval.batch,
+            device: self.eval.device.clone(),
+            dtype: None,
+        };
+        let stored = newest.main_dtype().and_then(|d| d.to_candle());
+        let dtype = eval::default_dtype(&opts.device, stored);
+        let model = match target {
+            Target::Checkpoint { .. } => {
+                let tensors = to_tensors(newest.iter(), &opts.device, newest.path())?;
+                let config = config_of(newest.path())?;
+                crate::model::load_model_from_tensors(
+                    newest.path(),
+                    &config,
+                    tensors,
+                    stored,
+                    dtype,
+                    &opts.device,
+                )?
+            }
+            Target::Window { .. } => {
+                let refs: Vec<&ResidentCheckpoint> = inputs.iter().map(|c| c.as_ref()).collect();
+                let avg = average::average_in_memory(
+                    &refs,
+                    &weights,
+                    &AverageOptions::new(&Scheme::Custom(weights.clone())),
+                    reporter,
+                )?;
+                let config = avg.config.clone().ok_or_else(|| ModelError::NoConfig {
+                    dir: newest.path().to_path_buf(),
+                })?;
+                let tensors = to_tensors(
+                    avg.tensors.iter().map(|(t, b)| (t, b.as_ref())),
+                    &opts.device,
+                    newest.path(),
+                )?;
+                crate::model::load_model_from_tensors(
+                    newest.path(),
+                    &config,
+                    tensors,
+                    stored,
+                    dtype,
+                    &opts.device,
+                )?
+            }
+        };
+        let tokens = match &self.tokens {
+            Some(t) => t.clone(),
+            None => {
+                let t = eval::load_tokens(&self.eval.data, newest.path(), opts.max_tokens)?;
+                self.tokens = Some(t.clone());
+                t
+            }
+        };
+        let res = eval::evaluate(&model, &tokens, &opts, reporter)?;
+        Ok(make_record(&self.traj.source, target, &self.eval, &res))
+    }
+}
+
+/// The `config.json` of a checkpoint (its dir, or a weights file's folder).
+fn config_of(path: &Path) -> Result<PathBuf, ModelError> {
+    let dir = if path.is_file() {
+        path.parent().unwrap_or(Path::new("."))
+    } else {
+        path
+    };
+    let c = dir.join("config.json");
+    if c.is_file() {
+        Ok(c)
+    } else {
+        Err(ModelError::NoConfig {
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+/// Float tensors as candle tensors on `device` (buffers and integer tensors are not weights
+/// and are left out: no model reads them).
+fn to_tensors<'a>(
+    tensors: impl Iterator<Item = (&'a crate::checkpoint::TensorInfo, &'a [u8])>,
+    device: &candle_core::Device,
+    path: &Path,
+) -> Result<HashMap<String, Tensor>, ModelError> {
+    let mut out = HashMap::new();
+    for (info, bytes) in tensors {
+        if !info.dtype.is_float() || crate::checkpoint::is_buffer(&info.name) {
+            continue;
+        }
+        let Some(dtype) = info.dtype.to_candle() else {
+            continue;
+        };
+        let t = Tensor::from_raw_buffer(bytes, dtype, &info.shape, device)
+            .map_err(|e| ModelError::weights(path, e))?;
+        out.insert(info.name.clone(), t);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+use std::path::Path;
+
+use super::*;
+use crate::checkpoint::{SafetensorsWriter, WeightsReader, DEFAULT_SHARD_SIZE};
+use crate::eval::{EvalData, TokenDType};
+use crate::results::ResultsStore;
+
+/// A run folder of `steps` checkpoints of the `parallel` GPT-NeoX fixture, each float tensor
+/// shifted by a step-dependent pattern (so every window average differs from its inputs),
+/// and a token file.
+fn run(steps: &[u64]) -> (tempfile::TempDir, Trajectory, EvalConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt_neox/parallel");
+    let reader = WeightsReader::open(&fixture.join("model.safetensors")).unwrap();
+    for &step in steps {
+        let out = dir.path().join(format!("run/step{step}"));
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::copy(fixture.join("config.json"), out.join("config.json")).unwrap();
+        let plan = reader.tensors().to_vec();
+        let mut w = SafetensorsWriter::create(&out, plan.clone(), DEFAULT_SHARD_SIZE).unwrap();
+        for t in &plan {
+            let bytes = reader.bytes(&t.name).unwrap();
+            let data = if t.dtype == crate::checkpoint::DType::F32 {
+                let v: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+                let v: Vec<f32> = v
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| x + 0.02 * ((i as f32) * 0.7 + step as f32 * 0.013).sin())
+                    .collect();
+                bytemuck::cast_slice(&v).to_vec()
+            } else {
+                bytes.into_owned()
+            };
+            w.write(&t.name, &data).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let ids: Vec<u8> = (0..300u32)
+        .flat_map(|i| ((i * 7 + i / 5) % 100).to_le_bytes())
+        .collect();
+    let tokens = dir.path().join("ids.u32");
+    std::fs::write(&tokens, ids).unwrap();
+    let traj = crate::source::open(dir.path().join("run").to_str().unwrap()).unwrap();
+    let cfg = EvalConfig {
+        data: EvalData::TokensAs(tokens, TokenDType::U32),
+        data_label: "ids.u32".into(),
+        data_hash: "h".into(),
+        ctx: Some(16),
+        max_tokens: None,
+        batch: 3,
+        device: candle_core::Device::Cpu,
+    };
+    (dir, traj, cfg)
+}
+
+fn spec(ks: &[usize], scheme: &str) -> SweepSpec {
+    SweepSpec {
+        windows: ks
+            .iter()
+            .map(|&k| WindowSpec {
+                scheme: scheme.parse().unwrap(),
+                k,
+                spike_aware: false,
+            })
+            .collect(),
+        raw: true,
+        from: None,
+        to: None,
+        every: 1,
+    }
+}
+
+#[test]
+fn windows_are_the_last_k_and_skip_spikes_when_asked() {
+    let steps = [100, 200, 300, 400, 500];
+    assert_eq!(window_steps(&steps, 3, 3, false, &[]), vec![200, 300, 400]);
+    assert_eq!(window_steps(&steps, 1, 3, false, &[]), vec![100, 200]);
+    let spike = SpikeRegion {
+        start_step: 250,
+        end_step: 350,
+        peak_step: 300,
+        height: 1.0,
+        baseline: 2.0,
+    };
+    assert_eq!(
+        window_steps(&steps, 3, 3, true, &[spike]),
+        vec![100, 200, 400]
+    );
+}
+
+#[test]
+fn the_plan_has_raw_and_full_windows_in_step_order_and_the_store_is_skipped() {
+    let (_d, traj, _) = run(&[100, 200, 300, 400]);
+    let p = plan(&traj, &spec(&[2, 3], "uniform"), &[]).unwrap();
+    let labels: Vec<(u64, String)> = p.iter().map(|t| (t.end_step(), t.series())).collect();
+    assert_eq!(
+        labels,
+        vec![
+            (100, "raw".into()),
+            (200, "raw".into()),
+            (200, "uniform k=2".into()),
+            (300, "raw".into()),
+            (300, "uniform k=2".into()),
+            (300, "uniform k=3".into()),
+            (400, "raw".into()),
+            (400, "uniform k=2".into()),
+            (400, "uniform k=3".into()),
+        ]
+    );
+    let ranged = SweepSpec {
+        from: Some(200),
+        to: Some(300),
+        every: 2,
+        ..spec(&[2], "uniform")
+    };
+    let p2 = plan(&traj, &ranged, &[]).unwrap();
+    assert_eq!(
+        p2.iter().map(|t| t.end_step()).collect::<Vec<_>>(),
+        vec![200, 200]
+    );
+    let none = SweepSpec {
+        from: Some(900),
+        ..spec(&[2], "uniform")
+    };
+    assert!(plan(&traj, &none, &[]).is_err());
+}
+
+/// Every result of the in-memory engine equals `lawa average` (streaming, to disk) followed
+/// by `lawa eval` of the output, exactly; each checkpoint is read once; a rerun skips all.
+#[test]
+fn sweep_results_equal_average_then_eval_and_each_checkpoint_is_read_once() {
+    let steps = [100, 200, 300, 400, 500];
+    let (dir, traj, cfg) = run(&steps);
+    for scheme in ["uniform", "linear"] {
+        let targets = plan(&traj, &spec(&[3], scheme), &[]).unwrap();
+        let mut engine = SweepEngine::new(traj.clone(), cfg.clone(), 1 << 30);
+        let opts = EvalOptions {
+            ctx: cfg.ctx,
+            batch: cfg.batch,
+            ..Default::default()
+        };
+        for t in &targets {
+            let got = engine.evaluate(t, &Reporter::silent()).unwrap();
+            let model_dir = match t {
+                Target::Checkpoint { step } => dir.path().join(format!("run/step{step}")),
+                Target::Window { steps, weights, .. } => {
+                    let inputs: Vec<_> = steps
+                        .iter()
+                        .zip(weights)
+                        .map(|(&s, &w)| crate::average::AverageInput {
+                            path: dir.path().join(format!("run/step{s}")),
+                            step: s,
+                            weight: w,
+                        })
+                        .collect();
+                    let out = dir.path().join(format!("avg-{scheme}-{}", t.end_step()));
+                    let o = AverageOptions::new(&scheme.parse().unwrap());
+                    average::average(&inputs, &out, &o, &Reporter::silent()).unwrap();
+                    out
+                }
+            };
+            let want =
+                eval::eval_model_dir(&model_dir, &cfg.data, &opts, &Reporter::silent()).unwrap();
+            assert_eq!(got.mean_nll, want.mean_nll, "{}", t.label());
+            assert_eq!(got.predicted_tokens, want.predicted_tokens);
+        }
+        let s = engine.stats();
+        assert_eq!(s.checkpoint_reads, steps.len() as u64, "{scheme}");
+        assert!(!s.over_budget);
+    }
+    // Windows differ from the raw checkpoint (the test would pass vacuously otherwise).
+    let mut engine = SweepEngine::new(traj.clone(), cfg.clone(), 1 << 30);
+    let targets = plan(&traj, &spec(&[3], "uniform"), &[]).unwrap();
+    let raw = engine.evaluate(&targets[2], &Reporter::silent()).unwrap();
+    let avg = engine.evaluate(&targets[3], &Reporter::silent()).unwrap();
+    assert_eq!((raw.end_step, avg.end_step), (300, 300));
+    assert_ne!(raw.mean_nll, avg.mean_nll);
+
+    // The store: what is there for the same settings is skipped, other settings are not.
+    let (mut store, _) = ResultsStore::open(&dir.path().join("results")).unwrap();
+    store.append(raw.clone()).unwrap();
+    store.append(avg.clone()).unwrap();
+    let settings = engine.settings().unwrap();
+    assert_eq!(settings.ctx, 16);
+    let (todo, skipped) = pending(targets.clone(), store.records(), &settings);
+    assert_eq!((todo.len(), skipped), (targets.len() - 2, 2));
+    let other = EvalSettings { ctx: 8, ..settings };
+    assert_eq!(pending(targets.clone(), store.records(), &other).1, 0);
+}
+
+/// A budget too small for a window reads checkpoints again (and says so), with the same
+/// results.
+#[test]
+fn a_small_memory_budget_rereads_with_the_same_results() {
+    let (_d, traj, cfg) = run(&[100, 200, 300, 400]);
+    let targets = plan(&traj, &spec(&[2], "uniform"), &[]).unwrap();
+    let mut big = SweepEngine::new(traj.clone(), cfg.clone(), 1 << 30);
+    let mut small = SweepEngine::new(traj, cfg, 1);
+    for t in &targets {
+        let a = big.evaluate(t, &Reporter::silent()).unwrap();
+        let b = small.evaluate(t, &Reporter::silent()).unwrap();
+        assert_eq!(a.mean_nll, b.mean_nll);
+    }
+    assert_eq!(big.stats().checkpoint_reads, 4);
+    assert!(small.stats().checkpoint_reads > 4);
+    assert!(small.stats().over_budget);
+}
+
+/// Records appended by another writer (a shard of an array task) appear on reload, once; our
+/// own appends are not read back twice.
+#[test]
+fn the_store_reads_shards_and_reloads_what_others_append() {
+    let (_d, traj, cfg) = run(&[100, 200]);
+    let mut engine = SweepEngine::new(traj, cfg, 1 << 30);
+    let r = engine
+        .evaluate(&Target::Checkpoint { step: 100 }, &Reporter::silent())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut main, _) = ResultsStore::open(dir.path()).unwrap();
+    let (mut shard, _) = ResultsStore::open_shard(dir.path(), "task-0").unwrap();
+    main.append(r.clone()).unwrap();
+    let mut r2 = r.clone();
+    r2.end_step = 200;
+    shard.append(r2.clone()).unwrap();
+    assert_eq!(main.reload().unwrap().0, 1);
+    assert_eq!(main.records().len(), 2);
+    assert_eq!(shard.reload().unwrap().0, 1);
+    assert_eq!(main.reload().unwrap().0, 0);
+    let (fresh, _) = ResultsStore::open(dir.path()).unwrap();
+    assert_eq!(fresh.records().len(), 2);
+}
