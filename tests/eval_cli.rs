@@ -247,3 +247,85 @@ fn a_run_with_step_evaluates_that_checkpoint() {
     let e = fails(&[p(run.path()), "--step", "300", "--tokens", p(&bin)]);
     assert!(e.contains("step 300") && e.contains("100 to 200"), "{e}");
 }
+
+/// `lawa sweep`: results go to the trajectory's store under LAWA_HOME; a rerun skips them all;
+/// the raw result is `lawa eval`'s; missing eval data is one line.
+#[test]
+fn sweep_stores_results_and_a_rerun_skips_them() {
+    let run = tempfile::tempdir().unwrap();
+    for step in [100, 200, 300] {
+        let d = run.path().join(format!("step{step}"));
+        std::fs::create_dir(&d).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(fixture("parallel").join(f), d.join(f)).unwrap();
+        }
+    }
+    let home = tempfile::tempdir().unwrap();
+    let bin = home.path().join("ids.u32");
+    let ids: Vec<u32> = (0..90).map(|i| (i * 37 + 11) % 100).collect();
+    std::fs::write(&bin, bytemuck::cast_slice(&ids)).unwrap();
+    let sweep = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_lawa"))
+            .env("LAWA_HOME", home.path())
+            .args(["sweep", p(run.path()), "--last", "2"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = sweep(&["--tokens", p(&bin), "--ctx", "16", "--json"]);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // raw 100, raw 200, k=2 at 200, raw 300, k=2 at 300, then the summary.
+    assert_eq!(lines.len(), 6, "{out}");
+    let summary = &lines[5]["summary"];
+    assert_eq!(summary["evaluated"], 5);
+    assert_eq!(summary["skipped"], 0);
+    assert_eq!(summary["reads"]["checkpoint_reads"], 3);
+    let raw200 = lines
+        .iter()
+        .find(|l| l["scheme"] == "raw" && l["end_step"] == 200)
+        .unwrap();
+    let (ok, e, err) = lawa(&[
+        p(&run.path().join("step200")),
+        "--tokens",
+        p(&bin),
+        "--ctx",
+        "16",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let direct: EvalResult = serde_json::from_str(&e).unwrap();
+    assert_eq!(raw200["mean_nll"].as_f64().unwrap(), direct.mean_nll);
+
+    let (ok, out, err) = sweep(&["--tokens", p(&bin), "--ctx", "16"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("5 of 5 already in the store"), "{err}");
+    assert!(out.contains("0 evaluated, 5 already stored"), "{out}");
+    // Another context is another set of results.
+    let (ok, _, err) = sweep(&["--tokens", p(&bin), "--ctx", "8", "--no-raw"]);
+    assert!(ok, "{err}");
+    let store = std::fs::read_dir(home.path().join("trajectories"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("results.jsonl");
+    let text = std::fs::read_to_string(store).unwrap();
+    assert_eq!(text.lines().count(), 5 + 2);
+
+    let (ok, _, err) = sweep(&[]);
+    assert!(!ok);
+    assert!(
+        err.trim_end().lines().count() == 1 && err.contains("no eval data"),
+        "{err}"
+    );
+}
