@@ -12,11 +12,14 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn lawa(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lawa"))
-        .arg("eval")
-        .args(args)
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
+    cmd.arg("eval").args(args);
+    output(cmd)
+}
+
+/// Runs `cmd`: (success, stdout, stderr).
+fn output(mut cmd: Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -265,17 +268,11 @@ fn sweep_stores_results_and_a_rerun_skips_them() {
     let ids: Vec<u32> = (0..90).map(|i| (i * 37 + 11) % 100).collect();
     std::fs::write(&bin, bytemuck::cast_slice(&ids)).unwrap();
     let sweep = |extra: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_lawa"))
-            .env("LAWA_HOME", home.path())
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
+        cmd.env("LAWA_HOME", home.path())
             .args(["sweep", p(run.path()), "--last", "2"])
-            .args(extra)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+            .args(extra);
+        output(cmd)
     };
     let (ok, out, err) = sweep(&["--tokens", p(&bin), "--ctx", "16", "--json"]);
     assert!(ok, "{err}");

@@ -208,13 +208,23 @@ pub fn load_model(model_dir: &Path, opts: &EvalOptions) -> Result<LoadedModel, E
 
 /// `--ctx`, or the default, checked against the model.
 pub fn resolve_ctx(ctx: Option<usize>, model: &LoadedModel) -> Result<usize, EvalError> {
-    let max = model.config.max_position_embeddings;
+    let config = model.dir.join("config.json");
+    resolve_ctx_against(ctx, model.config.max_position_embeddings, &config)
+}
+
+/// `--ctx`, or the default, checked against a model's `max_position_embeddings` (from
+/// `config`, named in the error), before any weights are loaded.
+pub fn resolve_ctx_against(
+    ctx: Option<usize>,
+    max: usize,
+    config: &Path,
+) -> Result<usize, EvalError> {
     let ctx = ctx.unwrap_or(max.min(DEFAULT_CTX_CAP));
     if ctx > max {
         return Err(EvalError::CtxTooLarge {
             ctx,
             max,
-            config: model.dir.join("config.json"),
+            config: config.to_path_buf(),
         });
     }
     if ctx < 2 {

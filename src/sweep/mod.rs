@@ -227,15 +227,7 @@ impl SweepEngine {
         let path = self.local(last.step)?;
         let (cfg, source, _) = crate::model::read_config(&path)?;
         let max = cfg.info().max_position_embeddings;
-        let ctx = self.eval.ctx.unwrap_or(max.min(eval::DEFAULT_CTX_CAP));
-        if ctx > max {
-            return Err(EvalError::CtxTooLarge {
-                ctx,
-                max,
-                config: source.path().to_path_buf(),
-            }
-            .into());
-        }
+        let ctx = eval::resolve_ctx_against(self.eval.ctx, max, source.path())?;
         Ok(EvalSettings {
             data_hash: self.eval.data_hash.clone(),
             ctx,
@@ -314,19 +306,9 @@ impl SweepEngine {
         };
         let stored = newest.main_dtype().and_then(|d| d.to_candle());
         let dtype = eval::default_dtype(&opts.device, stored);
-        let model = match target {
-            Target::Checkpoint { .. } => {
-                let tensors = to_tensors(newest.iter(), &opts.device, newest.path())?;
-                let config = config_of(newest.path())?;
-                crate::model::load_model_from_tensors(
-                    newest.path(),
-                    &config,
-                    tensors,
-                    stored,
-                    dtype,
-                    &opts.device,
-                )?
-            }
+        // The averaged window, or the raw checkpoint as it is.
+        let (avg, config) = match target {
+            Target::Checkpoint { .. } => (None, config_of(newest.path())?),
             Target::Window { .. } => {
                 let refs: Vec<&ResidentCheckpoint> = inputs.iter().map(|c| c.as_ref()).collect();
                 let avg = average::average_in_memory(
@@ -338,21 +320,26 @@ impl SweepEngine {
                 let config = avg.config.clone().ok_or_else(|| ModelError::NoConfig {
                     dir: newest.path().to_path_buf(),
                 })?;
-                let tensors = to_tensors(
-                    avg.tensors.iter().map(|(t, b)| (t, b.as_ref())),
-                    &opts.device,
-                    newest.path(),
-                )?;
-                crate::model::load_model_from_tensors(
-                    newest.path(),
-                    &config,
-                    tensors,
-                    stored,
-                    dtype,
-                    &opts.device,
-                )?
+                (Some(avg), config)
             }
         };
+        let tensors = match &avg {
+            Some(avg) => to_tensors(
+                avg.tensors.iter().map(|(t, b)| (t, b.as_ref())),
+                &opts.device,
+                newest.path(),
+            )?,
+            None => to_tensors(newest.iter(), &opts.device, newest.path())?,
+        };
+        drop(avg);
+        let model = crate::model::load_model_from_tensors(
+            newest.path(),
+            &config,
+            tensors,
+            stored,
+            dtype,
+            &opts.device,
+        )?;
         let tokens = match &self.tokens {
             Some(t) => t.clone(),
             None => {

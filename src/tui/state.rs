@@ -295,20 +295,13 @@ impl State {
     }
 
     pub fn window_steps_at(&self, end: usize) -> Vec<u64> {
-        let k = self.window_k();
-        let mut out: Vec<u64> = self.traj.checkpoints
-            [..=end.min(self.traj.checkpoints.len().saturating_sub(1))]
-            .iter()
-            .rev()
-            .map(|c| c.step)
-            .filter(|&s| !(self.spike_aware && self.in_spike(s)))
-            .take(k)
-            .collect();
-        if self.traj.checkpoints.is_empty() {
-            out.clear();
-        }
-        out.reverse();
-        out
+        lawa::sweep::window_steps(
+            &self.steps(),
+            end,
+            self.window_k(),
+            self.spike_aware,
+            &self.spikes,
+        )
     }
 
     /// Weights of the window's checkpoints under the current scheme.
@@ -316,14 +309,7 @@ impl State {
         if steps.is_empty() {
             return Err("no checkpoints in the window".into());
         }
-        let scheme = match &self.scheme {
-            // A custom list longer than the window (near the start) uses its last entries.
-            Scheme::Custom(w) if w.len() > steps.len() => {
-                Scheme::Custom(w[w.len() - steps.len()..].to_vec())
-            }
-            s => s.clone(),
-        };
-        lawa::average::weights(&scheme, steps, true).map_err(|e| e.to_string())
+        lawa::sweep::window_weights(&self.scheme, steps).map_err(|e| e.to_string())
     }
 
     /// The name of the curve the current setting produces.
