@@ -278,8 +278,22 @@ impl SweepEngine {
         Ok(c)
     }
 
-    /// Evaluates one target and returns its record (not stored: the caller appends it).
+    /// Evaluates one target and returns its record (not stored: the caller appends it). A
+    /// cancel, wherever it stopped the work (reading, averaging, evaluating), is
+    /// [`SweepError::Cancelled`].
     pub fn evaluate(
+        &mut self,
+        target: &Target,
+        reporter: &Reporter,
+    ) -> Result<ResultRecord, SweepError> {
+        self.evaluate_inner(target, reporter)
+            .map_err(|e| match reporter.check() {
+                Err(c) => SweepError::Cancelled(c),
+                Ok(()) => e,
+            })
+    }
+
+    fn evaluate_inner(
         &mut self,
         target: &Target,
         reporter: &Reporter,

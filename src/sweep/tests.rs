@@ -229,3 +229,29 @@ fn the_store_reads_shards_and_reloads_what_others_append() {
     let (fresh, _) = ResultsStore::open(dir.path()).unwrap();
     assert_eq!(fresh.records().len(), 2);
 }
+
+/// A cancel is `SweepError::Cancelled` whichever stage it stopped (the CLI's "sweep cancelled"
+/// message keys on it; an eval-stage cancel used to surface as "evaluation cancelled").
+#[test]
+fn a_cancel_is_a_sweep_cancel_at_every_stage() {
+    let (_d, traj, cfg) = run(&[100, 200]);
+    let token = crate::progress::CancelToken::new();
+    token.cancel();
+    let cancelled = Reporter::new(token, |_| {});
+    let mut engine = SweepEngine::new(traj, cfg, 1 << 30);
+    // Read and evaluated with a live reporter first, so the cancel meets the eval stage.
+    let raw = Target::Checkpoint { step: 100 };
+    engine.evaluate(&raw, &Reporter::silent()).unwrap();
+    let e = engine.evaluate(&raw, &cancelled).unwrap_err();
+    assert!(matches!(e, SweepError::Cancelled(_)), "{e:?}");
+    let window = Target::Window {
+        end_step: 200,
+        steps: vec![100, 200],
+        weights: vec![0.5, 0.5],
+        scheme: "uniform".into(),
+        k: 2,
+        spike_aware: false,
+    };
+    let e = engine.evaluate(&window, &cancelled).unwrap_err();
+    assert!(matches!(e, SweepError::Cancelled(_)), "{e:?}");
+}
