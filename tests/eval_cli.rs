@@ -326,3 +326,199 @@ fn sweep_stores_results_and_a_rerun_skips_them() {
         "{err}"
     );
 }
+
+/// A one-node Slurm (scripts/slurm-up.sh) answers here; CI sets LAWA_REQUIRE_SLURM so that a
+/// missing cluster fails there instead of skipping.
+fn slurm_answers() -> bool {
+    let up = Command::new("sinfo")
+        .arg("-h")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !up && std::env::var_os("LAWA_REQUIRE_SLURM").is_some() {
+        panic!("LAWA_REQUIRE_SLURM is set but sinfo does not answer: run scripts/slurm-up.sh");
+    }
+    up
+}
+
+/// Waits until no element of `job` is in the queue.
+fn wait_for_job(job: u64) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let out = Command::new("squeue")
+            .args(["-h", "-r", &format!("--jobs={job}"), "--format=%K %T"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        assert!(
+            t0.elapsed().as_secs() < 300,
+            "job {job} still queued after 5 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Every record of a store folder: results.jsonl and every shard.
+fn store_records(dir: &Path) -> Vec<serde_json::Value> {
+    let mut files = vec![dir.join("results.jsonl")];
+    if let Ok(rd) = std::fs::read_dir(dir.join("shards")) {
+        files.extend(rd.map(|e| e.unwrap().path()));
+    }
+    files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| {
+            t.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn a_slurm_sweep_equals_local_average_and_eval_and_a_cancelled_task_reruns_without_duplicates() {
+    if !slurm_answers() {
+        eprintln!("skipped: no Slurm cluster answers (scripts/slurm-up.sh starts one)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    lawa::train::train_into(
+        &lawa::train::DemoConfig::tiny(),
+        &run,
+        &lawa::progress::Reporter::silent(),
+    )
+    .unwrap();
+    let home = tmp.path().join("home");
+    let sweep = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
+        cmd.env("LAWA_HOME", &home)
+            .args([
+                "sweep",
+                p(&run),
+                "--last",
+                "3",
+                "--from",
+                "40",
+                "--to",
+                "100",
+            ])
+            .args(extra);
+        output(cmd)
+    };
+    let json = |out: &str| -> serde_json::Value { serde_json::from_str(out.trim()).unwrap() };
+
+    // 1. A sweep in three array tasks; every window equals lawa average + lawa eval.
+    let (ok, out, err) = sweep(&["--slurm", "--tasks", "3", "--json"]);
+    assert!(ok, "{err}");
+    let sub = json(&out);
+    let job = sub["job_id"].as_u64().unwrap();
+    assert_eq!(sub["tasks"], 3);
+    // Raw at 40..100 (7) and a k=3 window at each (7).
+    assert_eq!(sub["windows"], 14, "{out}");
+    let store = PathBuf::from(sub["store"].as_str().unwrap());
+    wait_for_job(job);
+    let (ok, out, err) = sweep(&["--status", "--json"]);
+    assert!(ok, "{err}");
+    let status = json(&out);
+    let s = &status["sweeps"][0];
+    assert_eq!(
+        (s["done"].as_u64(), s["stored"].as_u64()),
+        (Some(3), Some(14)),
+        "{out}"
+    );
+    let records = store_records(&store);
+    assert_eq!(records.len(), 14);
+    assert_eq!(std::fs::read_dir(store.join("shards")).unwrap().count(), 3);
+    let heldout = run.join("heldout.txt");
+    for r in &records {
+        let steps: Vec<u64> = r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_u64().unwrap())
+            .collect();
+        let model = if steps.len() == 1 {
+            run.join(format!("step{}", steps[0]))
+        } else {
+            let out = tmp.path().join(format!("avg-{}", steps[2]));
+            let list = steps
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
+            cmd.args(["average", p(&run), "--steps", &list, "--out", p(&out)]);
+            let (ok, _, err) = output(cmd);
+            assert!(ok, "{err}");
+            out
+        };
+        let (ok, e, err) = lawa(&[p(&model), "--text", p(&heldout), "--json"]);
+        assert!(ok, "{err}");
+        let direct: EvalResult = serde_json::from_str(&e).unwrap();
+        assert_eq!(r["mean_nll"].as_f64().unwrap(), direct.mean_nll, "{r}");
+    }
+
+    // 2. One task, slowed by a longer text, cancelled after its first result; the rerun
+    //    submits only what is missing and the store ends complete without duplicates.
+    let long = tmp.path().join("long.txt");
+    let text = std::fs::read_to_string(&heldout).unwrap();
+    std::fs::write(&long, text.repeat(60)).unwrap();
+    let args = ["--text", p(&long), "--slurm", "--tasks", "1", "--json"];
+    let (ok, out, err) = sweep(&args);
+    assert!(ok, "{err}");
+    let job = json(&out)["job_id"].as_u64().unwrap();
+    let shard = std::fs::read_dir(store.join("sweeps"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .max()
+        .unwrap();
+    let shard = store.join("shards").join(format!("{shard}-task0.jsonl"));
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&shard).map_or(0, |t| t.lines().count()) == 0 {
+        assert!(t0.elapsed().as_secs() < 120, "no result from job {job}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let killed = Command::new("scancel")
+        .arg(format!("{job}_0"))
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_for_job(job);
+    let stored = std::fs::read_to_string(&shard).unwrap().lines().count();
+    assert!(
+        (1..14).contains(&stored),
+        "the task should have been cancelled mid-run: {stored} of 14 stored"
+    );
+    let (ok, out, _) = sweep(&["--status"]);
+    assert!(ok);
+    assert!(out.contains("1 failed"), "{out}");
+    let (ok, out, err) = sweep(&args);
+    assert!(ok, "{err}");
+    let resub = json(&out);
+    assert_eq!(resub["windows"].as_u64(), Some(14 - stored as u64), "{out}");
+    wait_for_job(resub["job_id"].as_u64().unwrap());
+    let long_hash = store_records(&store)
+        .into_iter()
+        .filter(|r| r["data"].as_str().is_some_and(|f| f == "long.txt"))
+        .collect::<Vec<_>>();
+    let mut keys: Vec<(String, u64)> = long_hash
+        .iter()
+        .map(|r| {
+            (
+                format!("{}-{}", r["scheme"], r["k"]),
+                r["end_step"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    keys.sort();
+    let n = keys.len();
+    keys.dedup();
+    assert_eq!((n, keys.len()), (14, 14), "duplicates or missing windows");
+    let (ok, out, err) = sweep(&["--text", p(&long), "--slurm"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("nothing to submit"), "{out}");
+}

@@ -7,12 +7,13 @@ use anyhow::Context;
 
 use lawa::jobs::engine::{EngineExecutor, EvalConfig};
 use lawa::jobs::JobRunner;
-use lawa::results::{self, ModelCache, ResultsStore};
+use lawa::results::{self, ResultsStore};
 use lawa::source::{Location, Trajectory};
+use lawa::sweep::slurm::{self, ArrayPlan};
 
 use super::args::StoreEvalArgs;
 use crate::tui::app::{self, App};
-use crate::tui::state::{EvalView, State};
+use crate::tui::state::{EvalView, Event, State};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -23,9 +24,10 @@ pub struct Args {
     /// Where `e` writes the chart and tables
     #[arg(long, default_value = "lawa-export")]
     pub export_dir: PathBuf,
-    /// Size limit of the averaged-model cache, in MiB
-    #[arg(long, default_value_t = 4096)]
-    pub cache_mib: u64,
+    /// Memory for checkpoints kept between window jobs, in MiB [default: a quarter of the
+    /// machine's]
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
 }
 
 impl Args {
@@ -34,7 +36,7 @@ impl Args {
             source,
             eval: StoreEvalArgs::default(),
             export_dir: PathBuf::from("lawa-export"),
-            cache_mib: 4096,
+            memory_mib: None,
         }
     }
 }
@@ -71,7 +73,9 @@ pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
     let dir = results::trajectory_dir(&traj.source)?;
     let (store, warnings) = ResultsStore::open(&dir)?;
     let records = store.records().to_vec();
-    let cache = ModelCache::in_trajectory_dir(&dir, args.cache_mib << 20);
+    let budget = args
+        .memory_mib
+        .map_or_else(|| lawa::sweep::default_budget() / 2, |m| m << 20);
     let device = lawa::device::select(args.eval.device)?;
     let view = EvalView {
         data: eval
@@ -98,6 +102,7 @@ pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
         });
     let base = eval.map(|e| args.eval.config(e, device.clone()));
     let store = Arc::new(Mutex::new(store));
+    let store_w = store.clone();
     let resident = lawa::jobs::engine::Resident::default();
     let make_runner: app::RunnerFactory = Box::new(move |ctx, max_tokens, sink| {
         let cfg = base.clone().map(|c| EvalConfig {
@@ -105,19 +110,48 @@ pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
             max_tokens,
             ..c
         });
-        let exec = EngineExecutor::new(
-            traj.clone(),
-            cfg,
-            store.clone(),
-            cache.clone(),
-            resident.clone(),
-        );
+        let exec = EngineExecutor::new(traj.clone(), cfg, store.clone(), budget, resident.clone());
         JobRunner::start(exec, sink)
     });
+    let watch = watcher(store_w, dir);
     app::run(App {
         state,
         make_runner,
         export_dir: args.export_dir.clone(),
+        watch: Some(watch),
+    })
+}
+
+/// Watches the store for results others append (a `lawa sweep` in another terminal, Slurm
+/// array tasks) every call, and the Slurm sweeps' progress every fifth.
+fn watcher(store: Arc<Mutex<ResultsStore>>, dir: PathBuf) -> app::Watcher {
+    let mut calls = 0u64;
+    Box::new(move || {
+        let mut out = Vec::new();
+        let (new, plans) = {
+            let mut s = store.lock().unwrap_or_else(|e| e.into_inner());
+            let before = s.records().len();
+            let new = match s.reload() {
+                Ok(_) => s.records()[before..].to_vec(),
+                Err(_) => Vec::new(),
+            };
+            let plans = if calls.is_multiple_of(5) {
+                let (plans, _) = ArrayPlan::all_in(&dir);
+                (!plans.is_empty()).then(|| (plans, s.records().to_vec()))
+            } else {
+                None
+            };
+            (new, plans)
+        };
+        calls += 1;
+        if !new.is_empty() {
+            out.push(Event::Stored(new));
+        }
+        // squeue runs without the store locked: jobs keep appending meanwhile.
+        if let Some((plans, records)) = plans {
+            out.push(Event::Cluster(slurm::progress_all(&plans, &records)));
+        }
+        out
     })
 }
 

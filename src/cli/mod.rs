@@ -46,6 +46,10 @@ pub enum Command {
     /// Evaluate the raw checkpoint and each window's average at every step, into the store
     /// the explorer reads (locally, or as a Slurm job array)
     Sweep(sweep::Args),
+    /// Run one array task of a sweep submitted with `lawa sweep --slurm` (Slurm calls this;
+    /// a Kubernetes Indexed Job can too)
+    #[command(name = "sweep-task")]
+    SweepTask(sweep::TaskArgs),
     /// Export charts and tables from cached results
     Export(export::Args),
     /// Check the compute path on this machine's device (fused kernels, model vs CPU)
@@ -82,6 +86,7 @@ pub fn main() -> ExitCode {
         Some(Command::Demo(a)) => demo::run(a),
         Some(Command::Explore(a)) => explore::run(a),
         Some(Command::Sweep(a)) => sweep::run(a),
+        Some(Command::SweepTask(a)) => sweep::run_task(a),
         Some(Command::Export(a)) => export::run(a),
         Some(Command::Doctor(a)) => doctor::run(a),
     };

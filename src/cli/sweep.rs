@@ -2,15 +2,17 @@
 //! trajectory and appended to its results store (the one the explorer reads). Incremental:
 //! what the store holds for the same eval settings is skipped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 
 use lawa::average::{AverageInput, AverageOptions, Scheme};
+use lawa::jobs::engine::EvalConfig;
 use lawa::jobs::Target;
 use lawa::progress::{CancelToken, Reporter};
-use lawa::results::{self, ResultsStore};
+use lawa::results::{self, EvalSettings, ResultsStore};
+use lawa::sweep::slurm::{self, ArrayPlan, PlanEval, SubmitOptions, TaskState};
 use lawa::sweep::{self, SweepEngine, SweepError, SweepSpec, WindowSpec};
 
 use super::args::StoreEvalArgs;
@@ -56,6 +58,40 @@ pub struct Args {
     /// Print each result as a JSON line, and a summary line at the end
     #[arg(long)]
     pub json: bool,
+    /// Submit the sweep to Slurm as one job array instead of running it here
+    #[arg(long, conflicts_with = "status")]
+    pub slurm: bool,
+    /// Slurm partition
+    #[arg(long, requires = "slurm")]
+    pub partition: Option<String>,
+    /// At most N array tasks at once (the array's %N)
+    #[arg(long, value_name = "N", requires = "slurm")]
+    pub parallel: Option<usize>,
+    /// Array tasks, each a contiguous chunk of the windows [default: one per 8 windows]
+    #[arg(long, value_name = "M", requires = "slurm")]
+    pub tasks: Option<usize>,
+    /// More sbatch arguments, e.g. "--gres=gpu:1 --time=4:00:00 --mem=64G"
+    #[arg(
+        long,
+        value_name = "ARGS",
+        requires = "slurm",
+        allow_hyphen_values = true
+    )]
+    pub sbatch: Option<String>,
+    /// Report the Slurm sweeps of SOURCE: tasks done / running / failed, windows stored
+    #[arg(long)]
+    pub status: bool,
+}
+
+/// `lawa sweep-task PLAN`: one array task of a Slurm sweep (also a Kubernetes Indexed Job's
+/// entry point).
+#[derive(clap::Args, Debug, Clone)]
+pub struct TaskArgs {
+    /// The plan `lawa sweep --slurm` wrote (in the store's sweeps/ folder)
+    pub plan: PathBuf,
+    /// The task to run [default: $SLURM_ARRAY_TASK_ID, else $JOB_COMPLETION_INDEX]
+    #[arg(long)]
+    pub index: Option<usize>,
 }
 
 /// What the sweep did, for `--json` and the last line.
@@ -71,6 +107,9 @@ struct Summary<'a> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.status {
+        return status(&args);
+    }
     let scheme: Scheme = args.weights.parse()?;
     if args.ks.contains(&0) {
         anyhow::bail!("--last 0: a window needs at least one checkpoint");
@@ -107,9 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         every: args.every,
     };
     let planned = sweep::plan(&traj, &spec, &spikes)?;
-    let budget = args
-        .memory_mib
-        .map_or_else(sweep::default_budget, |m| m << 20);
+    let budget = budget(args.memory_mib);
     let mut engine = SweepEngine::new(traj.clone(), cfg, budget);
     let settings = engine.settings()?;
     let total = planned.len();
@@ -120,7 +157,43 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             settings.ctx
         );
     }
+    if args.slurm {
+        return submit(&args, &engine, &dir, todo, settings);
+    }
+    let keep = args.keep_models.as_deref().map(|d| (d, &scheme));
+    let done = execute(&mut engine, &mut store, &todo, keep, args.json)?;
+    let summary = Summary {
+        store: store.path().display().to_string(),
+        planned: total,
+        skipped,
+        evaluated: done.evaluated,
+        seconds: done.seconds,
+        windows_per_s: done.evaluated as f64 / done.seconds.max(1e-9),
+        reads: &engine.stats(),
+    };
+    print_summary(&traj.source, &summary, args.json);
+    Ok(())
+}
 
+fn budget(memory_mib: Option<u64>) -> u64 {
+    memory_mib.map_or_else(sweep::default_budget, |m| m << 20)
+}
+
+/// What [`execute`] did.
+struct Done {
+    evaluated: usize,
+    seconds: f64,
+}
+
+/// Evaluates `todo` in order, appending each result to `store` as soon as it is known; a
+/// signal stops between results, so every stored line is whole.
+fn execute(
+    engine: &mut SweepEngine,
+    store: &mut ResultsStore,
+    todo: &[Target],
+    keep: Option<(&Path, &Scheme)>,
+    json: bool,
+) -> anyhow::Result<Done> {
     let token = CancelToken::new();
     super::signals::cancel_on_signals(token.clone());
     let (reporter, bar) = super::progress::reporter(token);
@@ -138,13 +211,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 ),
                 e => anyhow::Error::from(e).context(target.label()),
             })?;
-            if let (Some(out), Target::Window { steps, weights, .. }) = (&args.keep_models, target)
-            {
-                keep_model(&engine, out, steps, weights, &scheme, &device, &reporter)?;
+            if let (Some((out, scheme)), Target::Window { steps, weights, .. }) = (keep, target) {
+                keep_model(engine, out, steps, weights, scheme, &reporter)?;
             }
             store.append(record.clone())?;
             evaluated += 1;
-            print_result(&record, args.json)?;
+            print_result(&record, json)?;
         }
         Ok(())
     })();
@@ -152,34 +224,314 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         b.finish_and_clear();
     }
     result?;
-    let seconds = t0.elapsed().as_secs_f64();
-    let stats = engine.stats();
+    Ok(Done {
+        evaluated,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+fn print_summary(source: &str, summary: &Summary, json: bool) {
+    let stats = summary.reads;
     if stats.over_budget {
         eprintln!(
-            "note: the memory budget ({} MiB) holds less than a window: checkpoints were read again for each window (--memory-mib)",
-            budget >> 20
+            "note: the memory budget holds less than a window: checkpoints were read again for each window (--memory-mib)"
         );
     }
-    let summary = Summary {
-        store: store.path().display().to_string(),
-        planned: total,
-        skipped,
-        evaluated,
-        seconds,
-        windows_per_s: evaluated as f64 / seconds.max(1e-9),
-        reads: &stats,
-    };
-    if args.json {
+    if json {
         println!("{}", serde_json::json!({ "summary": summary }));
     } else {
         println!(
-            "swept {}: {evaluated} evaluated, {skipped} already stored, in {seconds:.1}s ({:.2}/s); {} checkpoint reads, {:.1} MB; results in {}",
-            lawa::display::escape(&traj.source),
+            "swept {}: {} evaluated, {} already stored, in {:.1}s ({:.2}/s); {} checkpoint reads, {:.1} MB; results in {}",
+            lawa::display::escape(source),
+            summary.evaluated,
+            summary.skipped,
+            summary.seconds,
             summary.windows_per_s,
             stats.checkpoint_reads,
             stats.bytes_read as f64 / 1e6,
             lawa::display::escape(&summary.store),
         );
+    }
+}
+
+/// `--slurm`: writes the plan and its batch script beside the store and submits one array;
+/// if sbatch refuses, nothing is left behind.
+fn submit(
+    args: &Args,
+    engine: &SweepEngine,
+    dir: &Path,
+    todo: Vec<Target>,
+    settings: EvalSettings,
+) -> anyhow::Result<()> {
+    // Windows that tasks of earlier submissions still have queued or running are theirs.
+    let (plans, _) = ArrayPlan::all_in(dir);
+    let records: Vec<results::ResultRecord> = {
+        let (store, _) = ResultsStore::open(dir)?;
+        store.records().to_vec()
+    };
+    let flight = slurm::in_flight(&plans, &slurm::progress_all(&plans, &records));
+    let before = todo.len();
+    let todo: Vec<Target> = todo
+        .into_iter()
+        .filter(|t| !flight.iter().any(|(_, f)| f == t))
+        .collect();
+    if todo.len() < before {
+        let mut jobs: Vec<u64> = flight.iter().map(|(j, _)| *j).collect();
+        jobs.dedup();
+        eprintln!(
+            "lawa sweep: {} window(s) already queued or running in job(s) {}, left to them",
+            before - todo.len(),
+            jobs.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let windows = todo.len();
+    if windows == 0 {
+        println!("nothing to submit: every window of the sweep is stored or already submitted");
+        return Ok(());
+    }
+    let tasks = args.tasks.unwrap_or(windows.div_ceil(8)).max(1);
+    let chunked: Vec<Vec<Target>> = slurm::chunks(windows, tasks)
+        .into_iter()
+        .map(|r| todo[r].to_vec())
+        .collect();
+    let traj = engine.trajectory();
+    let eval = plan_eval(engine.eval_config(), args.eval.device)?;
+    let plan = ArrayPlan {
+        id: format!("{}-{}", results::now_unix(), std::process::id()),
+        source: absolute_source(&traj.source),
+        store_dir: dir.to_path_buf(),
+        eval,
+        settings,
+        memory_mib: args.memory_mib,
+        keep_models: args.keep_models.as_deref().map(absolute).transpose()?,
+        scheme: args.weights.clone(),
+        tasks: chunked,
+        job_id: None,
+        created_unix: results::now_unix(),
+    };
+    let opts = SubmitOptions {
+        partition: args.partition.clone(),
+        parallel: args.parallel,
+        extra: args
+            .sbatch
+            .as_deref()
+            .map(slurm::split_args)
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    let exe = std::env::current_exe().context("the path of this lawa binary")?;
+    let submitted = (|| -> anyhow::Result<u64> {
+        let plan_path = plan.save()?;
+        let logs = plan_path.with_extension("");
+        std::fs::create_dir_all(&logs).with_context(|| logs.display().to_string())?;
+        let script = plan_path.with_extension("sbatch");
+        std::fs::write(&script, slurm::batch_script(&exe, &plan_path))
+            .with_context(|| script.display().to_string())?;
+        Ok(slurm::submit(&slurm::sbatch_args(&plan, &opts), &script)?)
+    })();
+    let job_id = match submitted {
+        Ok(id) => id,
+        Err(e) => {
+            plan.remove_files();
+            return Err(e.context("--slurm: nothing was submitted"));
+        }
+    };
+    let plan = ArrayPlan {
+        job_id: Some(job_id),
+        ..plan
+    };
+    plan.save()?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "job_id": job_id,
+                "tasks": plan.tasks.len(),
+                "windows": windows,
+                "store": dir.display().to_string(),
+            })
+        );
+    } else {
+        println!(
+            "submitted Slurm job {job_id}: {} array task(s), {windows} evaluation(s); results go to {}; follow with `lawa sweep {} --status` or `lawa explore`",
+            plan.tasks.len(),
+            lawa::display::escape(&dir.display().to_string()),
+            lawa::display::escape(&args.source),
+        );
+    }
+    Ok(())
+}
+
+fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(p).with_context(|| p.display().to_string())
+}
+
+/// A local source as an absolute path (the tasks start in another folder); others as given.
+fn absolute_source(source: &str) -> String {
+    match std::fs::canonicalize(source) {
+        Ok(p) => p.display().to_string(),
+        Err(_) => source.to_string(),
+    }
+}
+
+/// The eval settings a task rebuilds on its node, with absolute paths.
+fn plan_eval(cfg: &EvalConfig, device: lawa::device::DevicePref) -> anyhow::Result<PlanEval> {
+    use lawa::eval::EvalData;
+    let data = match &cfg.data {
+        EvalData::Text(p) => EvalData::Text(absolute(p)?),
+        EvalData::Tokens(p) => EvalData::Tokens(absolute(p)?),
+        EvalData::TokensAs(p, w) => EvalData::TokensAs(absolute(p)?, *w),
+    };
+    Ok(PlanEval {
+        data,
+        data_label: cfg.data_label.clone(),
+        data_hash: cfg.data_hash.clone(),
+        ctx: cfg.ctx,
+        max_tokens: cfg.max_tokens,
+        batch: cfg.batch,
+        device,
+    })
+}
+
+/// `lawa sweep-task PLAN`: runs one array task's chunk into its own shard, skipping what the
+/// store already holds (a rerun after a failure or preemption does only what is missing).
+pub fn run_task(args: TaskArgs) -> anyhow::Result<()> {
+    let plan = ArrayPlan::load(&args.plan)?;
+    let index = match args.index {
+        Some(i) => i,
+        None => slurm::task_index(|k| std::env::var(k).ok())?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: no task index: pass --index N, or run as an array task (SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)",
+                args.plan.display()
+            )
+        })?,
+    };
+    let targets = plan.tasks.get(index).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: no task {index} (the plan has {} tasks)",
+            args.plan.display(),
+            plan.tasks.len()
+        )
+    })?;
+    let (kind, path) = match &plan.eval.data {
+        lawa::eval::EvalData::Text(p) => ("text", p),
+        lawa::eval::EvalData::Tokens(p) | lawa::eval::EvalData::TokensAs(p, _) => ("tokens", p),
+    };
+    if results::file_hash(kind, path)? != plan.eval.data_hash {
+        anyhow::bail!(
+            "{}: the eval data changed since the sweep was submitted",
+            path.display()
+        );
+    }
+    let traj = lawa::source::open(&plan.source)?;
+    let device = lawa::device::select(plan.eval.device)?;
+    let cfg = EvalConfig {
+        data: plan.eval.data.clone(),
+        data_label: plan.eval.data_label.clone(),
+        data_hash: plan.eval.data_hash.clone(),
+        ctx: plan.eval.ctx,
+        max_tokens: plan.eval.max_tokens,
+        batch: plan.eval.batch,
+        device,
+    };
+    let mut engine = SweepEngine::new(traj, cfg, budget(plan.memory_mib));
+    let settings = engine.settings()?;
+    if settings != plan.settings {
+        anyhow::bail!(
+            "{}: this node resolves other eval settings ({settings:?}) than the submission ({:?})",
+            args.plan.display(),
+            plan.settings
+        );
+    }
+    let (mut store, warnings) = ResultsStore::open_shard(&plan.store_dir, &plan.shard_name(index))
+        .context("opening the results store (it must be writable from the compute nodes)")?;
+    for w in &warnings {
+        eprintln!("warning: {}", lawa::display::escape(w));
+    }
+    let (todo, skipped) = sweep::pending(targets.clone(), store.records(), &settings);
+    eprintln!(
+        "lawa sweep-task {index} of {}: {} to evaluate, {skipped} already stored",
+        plan.id,
+        todo.len()
+    );
+    let scheme: Scheme = plan.scheme.parse()?;
+    let keep = plan.keep_models.as_deref().map(|d| (d, &scheme));
+    let done = execute(&mut engine, &mut store, &todo, keep, false)?;
+    let summary = Summary {
+        store: store.path().display().to_string(),
+        planned: targets.len(),
+        skipped,
+        evaluated: done.evaluated,
+        seconds: done.seconds,
+        windows_per_s: done.evaluated as f64 / done.seconds.max(1e-9),
+        reads: &engine.stats(),
+    };
+    print_summary(&plan.source, &summary, false);
+    Ok(())
+}
+
+/// `--status`: each Slurm sweep of the trajectory, from the store and `squeue`.
+fn status(args: &Args) -> anyhow::Result<()> {
+    let traj = lawa::source::open(&args.source)?;
+    let dir = results::trajectory_dir(&traj.source)?;
+    let (plans, warnings) = ArrayPlan::all_in(&dir);
+    for w in &warnings {
+        eprintln!("warning: {}", lawa::display::escape(w));
+    }
+    let (store, _) = ResultsStore::open(&dir)?;
+    let sweeps = slurm::progress_all(&plans, store.records());
+    if args.json {
+        let out: Vec<_> = sweeps
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "id": s.id, "job_id": s.job_id, "tasks": s.tasks,
+                    "done": s.count(TaskState::Done), "running": s.count(TaskState::Running),
+                    "pending": s.count(TaskState::Pending), "failed": s.count(TaskState::Failed),
+                    "windows": s.windows(), "stored": s.stored(), "queue_error": s.queue_error,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "sweeps": out }));
+        return Ok(());
+    }
+    if sweeps.is_empty() {
+        println!(
+            "no Slurm sweeps of {} (submit one with lawa sweep --slurm)",
+            lawa::display::escape(&args.source)
+        );
+    }
+    for (s, plan) in sweeps
+        .iter()
+        .zip(plans.iter().filter(|p| p.job_id.is_some()))
+    {
+        println!("{} ({})", s.summary(), s.id);
+        if let Some(e) = &s.queue_error {
+            println!("  (queue unknown: {})", lawa::display::escape(e));
+        }
+        for t in s.tasks.iter().filter(|t| t.state != TaskState::Done) {
+            let why = match t.state {
+                TaskState::Failed => slurm::last_log_line(&plan.log_path(t.index))
+                    .map(|l| format!(": {}", lawa::display::escape(&l)))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            println!(
+                "  task {:>3} {:<8} {}/{}{why}",
+                t.index,
+                format!("{:?}", t.state).to_lowercase(),
+                t.done,
+                t.windows
+            );
+        }
+        if s.count(TaskState::Failed) > 0 {
+            println!(
+                "  rerun the same `lawa sweep ... --slurm` to submit only the missing windows"
+            );
+        }
     }
     Ok(())
 }
@@ -202,11 +554,10 @@ fn print_result(r: &results::ResultRecord, json: bool) -> anyhow::Result<()> {
 /// `--keep-models`: the window written by the streaming engine, as `lawa average` writes it.
 fn keep_model(
     engine: &SweepEngine,
-    out: &std::path::Path,
+    out: &Path,
     steps: &[u64],
     weights: &[f64],
     scheme: &Scheme,
-    device: &candle_core::Device,
     reporter: &Reporter,
 ) -> anyhow::Result<()> {
     let traj = engine.trajectory();
@@ -222,7 +573,7 @@ fn keep_model(
     let (first, last) = (steps[0], steps[steps.len() - 1]);
     let dest = out.join(format!("avg-{first}-{last}-k{}", steps.len()));
     let opts = AverageOptions {
-        device: device.clone(),
+        device: engine.eval_config().device.clone(),
         force: true,
         ..AverageOptions::new(scheme)
     };

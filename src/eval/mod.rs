@@ -28,7 +28,8 @@ pub const DEFAULT_CTX_CAP: usize = 2048;
 const LOGITS_BUDGET: usize = 1 << 26;
 
 /// What to evaluate on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EvalData {
     /// UTF-8 text, tokenised with the model dir's `tokenizer.json`.
     Text(PathBuf),

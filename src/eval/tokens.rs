@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use super::EvalError;
 
 /// Width of the ids in a raw token file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum TokenDType {
     U16,
     U32,

@@ -1,16 +1,15 @@
-//! The real executor: fetches checkpoints, averages windows into the model cache, evaluates, and
+//! The real executor: fetches checkpoints, evaluates them, averages windows in memory (with the
+//! sweep engine: checkpoints stay resident between jobs, so a sweep reads each about once), and
 //! appends every result to the trajectory's results store before reporting it.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::average::{self, AverageInput, AverageOptions, Scheme};
 use crate::eval::{self, EvalData, EvalOptions};
 use crate::progress::Reporter;
-use crate::results::{
-    average_key, now_unix, ModelCache, ResultRecord, ResultsStore, RAW, TOOL_VERSION,
-};
+use crate::results::{now_unix, ResultRecord, ResultsStore, RAW, TOOL_VERSION};
 use crate::source::{self, Trajectory};
+use crate::sweep::{SweepEngine, SweepError};
 
 use super::{Executor, JobError, Target};
 
@@ -44,7 +43,10 @@ pub struct EngineExecutor {
     /// `None`: no eval data was given; every job fails with a clear line.
     eval: Option<EvalConfig>,
     store: Arc<Mutex<ResultsStore>>,
-    cache: ModelCache,
+    /// Memory for checkpoints kept between window jobs.
+    budget: u64,
+    /// Averages windows; made at the first window job.
+    windows: Option<SweepEngine>,
     resident: Resident,
     /// Token ids of the eval data, read once per session (text: per model dir, whose
     /// tokenizer it goes through).
@@ -56,14 +58,15 @@ impl EngineExecutor {
         traj: Trajectory,
         eval: Option<EvalConfig>,
         store: Arc<Mutex<ResultsStore>>,
-        cache: ModelCache,
+        budget: u64,
         resident: Resident,
     ) -> Self {
         Self {
             traj,
             eval,
             store,
-            cache,
+            budget,
+            windows: None,
             resident,
             tokens: None,
         }
@@ -118,43 +121,6 @@ impl EngineExecutor {
             JobError::Failed(format!("step {step} is not in {}", self.traj.source))
         })?;
         source::local_path(ckpt, reporter).map_err(|e| fail(reporter, e))
-    }
-
-    /// The cached average of the window, computing it when missing.
-    fn averaged(
-        &self,
-        steps: &[u64],
-        weights: &[f64],
-        scheme: &str,
-        device: &candle_core::Device,
-        reporter: &Reporter,
-    ) -> Result<PathBuf, JobError> {
-        let key = average_key(&self.traj.source, steps, weights, "keep");
-        if let Some(dir) = self.cache.get(&key) {
-            return Ok(dir);
-        }
-        let mut inputs = Vec::with_capacity(steps.len());
-        for (&step, &weight) in steps.iter().zip(weights) {
-            inputs.push(AverageInput {
-                path: self.checkpoint_path(step, reporter)?,
-                step,
-                weight,
-            });
-        }
-        std::fs::create_dir_all(self.cache.dir())
-            .map_err(|e| JobError::Failed(format!("{}: {e}", self.cache.dir().display())))?;
-        let out = self.cache.path_for(&key);
-        let scheme = scheme
-            .parse::<Scheme>()
-            .unwrap_or(Scheme::Custom(weights.to_vec()));
-        let opts = AverageOptions {
-            device: device.clone(),
-            ..AverageOptions::new(&scheme)
-        };
-        average::average(&inputs, &out, &opts, reporter).map_err(|e| fail(reporter, e))?;
-        // Evicting is housekeeping: a failure here must not lose the result.
-        let _ = self.cache.evict(Some(&out));
-        Ok(out)
     }
 }
 
@@ -231,15 +197,39 @@ impl Executor for EngineExecutor {
                 "no eval data: start lawa explore with --text FILE or --tokens FILE".into(),
             ));
         };
-        let model_dir = match target {
-            Target::Checkpoint { step } => self.checkpoint_path(*step, reporter)?,
-            Target::Window {
-                steps,
-                weights,
-                scheme,
-                ..
-            } => self.averaged(steps, weights, scheme, &cfg.device, reporter)?,
+        let record = match target {
+            Target::Checkpoint { step } => self.checkpoint(*step, &cfg, target, reporter)?,
+            Target::Window { .. } => {
+                crate::device::prepare(&cfg.device, reporter).map_err(|e| fail(reporter, e))?;
+                let (traj, budget) = (&self.traj, self.budget);
+                self.windows
+                    .get_or_insert_with(|| SweepEngine::new(traj.clone(), cfg.clone(), budget))
+                    .evaluate(target, reporter)
+                    .map_err(|e| match e {
+                        SweepError::Cancelled(_) => JobError::Cancelled,
+                        e => fail(reporter, e),
+                    })?
+            }
         };
+        self.store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(record.clone())
+            .map_err(|e| JobError::Failed(e.to_string()))?;
+        Ok(record)
+    }
+}
+
+impl EngineExecutor {
+    /// One checkpoint as it is, evaluated with the resident model when it is the same one.
+    fn checkpoint(
+        &mut self,
+        step: u64,
+        cfg: &EvalConfig,
+        target: &Target,
+        reporter: &Reporter,
+    ) -> Result<ResultRecord, JobError> {
+        let model_dir = self.checkpoint_path(step, reporter)?;
         reporter.check().map_err(|_| JobError::Cancelled)?;
         let opts = EvalOptions {
             ctx: cfg.ctx,
@@ -255,13 +245,7 @@ impl Executor for EngineExecutor {
         let res = self
             .evaluate(&model_dir, &tokens, &opts, reporter)
             .map_err(|e| fail(reporter, e))?;
-        let record = make_record(&self.traj.source, target, &cfg, &res);
-        self.store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .append(record.clone())
-            .map_err(|e| JobError::Failed(e.to_string()))?;
-        Ok(record)
+        Ok(make_record(&self.traj.source, target, cfg, &res))
     }
 }
 
@@ -302,7 +286,7 @@ mod tests {
             traj,
             Some(cfg),
             Arc::new(Mutex::new(store)),
-            ModelCache::new(dir.path().join("models"), 1 << 30),
+            1 << 30,
             resident.clone(),
         );
         (dir, exec, resident)

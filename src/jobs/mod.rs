@@ -29,7 +29,8 @@ fn next_id() -> JobId {
 }
 
 /// What a job evaluates.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Target {
     /// One checkpoint as it is.
     Checkpoint { step: u64 },

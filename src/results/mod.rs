@@ -113,7 +113,7 @@ impl EvalKey {
 
 /// The eval settings a result was computed with, all resolved (no "auto"): two results are
 /// comparable only when every field is equal. The explorer shows exactly one such set.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EvalSettings {
     pub data_hash: String,
     /// Tokens per window.
@@ -377,118 +377,6 @@ impl ResultsStore {
     }
 }
 
-/// Averaged model dirs kept for re-evaluation and export, oldest evicted above a size limit.
-#[derive(Clone, Debug)]
-pub struct ModelCache {
-    dir: PathBuf,
-    limit_bytes: u64,
-}
-
-/// Default size limit of the averaged-model cache.
-pub const DEFAULT_CACHE_LIMIT: u64 = 4 << 30;
-
-impl ModelCache {
-    pub fn new(dir: PathBuf, limit_bytes: u64) -> Self {
-        Self { dir, limit_bytes }
-    }
-
-    /// The cache of a trajectory's data dir (`<dir>/models`).
-    pub fn in_trajectory_dir(dir: &Path, limit_bytes: u64) -> Self {
-        Self::new(dir.join("models"), limit_bytes)
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Where the average with this key lives (present or not).
-    pub fn path_for(&self, key: &str) -> PathBuf {
-        self.dir.join(key)
-    }
-
-    /// The cached model dir for `key`, if complete; marks it as recently used.
-    /// Dirs are only ever renamed into place when complete, so existence means complete.
-    pub fn get(&self, key: &str) -> Option<PathBuf> {
-        let p = self.path_for(key);
-        if !p.is_dir() {
-            return None;
-        }
-        touch(&p);
-        Some(p)
-    }
-
-    /// Removes the least recently used model dirs until the cache fits its limit, never
-    /// removing `keep`. Hidden entries (temporary dirs of writes in progress) are left alone.
-    pub fn evict(&self, keep: Option<&Path>) -> Result<Vec<PathBuf>, ResultsError> {
-        let mut entries = Vec::new();
-        let rd = match fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&self.dir)(e)),
-        };
-        for e in rd {
-            let e = e.map_err(io_err(&self.dir))?;
-            let p = e.path();
-            if e.file_name().to_string_lossy().starts_with('.') || !p.is_dir() {
-                continue;
-            }
-            let used = fs::metadata(&p)
-                .and_then(|m| m.modified())
-                .unwrap_or(UNIX_EPOCH);
-            entries.push((used, dir_size(&p), p));
-        }
-        let mut total: u64 = entries.iter().map(|e| e.1).sum();
-        entries.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.2.cmp(&b.2)));
-        let mut removed = Vec::new();
-        for (_, size, p) in entries {
-            if total <= self.limit_bytes {
-                break;
-            }
-            if Some(p.as_path()) == keep {
-                continue;
-            }
-            fs::remove_dir_all(&p).map_err(io_err(&p))?;
-            total = total.saturating_sub(size);
-            removed.push(p);
-        }
-        Ok(removed)
-    }
-}
-
-/// Key of an averaged model: what was averaged, how, in which dtype.
-pub fn average_key(source: &str, steps: &[u64], weights: &[f64], dtype: &str) -> String {
-    let mut s = format!("{source}|{dtype}");
-    for (st, w) in steps.iter().zip(weights) {
-        s.push_str(&format!("|{st}:{w:.17e}"));
-    }
-    let steps_part = match (steps.first(), steps.last()) {
-        (Some(a), Some(b)) => format!("avg-{a}-{b}-"),
-        _ => "avg-".to_string(),
-    };
-    format!("{steps_part}{}", hex16(s.as_bytes()))
-}
-
-fn touch(p: &Path) {
-    // Best effort: the mtime of the dir is the last-use time the eviction orders by.
-    if let Ok(f) = File::open(p) {
-        let _ = f.set_modified(SystemTime::now());
-    }
-}
-
-fn dir_size(p: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(rd) = fs::read_dir(p) {
-        for e in rd.flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => total += dir_size(&e.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
-}
-
 /// Reads the last `n` bytes of a file (used by tests and diagnostics of torn writes).
 pub fn tail_bytes(path: &Path, n: u64) -> Result<Vec<u8>, ResultsError> {
     let mut f = File::open(path).map_err(io_err(path))?;
@@ -635,32 +523,6 @@ mod tests {
     }
 
     #[test]
-    fn cache_evicts_least_recently_used_above_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = ModelCache::new(dir.path().join("models"), 2500);
-        for (i, name) in ["a", "b", "c"].iter().enumerate() {
-            let p = cache.path_for(name);
-            fs::create_dir_all(&p).unwrap();
-            fs::write(p.join("model.safetensors"), vec![0u8; 1000]).unwrap();
-            let t = UNIX_EPOCH + std::time::Duration::from_secs(1000 + i as u64);
-            File::open(&p).unwrap().set_modified(t).unwrap();
-        }
-        // A write in progress is never counted or removed.
-        fs::create_dir_all(cache.dir().join(".tmp-x")).unwrap();
-        // Using "a" makes "b" the oldest.
-        assert!(cache.get("a").is_some());
-        let removed = cache.evict(None).unwrap();
-        assert_eq!(removed, vec![cache.path_for("b")]);
-        assert!(cache.get("b").is_none());
-        assert!(cache.dir().join(".tmp-x").is_dir());
-        // Keeping the oldest removes the next one instead.
-        let tight = ModelCache::new(cache.dir().to_path_buf(), 1000);
-        let removed = tight.evict(Some(&cache.path_for("c"))).unwrap();
-        assert_eq!(removed, vec![cache.path_for("a")]);
-        assert!(cache.get("c").is_some());
-    }
-
-    #[test]
     fn file_hash_depends_on_content_and_kind() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.txt");
@@ -672,14 +534,5 @@ mod tests {
         assert_ne!(h1, file_hash("text", &a).unwrap());
         let e = file_hash("text", &dir.path().join("missing")).unwrap_err();
         assert!(e.to_string().contains("missing"), "{e}");
-    }
-
-    #[test]
-    fn average_key_depends_on_steps_weights_and_dtype() {
-        let a = average_key("s", &[1, 2], &[0.5, 0.5], "f32");
-        assert!(a.starts_with("avg-1-2-"));
-        assert_ne!(a, average_key("s", &[1, 2], &[0.25, 0.75], "f32"));
-        assert_ne!(a, average_key("s", &[1, 2], &[0.5, 0.5], "f16"));
-        assert_ne!(a, average_key("s", &[1, 3], &[0.5, 0.5], "f32"));
     }
 }

@@ -216,6 +216,10 @@ impl SweepEngine {
         &self.traj
     }
 
+    pub fn eval_config(&self) -> &EvalConfig {
+        &self.eval
+    }
+
     /// The eval settings every result of this engine will carry (ctx resolved against the
     /// newest checkpoint's config, without loading weights).
     pub fn settings(&self) -> Result<EvalSettings, SweepError> {
@@ -405,6 +409,8 @@ fn to_tensors<'a>(
     }
     Ok(out)
 }
+
+pub mod slurm;
 
 #[cfg(test)]
 mod tests;

@@ -38,6 +38,30 @@ pub struct App {
     pub make_runner: RunnerFactory,
     /// Where `e` writes its files.
     pub export_dir: PathBuf,
+    /// Called about once a second on a thread of its own: what changed outside (results
+    /// others appended to the store, the Slurm sweeps' progress).
+    pub watch: Option<Watcher>,
+}
+
+/// See [`App::watch`].
+pub type Watcher = Box<dyn FnMut() -> Vec<Event> + Send>;
+
+/// How often the watcher looks at the store.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs `watch` until the explorer's channel closes.
+fn spawn_watcher(mut watch: Watcher, tx: UnboundedSender<Event>) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(WATCH_EVERY);
+        if tx.is_closed() {
+            return;
+        }
+        for ev in watch() {
+            if tx.send(ev).is_err() {
+                return;
+            }
+        }
+    });
 }
 
 thread_local! {
@@ -135,6 +159,9 @@ async fn run_loop(mut app: App) -> anyhow::Result<()> {
         app.state.eval.max_tokens,
         job_sink(tx.clone()),
     ));
+    if let Some(w) = app.watch.take() {
+        spawn_watcher(w, tx.clone());
+    }
     let mut guard = TerminalGuard::enter()?;
     let mut term_events = EventStream::new();
     let mut tick = tokio::time::interval(TICK);

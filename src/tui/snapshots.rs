@@ -214,6 +214,42 @@ fn jobs_panel() {
 }
 
 #[test]
+fn a_slurm_sweep_is_a_line_above_the_local_jobs() {
+    use lawa::sweep::slurm::{SweepProgress, TaskState, TaskStatus};
+    let mut s = busy_state();
+    let task = |index, state, done| TaskStatus {
+        index,
+        state,
+        done,
+        windows: 10,
+    };
+    update(
+        &mut s,
+        Event::Cluster(vec![SweepProgress {
+            id: "1700000000-42".into(),
+            job_id: 12,
+            tasks: vec![
+                task(0, TaskState::Done, 10),
+                task(1, TaskState::Running, 4),
+                task(2, TaskState::Failed, 2),
+            ],
+            queue_error: None,
+        }]),
+    );
+    let text = panel(70, 6, |b, a| {
+        panels::jobs::render(b, a, &s, &Theme::plain());
+    });
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[1].contains("slurm 12 ")
+            && lines[1].contains("16/30 · 1/3 tasks done · 1 running · 1 failed"),
+        "{text}"
+    );
+    // The local jobs follow on the next rows.
+    assert!(lines[2].contains("step"), "{text}");
+}
+
+#[test]
 fn a_job_preparing_gpu_kernels_says_so() {
     let mut s = busy_state();
     update(

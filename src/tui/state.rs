@@ -20,6 +20,7 @@ use lawa::progress::Progress;
 use lawa::results::{series_label, EvalSettings, ResultRecord, RAW};
 use lawa::source::Trajectory;
 use lawa::spikes::{SpikeParams, SpikeRegion};
+use lawa::sweep::slurm::SweepProgress;
 
 /// Everything that can happen to the explorer.
 #[derive(Clone, Debug)]
@@ -29,6 +30,11 @@ pub enum Event {
     Job(JobEvent),
     /// The export finished: the files written, or the error's one line.
     Exported(Result<Vec<String>, String>),
+    /// Results another writer (a sweep in another terminal, Slurm array tasks) appended to
+    /// the trajectory's store.
+    Stored(Vec<ResultRecord>),
+    /// Where the trajectory's Slurm sweeps stand.
+    Cluster(Vec<SweepProgress>),
     /// Steady redraw tick.
     Tick,
     Resize,
@@ -206,6 +212,8 @@ pub struct State {
     pub quit: bool,
     /// `q` was pressed once with jobs queued or running: a second `q` quits.
     pub quit_asked: bool,
+    /// The trajectory's Slurm sweeps, as the store and the queue last said.
+    pub cluster: Vec<SweepProgress>,
 }
 
 /// Counts of the jobs of one busy spell (from the first queued to the last finished).
@@ -216,6 +224,9 @@ pub struct Batch {
     pub cancelled: usize,
     pub last_error: Option<String>,
 }
+
+/// The end of the status line that says results arrived from another writer.
+const FROM_STORE: &str = " from another writer of the store";
 
 /// How many finished jobs the jobs panel keeps.
 const KEEP_FINISHED: usize = 200;
@@ -252,6 +263,7 @@ impl State {
             drag_from: None,
             quit: false,
             quit_asked: false,
+            cluster: Vec::new(),
         };
         s.redetect_spikes();
         s
@@ -689,6 +701,33 @@ impl State {
             m.push_str(&format!(" · last error: {e}"));
         }
         self.message = Some(m);
+    }
+
+    /// Records that others appended to the store: shown as they arrive (a record already
+    /// here, e.g. one of our own jobs read back, is not added twice).
+    fn on_stored(&mut self, records: Vec<ResultRecord>) {
+        let mut added = 0;
+        let mut raw = false;
+        for r in records {
+            if !self.results.contains(&r) {
+                raw |= r.is_raw();
+                self.results.push(r);
+                added += 1;
+            }
+        }
+        if added == 0 {
+            return;
+        }
+        if raw && self.traj.metrics.loss.len() < 3 {
+            self.redetect_spikes();
+        }
+        if self
+            .message
+            .as_deref()
+            .is_none_or(|m| m.ends_with(FROM_STORE))
+        {
+            self.message = Some(format!("{added} new result(s){FROM_STORE}"));
+        }
     }
 
     fn on_job(&mut self, e: JobEvent) {
@@ -1238,6 +1277,14 @@ pub fn update(state: &mut State, event: Event) -> Vec<Effect> {
                 Ok(files) => format!("exported {}", files.join(", ")),
                 Err(e) => format!("export failed: {e}"),
             });
+            Vec::new()
+        }
+        Event::Stored(records) => {
+            state.on_stored(records);
+            Vec::new()
+        }
+        Event::Cluster(sweeps) => {
+            state.cluster = sweeps;
             Vec::new()
         }
         Event::Tick | Event::Resize => {

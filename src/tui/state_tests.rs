@@ -760,3 +760,30 @@ fn without_a_loss_log_spikes_come_from_the_raw_eval_curve() {
     assert!(s.in_spike(900), "{:?}", s.spikes);
     assert!(!s.in_spike(1200));
 }
+
+#[test]
+fn results_another_writer_stored_appear_once_and_say_so() {
+    let mut s = testdata::state();
+    let before = s.visible_results().len();
+    let steps = STEPS;
+    // A raw result at a step that had none (the test data has raw at every other step).
+    let new = testdata::record(steps[1], RAW, 1, 2.5);
+    let known = s.results[0].clone();
+    update(&mut s, Event::Stored(vec![new.clone(), known]));
+    assert_eq!(s.visible_results().len(), before + 1);
+    assert!(s.result_index().contains_key(&(RAW.to_string(), steps[1])));
+    assert_eq!(
+        s.message.as_deref(),
+        Some("1 new result(s) from another writer of the store")
+    );
+    // The same record again (our own append read back) changes nothing.
+    update(&mut s, Event::Stored(vec![new]));
+    assert_eq!(s.visible_results().len(), before + 1);
+    // An error on the status line is not overwritten by arrivals.
+    s.message = Some("ctx: must be between 2 and 64".into());
+    update(
+        &mut s,
+        Event::Stored(vec![testdata::record(steps[3], RAW, 1, 2.4)]),
+    );
+    assert_eq!(s.message.as_deref(), Some("ctx: must be between 2 and 64"));
+}

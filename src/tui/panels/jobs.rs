@@ -23,6 +23,50 @@ pub fn bar(done: u64, total: u64, width: usize) -> String {
     "█".repeat(full) + &"░".repeat(width - full)
 }
 
+/// One line per Slurm sweep that is still running, else the newest one:
+/// `slurm 12 ██░░ 30/42 · 2/3 tasks done · 1 running · 1 failed`.
+fn cluster_lines(state: &State, theme: &Theme, max: usize) -> Vec<Line<'static>> {
+    use lawa::sweep::slurm::TaskState;
+    let live: Vec<_> = state.cluster.iter().filter(|s| !s.finished()).collect();
+    let shown = if live.is_empty() {
+        state.cluster.last().into_iter().collect()
+    } else {
+        live
+    };
+    shown
+        .iter()
+        .rev()
+        .take(max)
+        .rev()
+        .map(|s| {
+            let failed = s.count(TaskState::Failed);
+            let mut spans = vec![
+                Span::styled(format!("slurm {} ", s.job_id), theme.busy()),
+                Span::styled(bar(s.stored() as u64, s.windows() as u64, 8), theme.busy()),
+                Span::raw(format!(
+                    " {}/{} · {}/{} tasks done",
+                    s.stored(),
+                    s.windows(),
+                    s.count(TaskState::Done),
+                    s.tasks.len()
+                )),
+            ];
+            for (n, what) in [
+                (s.count(TaskState::Running), "running"),
+                (s.count(TaskState::Pending), "pending"),
+            ] {
+                if n > 0 {
+                    spans.push(Span::raw(format!(" · {n} {what}")));
+                }
+            }
+            if failed > 0 {
+                spans.push(Span::styled(format!(" · {failed} failed"), theme.error()));
+            }
+            Line::from(spans)
+        })
+        .collect()
+}
+
 /// Draws the panel; returns the rectangle of its rows (for the mouse).
 pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rect {
     let active = state.jobs.iter().filter(|j| j.status.is_active()).count();
@@ -31,13 +75,26 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
         state.focus == Focus::Jobs,
         theme,
     );
-    let inner = block.inner(area);
+    let mut inner = block.inner(area);
     block.render(area, buf);
     if inner.height == 0 || inner.width < 10 {
         return Rect::default();
     }
+    // The trajectory's Slurm sweeps first, one line each (at most half the panel).
+    let cluster = cluster_lines(state, theme, (inner.height as usize / 2).max(1));
+    for line in &cluster {
+        buf.set_line(inner.x, inner.y, line, inner.width);
+        inner.y += 1;
+        inner.height -= 1;
+    }
+    if inner.height == 0 {
+        return Rect::default();
+    }
     let jobs = state.jobs_in_order();
     if jobs.is_empty() {
+        if !cluster.is_empty() {
+            return inner;
+        }
         buf.set_string(
             inner.x,
             inner.y,
