@@ -12,6 +12,7 @@ use crate::results::ResultRecord;
 
 pub mod chart;
 mod plot;
+pub mod verdict;
 
 pub use plot::{write_png, write_svg, PNG_SIZE};
 

@@ -223,6 +223,10 @@ pub struct Batch {
     pub failed: usize,
     pub cancelled: usize,
     pub last_error: Option<String>,
+    /// The curve `s` swept in this spell, if it did: its end says the verdict.
+    pub sweep: Option<String>,
+    /// Time the done jobs took, for the ETA.
+    pub busy: Duration,
 }
 
 /// The end of the status line that says results arrived from another writer.
@@ -639,6 +643,9 @@ impl State {
             self.series(),
             targets.len()
         ));
+        if !targets.is_empty() {
+            self.batch.sweep = Some(self.series());
+        }
         targets.into_iter().map(Effect::Submit).collect()
     }
 
@@ -696,11 +703,36 @@ impl State {
         if b.cancelled > 0 {
             parts.push(format!("{} cancelled", b.cancelled));
         }
-        let mut m = format!("jobs finished: {}", parts.join(", "));
+        let verdict = b.sweep.as_deref().and_then(|series| {
+            lawa::export::verdict::verdict(&self.visible_results(), series, &self.spikes)
+        });
+        let mut m = match verdict {
+            Some(v) if b.failed + b.cancelled == 0 => v.to_string(),
+            Some(v) => format!("{v} · jobs: {}", parts.join(", ")),
+            None => format!("jobs finished: {}", parts.join(", ")),
+        };
         if let Some(e) = b.last_error {
             m.push_str(&format!(" · last error: {e}"));
         }
         self.message = Some(m);
+    }
+
+    /// While `s` runs: `sweep uniform k=5 31/112 · ETA 1m20s` (the ETA from the mean time of
+    /// the jobs done so far).
+    pub fn sweep_progress(&self) -> Option<String> {
+        let series = self.batch.sweep.as_ref()?;
+        let active = self.active_jobs();
+        if active == 0 {
+            return None;
+        }
+        let b = &self.batch;
+        let finished = b.done + b.failed + b.cancelled;
+        let mut s = format!("sweep {series} {finished}/{}", finished + active);
+        if b.done > 0 {
+            let eta = b.busy.mul_f64(active as f64 / b.done as f64);
+            s.push_str(&format!(" · ETA {}", crate::tui::panels::fmt_duration(eta)));
+        }
+        Some(s)
     }
 
     /// Records that others appended to the store: shown as they arrive (a record already
@@ -755,8 +787,10 @@ impl State {
                 j.elapsed = elapsed;
             }),
             JobEvent::Done { id, record } => {
+                let took = self.jobs.iter().find(|j| j.id == id).map(|j| j.elapsed);
                 if self.finish_job(id, JobStatus::Done) {
                     self.batch.done += 1;
+                    self.batch.busy += took.unwrap_or_default();
                 }
                 // The model's default context, when its config was not readable at open.
                 let e = &self.eval;

@@ -787,3 +787,71 @@ fn results_another_writer_stored_appear_once_and_say_so() {
     );
     assert_eq!(s.message.as_deref(), Some("ctx: must be between 2 and 64"));
 }
+
+#[test]
+fn a_sweep_shows_progress_with_an_eta_and_ends_with_the_verdict() {
+    let mut s = testdata::state();
+    press(&mut s, "--"); // uniform k=3
+    let eff = press(&mut s, "s");
+    let targets: Vec<Target> = submitted(&eff).into_iter().cloned().collect();
+    assert_eq!(targets.len(), 9);
+    for (i, t) in targets.iter().enumerate() {
+        update(
+            &mut s,
+            Event::Job(JobEvent::Queued {
+                id: 100 + i as u64,
+                target: t.clone(),
+            }),
+        );
+    }
+    let p = Progress {
+        stage: "eval".into(),
+        unit: Unit::Windows,
+        done: 1,
+        total: Some(1),
+        detail: None,
+    };
+    for (i, t) in targets.iter().enumerate() {
+        let id = 100 + i as u64;
+        update(&mut s, Event::Job(JobEvent::Started { id }));
+        update(
+            &mut s,
+            Event::Job(JobEvent::Progress {
+                id,
+                progress: p.clone(),
+                elapsed: Duration::from_secs(2),
+            }),
+        );
+        // The averages beat raw everywhere but at 500.
+        let (scheme, k, delta) = match t {
+            Target::Checkpoint { .. } => (RAW, 1, 0.0),
+            Target::Window { end_step: 500, .. } => ("uniform", 3, 0.2),
+            Target::Window { .. } => ("uniform", 3, -0.1),
+        };
+        let step = t.end_step();
+        let rec = testdata::record(step, scheme, k, testdata::loss(step) + 0.1 + delta);
+        update(
+            &mut s,
+            Event::Job(JobEvent::Done {
+                id,
+                record: Box::new(rec),
+            }),
+        );
+        if i == 0 {
+            assert_eq!(
+                s.sweep_progress().as_deref(),
+                Some("sweep uniform k=3 1/9 · ETA 16s")
+            );
+        }
+    }
+    assert_eq!(s.sweep_progress(), None);
+    let records = s.visible_results();
+    let v = lawa::export::verdict::verdict(&records, "uniform k=3", &s.spikes).unwrap();
+    assert_eq!(s.message.as_deref(), Some(v.to_string().as_str()));
+    assert!(
+        v.to_string()
+            .starts_with("uniform k=3 beat raw at 9/10 steps;")
+            && v.to_string().contains("worse at 500"),
+        "{v}"
+    );
+}

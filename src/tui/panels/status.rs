@@ -52,6 +52,11 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) {
             spans.push(Span::styled(*k, key));
             spans.push(Span::raw(format!(" {what} ")));
         }
+        if let Some(p) = state.sweep_progress() {
+            spans.push(Span::styled("│ ", theme.faint()));
+            spans.push(Span::styled(p, theme.busy()));
+            spans.push(Span::raw(" "));
+        }
         if let Some(m) = &state.message {
             spans.push(Span::styled("│ ", theme.faint()));
             spans.push(Span::raw(lawa::display::escape(m).into_owned()));

@@ -1,0 +1,192 @@
+//! The one-line verdict of an averaged curve against the raw checkpoints: where it helped, by how
+//! much, at the spike, and where it did not. Shown when a sweep ends (explorer, `lawa sweep`) and
+//! written with the export.
+
+use std::fmt;
+
+use crate::results::{ResultRecord, RAW};
+use crate::spikes::SpikeRegion;
+
+/// An averaged series compared with raw at the steps where both were evaluated (on one
+/// consistent set of eval settings: the caller passes only such records).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub series: String,
+    /// Steps where the average's NLL is below raw's.
+    pub better: usize,
+    /// Steps with both results.
+    pub compared: usize,
+    /// Mean perplexity change over the compared steps, in % (exp(Δ NLL) − 1).
+    pub mean_ppl_change: f64,
+    pub first_step: u64,
+    pub last_step: u64,
+    /// At the compared step inside the highest spike where raw is worst: (step, % change).
+    pub spike_peak: Option<(u64, f64)>,
+    /// Runs of consecutive compared steps where the average is not better: (first, last).
+    pub worse: Vec<(u64, u64)>,
+}
+
+/// Perplexity change of `avg` against `raw` NLLs, in %.
+pub fn ppl_change(avg_nll: f64, raw_nll: f64) -> f64 {
+    ((avg_nll - raw_nll).exp() - 1.0) * 100.0
+}
+
+/// The verdict of `series` against raw; `None` when no step has both.
+pub fn verdict(records: &[&ResultRecord], series: &str, spikes: &[SpikeRegion]) -> Option<Verdict> {
+    let latest = |name: &str| {
+        let mut by_step = std::collections::BTreeMap::new();
+        for r in records.iter().filter(|r| r.series() == name) {
+            by_step.insert(r.end_step, r.mean_nll);
+        }
+        by_step
+    };
+    let raw = latest(RAW);
+    let pairs: Vec<(u64, f64, f64)> = latest(series)
+        .into_iter()
+        .filter_map(|(step, avg)| raw.get(&step).map(|&r| (step, avg, r)))
+        .filter(|(_, a, r)| a.is_finite() && r.is_finite())
+        .collect();
+    let (first, last) = (pairs.first()?.0, pairs.last()?.0);
+    let changes: Vec<f64> = pairs.iter().map(|&(_, a, r)| ppl_change(a, r)).collect();
+    let highest = spikes
+        .iter()
+        .filter(|s| !s.height.is_nan())
+        .max_by(|a, b| a.height.total_cmp(&b.height));
+    let spike_peak = highest.and_then(|s| {
+        pairs
+            .iter()
+            .zip(&changes)
+            .filter(|((step, _, _), _)| s.start_step <= *step && *step <= s.end_step)
+            .max_by(|a, b| a.0 .2.total_cmp(&b.0 .2))
+            .map(|((step, _, _), c)| (*step, *c))
+    });
+    let mut worse: Vec<(u64, u64)> = Vec::new();
+    let mut prev_worse = false;
+    for &(step, a, r) in &pairs {
+        let is_worse = a >= r;
+        match (is_worse, prev_worse, worse.last_mut()) {
+            (true, true, Some(run)) => run.1 = step,
+            (true, _, _) => worse.push((step, step)),
+            _ => {}
+        }
+        prev_worse = is_worse;
+    }
+    Some(Verdict {
+        series: series.to_string(),
+        better: pairs.iter().filter(|(_, a, r)| a < r).count(),
+        compared: pairs.len(),
+        mean_ppl_change: changes.iter().sum::<f64>() / changes.len() as f64,
+        first_step: first,
+        last_step: last,
+        spike_peak,
+        worse,
+    })
+}
+
+/// A signed percentage with a real minus sign: `−5.4%`, `+2.0%`.
+fn pct(x: f64) -> String {
+    let s = format!("{:.1}%", x.abs());
+    if x < 0.0 && s != "0.0%" {
+        format!("−{s}")
+    } else {
+        format!("+{s}")
+    }
+}
+
+impl fmt::Display for Verdict {
+    /// `uniform k=5 beat raw at 31/56 steps; mean −5.4% ppl over steps 180–700; −56.0% at the
+    /// spike peak (740); worse at 800–900`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} beat raw at {}/{} steps; mean {} ppl over steps {}–{}",
+            self.series,
+            self.better,
+            self.compared,
+            pct(self.mean_ppl_change),
+            self.first_step,
+            self.last_step
+        )?;
+        if let Some((step, c)) = self.spike_peak {
+            write!(f, "; {} at the spike peak ({step})", pct(c))?;
+        }
+        if !self.worse.is_empty() {
+            let runs: Vec<String> = self
+                .worse
+                .iter()
+                .take(3)
+                .map(|&(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}–{b}")
+                    }
+                })
+                .collect();
+            let more = if self.worse.len() > 3 { ", …" } else { "" };
+            write!(f, "; worse at {}{more}", runs.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(step: u64, scheme: &str, k: usize, nll: f64) -> ResultRecord {
+        serde_json::from_value(serde_json::json!({
+            "source": "run", "end_step": step, "steps": [step], "scheme": scheme, "k": k,
+            "spike_aware": false, "weights": [1.0], "data": "h", "data_hash": "h", "ctx": 16,
+            "max_tokens": null, "dtype": "f32", "device": "cpu", "mean_nll": nll,
+            "ppl": nll.exp(), "bits_per_byte": null, "predicted_tokens": 1,
+            "tool_version": "t", "unix_time": 0
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_verdict_counts_steps_averages_the_change_and_names_the_spike_and_the_worse_runs() {
+        let raw = [
+            (100, 3.0),
+            (200, 2.8),
+            (300, 4.0),
+            (400, 2.5),
+            (500, 2.4),
+            (600, 2.3),
+        ];
+        let avg = [(200, 2.7), (300, 3.0), (400, 2.6), (500, 2.45), (600, 2.2)];
+        let mut records: Vec<ResultRecord> = raw.iter().map(|&(s, n)| rec(s, RAW, 1, n)).collect();
+        records.extend(avg.iter().map(|&(s, n)| rec(s, "uniform", 3, n)));
+        let refs: Vec<&ResultRecord> = records.iter().collect();
+        let spike = SpikeRegion {
+            start_step: 250,
+            end_step: 350,
+            peak_step: 300,
+            height: 1.5,
+            baseline: 2.7,
+        };
+        let v = verdict(&refs, "uniform k=3", &[spike]).unwrap();
+        assert_eq!((v.better, v.compared), (3, 5));
+        assert_eq!((v.first_step, v.last_step), (200, 600));
+        let expect: f64 = [(2.7, 2.8), (3.0, 4.0), (2.6, 2.5), (2.45, 2.4), (2.2, 2.3)]
+            .iter()
+            .map(|&(a, r)| ppl_change(a, r))
+            .sum::<f64>()
+            / 5.0;
+        assert!((v.mean_ppl_change - expect).abs() < 1e-12);
+        let (step, c) = v.spike_peak.unwrap();
+        assert_eq!(step, 300);
+        assert!((c - ((-1.0f64).exp() - 1.0) * 100.0).abs() < 1e-9);
+        assert_eq!(v.worse, vec![(400, 500)]);
+        assert_eq!(
+            v.to_string(),
+            format!(
+                "uniform k=3 beat raw at 3/5 steps; mean −{:.1}% ppl over steps 200–600; \
+                 −63.2% at the spike peak (300); worse at 400–500",
+                -expect
+            )
+        );
+        assert!(verdict(&refs, "ema:60 k=5", &[]).is_none());
+    }
+}
