@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use lawa::export::chart::{self, ChartOptions, XAxis};
-use lawa::results::{self, EvalKey, ResultRecord, ResultsStore};
+use lawa::results::{self, EvalSettings, ResultRecord, ResultsStore};
 use lawa::spikes::SpikeParams;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
@@ -39,12 +39,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("warning: {w}");
     }
     let all: Vec<ResultRecord> = store.records().to_vec();
-    // The chart compares like with like: the eval settings of the newest result.
-    let key = all.last().map(|r| EvalKey {
-        data_hash: r.data_hash.clone(),
-        ctx: Some(r.ctx),
-        max_tokens: r.max_tokens,
-    });
+    // The chart compares like with like: the eval settings of the newest result (data, ctx,
+    // max tokens and dtype all equal).
+    let key = all.last().map(EvalSettings::of);
     let shown: Vec<&ResultRecord> = all
         .iter()
         .filter(|r| key.as_ref().is_some_and(|k| k.matches(r)))
@@ -72,9 +69,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             window_steps: None,
         },
     );
+    let verdicts = lawa::export::verdict::all(&shown, &spikes);
+    for v in &verdicts {
+        eprintln!("{v}");
+    }
     let files = lawa::export::export_all(
         &model,
         &all,
+        &verdicts,
         &args.out,
         &lawa::export::file_stem(&traj.name),
     )?;

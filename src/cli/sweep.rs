@@ -97,6 +97,9 @@ pub struct TaskArgs {
 /// What the sweep did, for `--json` and the last line.
 #[derive(serde::Serialize)]
 struct Summary<'a> {
+    /// Each swept curve against raw, over everything stored for these settings.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    verdicts: Vec<String>,
     store: String,
     planned: usize,
     skipped: usize,
@@ -162,7 +165,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let keep = args.keep_models.as_deref().map(|d| (d, &scheme));
     let done = execute(&mut engine, &mut store, &todo, keep, args.json)?;
+    let same: Vec<&results::ResultRecord> = store
+        .records()
+        .iter()
+        .filter(|r| settings.matches(r))
+        .collect();
+    let verdicts = spec
+        .windows
+        .iter()
+        .filter_map(|w| {
+            let series = results::series_label(&w.scheme.to_string(), w.k, w.spike_aware);
+            lawa::export::verdict::verdict(&same, &series, &spikes)
+        })
+        .map(|v| v.to_string())
+        .collect();
     let summary = Summary {
+        verdicts,
         store: store.path().display().to_string(),
         planned: total,
         skipped,
@@ -240,6 +258,9 @@ fn print_summary(source: &str, summary: &Summary, json: bool) {
     if json {
         println!("{}", serde_json::json!({ "summary": summary }));
     } else {
+        for v in &summary.verdicts {
+            println!("{}", lawa::display::escape(v));
+        }
         println!(
             "swept {}: {} evaluated, {} already stored, in {:.1}s ({:.2}/s); {} checkpoint reads, {:.1} MB; results in {}",
             lawa::display::escape(source),
@@ -461,6 +482,7 @@ pub fn run_task(args: TaskArgs) -> anyhow::Result<()> {
     let keep = plan.keep_models.as_deref().map(|d| (d, &scheme));
     let done = execute(&mut engine, &mut store, &todo, keep, false)?;
     let summary = Summary {
+        verdicts: Vec::new(),
         store: store.path().display().to_string(),
         planned: targets.len(),
         skipped,

@@ -135,6 +135,7 @@ pub fn results_csv(records: &[ResultRecord]) -> String {
 pub fn export_all(
     model: &chart::ChartModel,
     records: &[ResultRecord],
+    verdicts: &[verdict::Verdict],
     dir: &Path,
     stem: &str,
 ) -> Result<Vec<PathBuf>, ExportError> {
@@ -151,7 +152,14 @@ pub fn export_all(
         msg: e.to_string(),
     })?;
     write_atomic(&json, &js)?;
-    Ok(vec![png, svg, csv, json])
+    let mut files = vec![png, svg, csv, json];
+    if !verdicts.is_empty() {
+        let txt = dir.join(format!("{stem}-verdict.txt"));
+        let lines: String = verdicts.iter().map(|v| format!("{v}\n")).collect();
+        write_atomic(&txt, lines.as_bytes())?;
+        files.push(txt);
+    }
+    Ok(files)
 }
 
 #[cfg(test)]

@@ -115,7 +115,14 @@ fn csv_has_a_header_and_one_escaped_row_per_record() {
 fn export_all_writes_png_svg_csv_json_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let files = export_all(&model(false), &records(), &out, &file_stem("org/run,1")).unwrap();
+    let files = export_all(
+        &model(false),
+        &records(),
+        &[],
+        &out,
+        &file_stem("org/run,1"),
+    )
+    .unwrap();
     let names: Vec<String> = files
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -190,7 +197,7 @@ fn a_failed_export_leaves_no_partial_files() {
     // The output "dir" is a file: nothing can be written.
     let blocker = dir.path().join("out");
     std::fs::write(&blocker, "x").unwrap();
-    let err = export_all(&model(false), &records(), &blocker, "s").unwrap_err();
+    let err = export_all(&model(false), &records(), &[], &blocker, "s").unwrap_err();
     assert!(err.to_string().contains("out"), "{err}");
     let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(entries.len(), 1);
@@ -206,7 +213,7 @@ fn an_empty_chart_still_exports() {
     t.metrics = Default::default();
     let m = build(&t, &[], &ChartOptions::default());
     let dir = tempfile::tempdir().unwrap();
-    let files = export_all(&m, &[], dir.path(), "empty").unwrap();
+    let files = export_all(&m, &[], &[], dir.path(), "empty").unwrap();
     assert_eq!(files.len(), 4);
     let csv = std::fs::read_to_string(&files[2]).unwrap();
     assert_eq!(csv.lines().count(), 1);
@@ -217,4 +224,23 @@ fn file_stems_are_safe() {
     assert_eq!(file_stem("EleutherAI/pythia-70m"), "EleutherAI_pythia-70m");
     assert_eq!(file_stem("../.."), "_");
     assert_eq!(file_stem(""), "lawa");
+}
+
+#[test]
+fn the_verdict_is_exported_beside_the_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let recs = records();
+    let refs: Vec<&ResultRecord> = recs.iter().collect();
+    let verdicts = super::verdict::all(&refs, &[]);
+    assert_eq!(verdicts.len(), 1);
+    let files = export_all(&model(false), &recs, &verdicts, dir.path(), "run").unwrap();
+    let txt = files.last().unwrap();
+    assert_eq!(txt.file_name().unwrap(), "run-verdict.txt");
+    let text = std::fs::read_to_string(txt).unwrap();
+    // Both averaged steps beat raw (0.35 < 0.4, 0.18 < 0.2).
+    assert!(
+        text.starts_with("uniform k=2 beat raw at 2/2 steps;"),
+        "{text}"
+    );
+    assert_eq!(text, format!("{}\n", verdicts[0]));
 }

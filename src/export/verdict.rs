@@ -83,6 +83,21 @@ pub fn verdict(records: &[&ResultRecord], series: &str, spikes: &[SpikeRegion]) 
     })
 }
 
+/// The verdict of every averaged series in `records` against raw, in name order.
+pub fn all(records: &[&ResultRecord], spikes: &[SpikeRegion]) -> Vec<Verdict> {
+    let mut series: Vec<String> = records
+        .iter()
+        .filter(|r| !r.is_raw())
+        .map(|r| r.series())
+        .collect();
+    series.sort();
+    series.dedup();
+    series
+        .iter()
+        .filter_map(|s| verdict(records, s, spikes))
+        .collect()
+}
+
 /// A signed percentage with a real minus sign: `−5.4%`, `+2.0%`.
 fn pct(x: f64) -> String {
     let s = format!("{:.1}%", x.abs());
