@@ -9,6 +9,14 @@ use crate::results::ResultsStore;
 /// shifted by a step-dependent pattern (so every window average differs from its inputs),
 /// and a token file.
 fn run(steps: &[u64]) -> (tempfile::TempDir, Trajectory, EvalConfig) {
+    run_as(steps, crate::checkpoint::DType::F32)
+}
+
+/// A run whose float weights are stored as `dtype` (f32 or f16), each step perturbed.
+fn run_as(
+    steps: &[u64],
+    dtype: crate::checkpoint::DType,
+) -> (tempfile::TempDir, Trajectory, EvalConfig) {
     let dir = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt_neox/parallel");
     let reader = WeightsReader::open(&fixture.join("model.safetensors")).unwrap();
@@ -16,18 +24,31 @@ fn run(steps: &[u64]) -> (tempfile::TempDir, Trajectory, EvalConfig) {
         let out = dir.path().join(format!("run/step{step}"));
         std::fs::create_dir_all(&out).unwrap();
         std::fs::copy(fixture.join("config.json"), out.join("config.json")).unwrap();
-        let plan = reader.tensors().to_vec();
+        let f32_ = crate::checkpoint::DType::F32;
+        let plan: Vec<_> = reader
+            .tensors()
+            .iter()
+            .map(|t| crate::checkpoint::TensorInfo {
+                dtype: if t.dtype == f32_ { dtype } else { t.dtype },
+                ..t.clone()
+            })
+            .collect();
         let mut w = SafetensorsWriter::create(&out, plan.clone(), DEFAULT_SHARD_SIZE).unwrap();
-        for t in &plan {
+        for t in reader.tensors() {
             let bytes = reader.bytes(&t.name).unwrap();
-            let data = if t.dtype == crate::checkpoint::DType::F32 {
+            let data = if t.dtype == f32_ {
                 let v: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
                 let v: Vec<f32> = v
                     .iter()
                     .enumerate()
                     .map(|(i, x)| x + 0.02 * ((i as f32) * 0.7 + step as f32 * 0.013).sin())
                     .collect();
-                bytemuck::cast_slice(&v).to_vec()
+                if dtype == f32_ {
+                    bytemuck::cast_slice(&v).to_vec()
+                } else {
+                    let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+                    bytemuck::cast_slice(&h).to_vec()
+                }
             } else {
                 bytes.into_owned()
             };
@@ -128,11 +149,48 @@ fn the_plan_has_raw_and_full_windows_in_step_order_and_the_store_is_skipped() {
 /// Every result of the in-memory engine equals `lawa average` (streaming, to disk) followed
 /// by `lawa eval` of the output, exactly; each checkpoint is read once; a rerun skips all.
 #[test]
+fn f16_checkpoints_give_exactly_what_average_then_eval_gives() {
+    // Half weights are widened to f32 for the CPU eval straight from the bytes: the same
+    // values the model loader's conversion gives from the files.
+    let (dir, traj, cfg) = run_as(&[100, 200, 300], crate::checkpoint::DType::F16);
+    equal_to_average_then_eval(&dir, &traj, &cfg, 3);
+}
+
+#[test]
 fn sweep_results_equal_average_then_eval_and_each_checkpoint_is_read_once() {
     let steps = [100, 200, 300, 400, 500];
     let (dir, traj, cfg) = run(&steps);
+    equal_to_average_then_eval(&dir, &traj, &cfg, steps.len());
+    // Windows differ from the raw checkpoint (the test would pass vacuously otherwise).
+    let mut engine = SweepEngine::new(traj.clone(), cfg.clone(), 1 << 30);
+    let targets = plan(&traj, &spec(&[3], "uniform"), &[]).unwrap();
+    let raw = engine.evaluate(&targets[2], &Reporter::silent()).unwrap();
+    let avg = engine.evaluate(&targets[3], &Reporter::silent()).unwrap();
+    assert_eq!((raw.end_step, avg.end_step), (300, 300));
+    assert_ne!(raw.mean_nll, avg.mean_nll);
+
+    // The store: what is there for the same settings is skipped, other settings are not.
+    let (mut store, _) = ResultsStore::open(&dir.path().join("results")).unwrap();
+    store.append(raw.clone()).unwrap();
+    store.append(avg.clone()).unwrap();
+    let settings = engine.settings().unwrap();
+    assert_eq!(settings.ctx, 16);
+    let (todo, skipped) = pending(targets.clone(), store.records(), &settings);
+    assert_eq!((todo.len(), skipped), (targets.len() - 2, 2));
+    let other = EvalSettings { ctx: 8, ..settings };
+    assert_eq!(pending(targets.clone(), store.records(), &other).1, 0);
+}
+
+/// Every target of a k=3 sweep (uniform and linear) gives exactly the NLL of `lawa average`'s
+/// output evaluated from disk; each of the `n` checkpoints is read once.
+fn equal_to_average_then_eval(
+    dir: &tempfile::TempDir,
+    traj: &Trajectory,
+    cfg: &EvalConfig,
+    n: usize,
+) {
     for scheme in ["uniform", "linear"] {
-        let targets = plan(&traj, &spec(&[3], scheme), &[]).unwrap();
+        let targets = plan(traj, &spec(&[3], scheme), &[]).unwrap();
         let mut engine = SweepEngine::new(traj.clone(), cfg.clone(), 1 << 30);
         let opts = EvalOptions {
             ctx: cfg.ctx,
@@ -165,27 +223,9 @@ fn sweep_results_equal_average_then_eval_and_each_checkpoint_is_read_once() {
             assert_eq!(got.predicted_tokens, want.predicted_tokens);
         }
         let s = engine.stats();
-        assert_eq!(s.checkpoint_reads, steps.len() as u64, "{scheme}");
+        assert_eq!(s.checkpoint_reads, n as u64, "{scheme}");
         assert!(!s.over_budget);
     }
-    // Windows differ from the raw checkpoint (the test would pass vacuously otherwise).
-    let mut engine = SweepEngine::new(traj.clone(), cfg.clone(), 1 << 30);
-    let targets = plan(&traj, &spec(&[3], "uniform"), &[]).unwrap();
-    let raw = engine.evaluate(&targets[2], &Reporter::silent()).unwrap();
-    let avg = engine.evaluate(&targets[3], &Reporter::silent()).unwrap();
-    assert_eq!((raw.end_step, avg.end_step), (300, 300));
-    assert_ne!(raw.mean_nll, avg.mean_nll);
-
-    // The store: what is there for the same settings is skipped, other settings are not.
-    let (mut store, _) = ResultsStore::open(&dir.path().join("results")).unwrap();
-    store.append(raw.clone()).unwrap();
-    store.append(avg.clone()).unwrap();
-    let settings = engine.settings().unwrap();
-    assert_eq!(settings.ctx, 16);
-    let (todo, skipped) = pending(targets.clone(), store.records(), &settings);
-    assert_eq!((todo.len(), skipped), (targets.len() - 2, 2));
-    let other = EvalSettings { ctx: 8, ..settings };
-    assert_eq!(pending(targets.clone(), store.records(), &other).1, 0);
 }
 
 /// A budget too small for a window reads checkpoints again (and says so), with the same
@@ -254,4 +294,30 @@ fn a_cancel_is_a_sweep_cancel_at_every_stage() {
     };
     let e = engine.evaluate(&window, &cancelled).unwrap_err();
     assert!(matches!(e, SweepError::Cancelled(_)), "{e:?}");
+}
+
+#[test]
+fn half_bytes_widen_exactly_aligned_or_not() {
+    let vals = [0.0f32, -1.5, 65504.0, 1e-7, f32::INFINITY, 3.140625];
+    for dtype in [candle_core::DType::F16, candle_core::DType::BF16] {
+        let bytes: Vec<u8> = vals
+            .iter()
+            .flat_map(|&v| match dtype {
+                candle_core::DType::F16 => half::f16::from_f32(v).to_le_bytes(),
+                _ => half::bf16::from_f32(v).to_le_bytes(),
+            })
+            .collect();
+        let want: Vec<f32> = bytes
+            .chunks_exact(2)
+            .map(|c| match dtype {
+                candle_core::DType::F16 => half::f16::from_le_bytes([c[0], c[1]]).to_f32(),
+                _ => half::bf16::from_le_bytes([c[0], c[1]]).to_f32(),
+            })
+            .collect();
+        assert_eq!(widen_to_f32(&bytes, dtype), want);
+        // The same bytes one past an even address take the unaligned path.
+        let mut shifted = vec![0u8];
+        shifted.extend(&bytes);
+        assert_eq!(widen_to_f32(&shifted[1..], dtype), want);
+    }
 }
