@@ -11,6 +11,10 @@
 # checkpoint bytes read per window, and checks that the sweep's NLLs equal the per-window path's
 # exactly and PyTorch's within 1e-4 relative.
 #
+# COLD=1 (root only) models checkpoints that do not fit the page cache (a 12B trajectory): the
+# page cache is dropped before every run and, for the per-window tools, before every window, so
+# every checkpoint read comes from the disk; the sweep reads each checkpoint once anyway.
+#
 #   scripts/bench_sweep.sh      # env: PY, BENCH_DIR, N, K, CTX, WINDOWS, BATCH, THREADS, REPEATS, LAWA
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +40,12 @@ export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THRE
 ckpt_bytes=$(stat -c %s "$RUN/step1000/model.safetensors")
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'); $(lscpu | grep -o 'avx[0-9a-z_]*' | sort -u | tr '\n' ' ')"
 echo "$(nproc) cpus, threads $THREADS; $N checkpoints of $((ckpt_bytes / 1000000)) MB, k=$K, ctx $CTX x $WINDOWS windows, batch $BATCH, f32, $REPEATS runs each"
-warm() { cat "$RUN"/step*/model.safetensors "$BENCH_DIR/bench.bin" >/dev/null; }
+COLD=${COLD:-0}
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+warm() {
+  if [ "$COLD" = 1 ]; then drop; else cat "$RUN"/step*/model.safetensors "$BENCH_DIR/bench.bin" >/dev/null; fi
+}
+[ "$COLD" = 1 ] && echo "COLD=1: page cache dropped before every run and every per-window window"
 now() { date +%s.%N; }
 steps=($(ls "$RUN" | sed -n 's/^step//p' | sort -n))
 sweep_runs=() window_runs=() torch_runs=() sweep_read=0
@@ -56,6 +65,7 @@ for r in $(seq "$REPEATS"); do
   t0=$(now)
   for ((e = K - 1; e < ${#steps[@]}; e++)); do
     list=$(IFS=,; echo "${steps[*]:e-K+1:K}")
+    [ "$COLD" = 1 ] && drop
     "$LAWA" average "$RUN" --steps "$list" --out "$BENCH_DIR/avg" --force >/dev/null 2>&1
     "$LAWA" eval "$BENCH_DIR/avg" --tokens "$BENCH_DIR/bench.bin" --ctx "$CTX" --batch "$BATCH" \
       --device cpu --dtype f32 --json 2>/dev/null | tr -d '\n' >>"$BENCH_DIR/window.jsonl"
@@ -67,7 +77,7 @@ for r in $(seq "$REPEATS"); do
 
   warm
   t0=$(now)
-  "$PY" scripts/bench_sweep_torch.py sweep "$RUN" "$BENCH_DIR/bench.bin" "$CTX" "$BATCH" "$K" "$THREADS" \
+  LAWA_BENCH_DROP=$COLD "$PY" scripts/bench_sweep_torch.py sweep "$RUN" "$BENCH_DIR/bench.bin" "$CTX" "$BATCH" "$K" "$THREADS" \
     2>/dev/null >"$BENCH_DIR/torch.json"
   t1=$(now)
   torch_runs+=("$(echo "$t1 - $t0" | bc)")

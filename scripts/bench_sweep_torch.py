@@ -104,6 +104,9 @@ def sweep(run, tokens, ctx, batch, k, threads):
     for end in range(k - 1, len(steps)):
         window = steps[end - k + 1 : end + 1]
         paths = [os.path.join(run, f"step{s}", "model.safetensors") for s in window]
+        if os.environ.get("LAWA_BENCH_DROP") == "1":
+            # bench_sweep.sh COLD=1: every window reads from the disk (root only).
+            os.system("sync; echo 3 > /proc/sys/vm/drop_caches")
         read += sum(os.path.getsize(p) for p in paths)
         with tempfile.TemporaryDirectory() as out:
             average(paths, out)

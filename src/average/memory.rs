@@ -14,7 +14,10 @@ use super::{AverageError, AverageInput, AverageOptions};
 use crate::checkpoint::{TensorInfo, WeightsReader};
 use crate::progress::Reporter;
 
-/// One checkpoint's tensors, read into memory.
+/// One checkpoint's tensors, kept while the sweep needs them: tensors stored as contiguous
+/// little-endian bytes are used in place from the file's mapping (the page cache holds them,
+/// nothing is copied or allocated per tensor); the others (e.g. big-endian or strided torch
+/// storages) are decoded once into memory.
 #[derive(Debug)]
 pub struct ResidentCheckpoint {
     path: PathBuf,
@@ -22,25 +25,29 @@ pub struct ResidentCheckpoint {
     tensors: Vec<TensorInfo>,
     by_name: HashMap<String, usize>,
     files: Vec<PathBuf>,
-    data: Vec<Vec<u8>>,
+    reader: WeightsReader,
+    /// The decoded bytes of tensors the mapping cannot give as they are.
+    decoded: Vec<Option<Vec<u8>>>,
     main_dtype: Option<crate::checkpoint::DType>,
     format: crate::checkpoint::Format,
 }
 
 impl ResidentCheckpoint {
-    /// Reads every tensor of the checkpoint at `path` (any form [`WeightsReader`] reads),
-    /// letting go of each tensor's file pages once copied. Cancellable between tensors.
+    /// Opens the checkpoint at `path` (any form [`WeightsReader`] reads) and decodes what must
+    /// be decoded. Cancellable between tensors.
     pub fn read(path: &Path, step: u64, reporter: &Reporter) -> Result<Self, AverageError> {
         let reader = WeightsReader::open(path)?;
         reader.advise_sequential();
         let tensors = reader.tensors().to_vec();
-        let mut data = Vec::with_capacity(tensors.len());
+        let mut decoded = Vec::with_capacity(tensors.len());
         let mut files = Vec::with_capacity(tensors.len());
         for t in &tensors {
             reporter.check()?;
-            data.push(reader.bytes(&t.name)?.into_owned());
+            decoded.push(match reader.bytes(&t.name)? {
+                Cow::Borrowed(_) => None,
+                Cow::Owned(v) => Some(v),
+            });
             files.push(TensorIndex::file_of(&reader, &t.name).to_path_buf());
-            reader.release(&t.name);
         }
         let by_name = tensors
             .iter()
@@ -55,7 +62,8 @@ impl ResidentCheckpoint {
             tensors,
             by_name,
             files,
-            data,
+            reader,
+            decoded,
         })
     }
 
@@ -67,9 +75,9 @@ impl ResidentCheckpoint {
         &self.path
     }
 
-    /// Bytes of tensor data held (what was read).
+    /// Bytes of tensor data held (what is read).
     pub fn nbytes(&self) -> u64 {
-        self.data.iter().map(|d| d.len() as u64).sum()
+        self.tensors.iter().map(|t| t.nbytes() as u64).sum()
     }
 
     pub fn main_dtype(&self) -> Option<crate::checkpoint::DType> {
@@ -82,11 +90,23 @@ impl ResidentCheckpoint {
 
     /// Every tensor with its bytes, in storage order.
     pub fn iter(&self) -> impl Iterator<Item = (&TensorInfo, &[u8])> {
-        self.tensors.iter().zip(self.data.iter().map(Vec::as_slice))
+        self.tensors.iter().enumerate().map(|(i, t)| (t, self.bytes_at(i)))
     }
 
     fn bytes(&self, name: &str) -> &[u8] {
-        &self.data[self.by_name[name]]
+        self.bytes_at(self.by_name[name])
+    }
+
+    fn bytes_at(&self, i: usize) -> &[u8] {
+        if let Some(d) = &self.decoded[i] {
+            return d;
+        }
+        match self.reader.bytes(&self.tensors[i].name) {
+            Ok(Cow::Borrowed(b)) => b,
+            // `read` decoded every tensor the mapping does not give in place, and the
+            // mapping does not change: this cannot happen.
+            _ => unreachable!("tensor {} was given in place when read", self.tensors[i].name),
+        }
     }
 }
 
@@ -116,12 +136,30 @@ pub struct InMemoryAverage<'a> {
     pub config: Option<PathBuf>,
 }
 
+/// Output buffers of an earlier average, by tensor name, for the next one to write into: a
+/// sweep averages the same shapes window after window, and fresh buffers of a model's size
+/// each time cost as much in page faults as the averaging itself.
+pub type Scratch = HashMap<String, Vec<u8>>;
+
+impl InMemoryAverage<'_> {
+    /// Gives the computed buffers back for the next average.
+    pub fn recycle(self, scratch: &mut Scratch) {
+        for (info, bytes) in self.tensors {
+            if let Cow::Owned(v) = bytes {
+                scratch.insert(info.name, v);
+            }
+        }
+    }
+}
+
 /// Averages resident checkpoints with `weights` (used as given), as [`super::average`] would
-/// with the same inputs and options (CPU kernel; output dtype per `opts.dtype`).
+/// with the same inputs and options (CPU kernel; output dtype per `opts.dtype`), writing into
+/// `scratch`'s buffers where their sizes fit (the kernel writes every byte).
 pub fn average_in_memory<'a>(
     inputs: &[&'a ResidentCheckpoint],
     weights: &[f64],
     opts: &AverageOptions,
+    scratch: &mut Scratch,
     reporter: &Reporter,
 ) -> Result<InMemoryAverage<'a>, AverageError> {
     if inputs.is_empty() {
@@ -192,7 +230,10 @@ pub fn average_in_memory<'a>(
             .zip(&p.in_dtypes)
             .map(|(s, &dtype)| Input { bytes: s, dtype })
             .collect();
-        let mut out = vec![0u8; p.out.nbytes()];
+        let mut out = match scratch.remove(name) {
+            Some(v) if v.len() == p.out.nbytes() => v,
+            _ => vec![0u8; p.out.nbytes()],
+        };
         let finite = kernel::weighted_sum_cpu(&ins, w, p.out.dtype, &mut out).map_err(|error| {
             AverageError::Kernel {
                 name: name.to_string(),

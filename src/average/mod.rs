@@ -20,7 +20,7 @@ mod side;
 mod weights;
 
 pub use engine::average;
-pub use memory::{average_in_memory, InMemoryAverage, ResidentCheckpoint};
+pub use memory::{average_in_memory, InMemoryAverage, ResidentCheckpoint, Scratch};
 pub use weights::{select_steps, weights, window_ending_at, Scheme};
 
 /// One checkpoint to average: where it is, its step, and its weight.

@@ -189,6 +189,8 @@ pub struct SweepEngine {
     resident: VecDeque<Arc<ResidentCheckpoint>>,
     tokens: Option<eval::Tokens>,
     stats: ReadStats,
+    /// The last average's output buffers, written again by the next.
+    scratch: average::Scratch,
 }
 
 /// Default memory for checkpoints kept between windows: half the machine's memory.
@@ -205,6 +207,7 @@ impl SweepEngine {
             resident: VecDeque::new(),
             tokens: None,
             stats: ReadStats::default(),
+            scratch: Default::default(),
         }
     }
 
@@ -333,6 +336,7 @@ impl SweepEngine {
                     &refs,
                     &weights,
                     &AverageOptions::new(&Scheme::Custom(weights.clone())),
+                    &mut self.scratch,
                     reporter,
                 )?;
                 let config = avg.config.clone().ok_or_else(|| ModelError::NoConfig {
@@ -350,7 +354,9 @@ impl SweepEngine {
             )?,
             None => to_tensors(newest.iter(), dtype, &opts.device, newest.path())?,
         };
-        drop(avg);
+        if let Some(avg) = avg {
+            avg.recycle(&mut self.scratch);
+        }
         let model = crate::model::load_model_from_tensors(
             newest.path(),
             &config,
