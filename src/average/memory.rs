@@ -90,7 +90,10 @@ impl ResidentCheckpoint {
 
     /// Every tensor with its bytes, in storage order.
     pub fn iter(&self) -> impl Iterator<Item = (&TensorInfo, &[u8])> {
-        self.tensors.iter().enumerate().map(|(i, t)| (t, self.bytes_at(i)))
+        self.tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t, self.bytes_at(i)))
     }
 
     fn bytes(&self, name: &str) -> &[u8] {
@@ -105,7 +108,10 @@ impl ResidentCheckpoint {
             Ok(Cow::Borrowed(b)) => b,
             // `read` decoded every tensor the mapping does not give in place, and the
             // mapping does not change: this cannot happen.
-            _ => unreachable!("tensor {} was given in place when read", self.tensors[i].name),
+            _ => unreachable!(
+                "tensor {} was given in place when read",
+                self.tensors[i].name
+            ),
         }
     }
 }

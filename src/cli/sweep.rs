@@ -12,7 +12,7 @@ use lawa::jobs::engine::EvalConfig;
 use lawa::jobs::Target;
 use lawa::progress::{CancelToken, Reporter};
 use lawa::results::{self, EvalSettings, ResultsStore};
-use lawa::sweep::slurm::{self, ArrayPlan, PlanEval, SubmitOptions, TaskState};
+use lawa::sweep::slurm::{self, ArrayPlan, SubmitOptions, TaskState};
 use lawa::sweep::{self, SweepEngine, SweepError, SweepSpec, WindowSpec};
 
 use super::args::StoreEvalArgs;
@@ -319,12 +319,13 @@ fn submit(
         .map(|r| todo[r].to_vec())
         .collect();
     let traj = engine.trajectory();
-    let eval = plan_eval(engine.eval_config(), args.eval.device)?;
+    let eval = plan_eval(engine.eval_config())?;
     let plan = ArrayPlan {
         id: format!("{}-{}", results::now_unix(), std::process::id()),
         source: absolute_source(&traj.source),
         store_dir: dir.to_path_buf(),
         eval,
+        device: args.eval.device,
         settings,
         memory_mib: args.memory_mib,
         keep_models: args.keep_models.as_deref().map(absolute).transpose()?,
@@ -398,22 +399,17 @@ fn absolute_source(source: &str) -> String {
     }
 }
 
-/// The eval settings a task rebuilds on its node, with absolute paths.
-fn plan_eval(cfg: &EvalConfig, device: lawa::device::DevicePref) -> anyhow::Result<PlanEval> {
+/// The eval configuration a task rebuilds on its node, with absolute paths.
+fn plan_eval(cfg: &EvalConfig) -> anyhow::Result<EvalConfig> {
     use lawa::eval::EvalData;
     let data = match &cfg.data {
         EvalData::Text(p) => EvalData::Text(absolute(p)?),
         EvalData::Tokens(p) => EvalData::Tokens(absolute(p)?),
         EvalData::TokensAs(p, w) => EvalData::TokensAs(absolute(p)?, *w),
     };
-    Ok(PlanEval {
+    Ok(EvalConfig {
         data,
-        data_label: cfg.data_label.clone(),
-        data_hash: cfg.data_hash.clone(),
-        ctx: cfg.ctx,
-        max_tokens: cfg.max_tokens,
-        batch: cfg.batch,
-        device,
+        ..cfg.clone()
     })
 }
 
@@ -448,15 +444,9 @@ pub fn run_task(args: TaskArgs) -> anyhow::Result<()> {
         );
     }
     let traj = lawa::source::open(&plan.source)?;
-    let device = lawa::device::select(plan.eval.device)?;
     let cfg = EvalConfig {
-        data: plan.eval.data.clone(),
-        data_label: plan.eval.data_label.clone(),
-        data_hash: plan.eval.data_hash.clone(),
-        ctx: plan.eval.ctx,
-        max_tokens: plan.eval.max_tokens,
-        batch: plan.eval.batch,
-        device,
+        device: lawa::device::select(plan.device)?,
+        ..plan.eval.clone()
     };
     let mut engine = SweepEngine::new(traj, cfg, budget(plan.memory_mib));
     let settings = engine.settings()?;

@@ -13,8 +13,9 @@ use crate::sweep::{SweepEngine, SweepError};
 
 use super::{Executor, JobError, Target};
 
-/// What every evaluation of a session uses.
-#[derive(Clone, Debug)]
+/// What every evaluation of a session uses. Serialised for Slurm array tasks without the
+/// device, which each task chooses on its node.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EvalConfig {
     pub data: EvalData,
     /// The data file's name, for people.
@@ -24,7 +25,12 @@ pub struct EvalConfig {
     pub ctx: Option<usize>,
     pub max_tokens: Option<u64>,
     pub batch: usize,
+    #[serde(skip, default = "cpu")]
     pub device: candle_core::Device,
+}
+
+fn cpu() -> candle_core::Device {
+    candle_core::Device::Cpu
 }
 
 /// The last model evaluated, kept loaded (on a GPU, resident in its memory) and shared by the

@@ -17,7 +17,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use crate::device::DevicePref;
-use crate::eval::EvalData;
+use crate::jobs::engine::EvalConfig;
 use crate::jobs::Target;
 use crate::results::{EvalSettings, ResultRecord};
 
@@ -52,19 +52,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SlurmError + '_ {
     }
 }
 
-/// The eval settings a task rebuilds its configuration from (the device is chosen on the
-/// node, from the preference).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PlanEval {
-    pub data: EvalData,
-    pub data_label: String,
-    pub data_hash: String,
-    pub ctx: Option<usize>,
-    pub max_tokens: Option<u64>,
-    pub batch: usize,
-    pub device: DevicePref,
-}
-
 /// Everything an array task needs, written once at submission.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ArrayPlan {
@@ -73,7 +60,10 @@ pub struct ArrayPlan {
     pub source: String,
     /// The trajectory's results store folder (it must be on a filesystem the nodes share).
     pub store_dir: PathBuf,
-    pub eval: PlanEval,
+    /// Eval data (absolute paths), ctx, max tokens, batch; the device is chosen on the node
+    /// from `device`.
+    pub eval: EvalConfig,
+    pub device: DevicePref,
     /// The resolved settings every result of the sweep carries.
     pub settings: EvalSettings,
     pub memory_mib: Option<u64>,
@@ -646,15 +636,16 @@ mod tests {
             id: "p".into(),
             source: "run".into(),
             store_dir: PathBuf::from("/s"),
-            eval: PlanEval {
-                data: EvalData::Text("/h.txt".into()),
+            eval: EvalConfig {
+                data: crate::eval::EvalData::Text("/h.txt".into()),
                 data_label: "h.txt".into(),
                 data_hash: "text:ab".into(),
                 ctx: Some(16),
                 max_tokens: None,
                 batch: 8,
-                device: DevicePref::Cpu,
+                device: candle_core::Device::Cpu,
             },
+            device: DevicePref::Cpu,
             settings: settings(),
             memory_mib: None,
             keep_models: None,
