@@ -521,4 +521,76 @@ fn a_slurm_sweep_equals_local_average_and_eval_and_a_cancelled_task_reruns_witho
     let (ok, out, err) = sweep(&["--text", p(&long), "--slurm"]);
     assert!(ok, "{err}");
     assert!(out.contains("nothing to submit"), "{out}");
+
+    // 3. A store the tasks cannot write to (here: `shards` is a file): the task fails with a
+    //    line saying so, and --status shows it.
+    std::fs::remove_dir_all(store.join("shards")).unwrap();
+    std::fs::write(store.join("shards"), "").unwrap();
+    let (ok, out, err) = sweep(&["--ctx", "8", "--slurm", "--tasks", "1", "--json"]);
+    assert!(ok, "{err}");
+    wait_for_job(json(&out)["job_id"].as_u64().unwrap());
+    let (ok, out, _) = sweep(&["--status"]);
+    assert!(ok);
+    let last = out.lines().rev().nth(1).unwrap_or("");
+    assert!(
+        last.contains("failed") && last.contains("writable from the compute nodes"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_sweep_goes_on_past_an_unreadable_checkpoint_and_fails_at_the_end() {
+    let run = tempfile::tempdir().unwrap();
+    for step in [100, 200, 300] {
+        let d = run.path().join(format!("step{step}"));
+        std::fs::create_dir(&d).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(fixture("parallel").join(f), d.join(f)).unwrap();
+        }
+    }
+    // Step 200 cut in half: every target that reads it fails, the others are stored.
+    let bad = run.path().join("step200/model.safetensors");
+    let bytes = std::fs::read(&bad).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let ids = home.path().join("ids.u32");
+    let v: Vec<u32> = (0..90).map(|i| (i * 37 + 11) % 100).collect();
+    std::fs::write(&ids, bytemuck::cast_slice(&v)).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
+    cmd.env("LAWA_HOME", home.path()).args([
+        "sweep",
+        p(run.path()),
+        "--last",
+        "2",
+        "--tokens",
+        p(&ids),
+        "--ctx",
+        "16",
+    ]);
+    let (ok, out, err) = output(cmd);
+    assert!(!ok, "{out}");
+    // raw 200, k=2 at 200 and k=2 at 300 hold step 200; raw 100 and raw 300 do not.
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    assert!(
+        lines[..3]
+            .iter()
+            .all(|l| l.contains("step200/model.safetensors") && l.contains("truncated")),
+        "{err}"
+    );
+    assert!(lines[3].contains("3 of 5 evaluation(s) failed"), "{err}");
+    assert!(out.contains("2 evaluated"), "{out}");
+    let stored: Vec<serde_json::Value> = store_records(
+        &std::fs::read_dir(home.path().join("trajectories"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    );
+    let steps: Vec<u64> = stored
+        .iter()
+        .map(|r| r["end_step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![100, 300]);
 }

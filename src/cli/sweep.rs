@@ -190,6 +190,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         reads: &engine.stats(),
     };
     print_summary(&traj.source, &summary, args.json);
+    failures(done.failed, todo.len())
+}
+
+/// The exit of a sweep whose targets failed: one line after the results that were stored.
+fn failures(failed: usize, of: usize) -> anyhow::Result<()> {
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {of} evaluation(s) failed (lines above); every other result is stored"
+        );
+    }
     Ok(())
 }
 
@@ -200,11 +210,14 @@ fn budget(memory_mib: Option<u64>) -> u64 {
 /// What [`execute`] did.
 struct Done {
     evaluated: usize,
+    failed: usize,
     seconds: f64,
 }
 
 /// Evaluates `todo` in order, appending each result to `store` as soon as it is known; a
-/// signal stops between results, so every stored line is whole.
+/// signal stops between results, so every stored line is whole. A target that fails (an
+/// unreadable checkpoint) is one error line and the sweep goes on: an overnight sweep is not
+/// lost to one bad file; the caller fails at the end if any did.
 fn execute(
     engine: &mut SweepEngine,
     store: &mut ResultsStore,
@@ -217,18 +230,28 @@ fn execute(
     let (reporter, bar) = super::progress::reporter(token);
     let t0 = Instant::now();
     let mut evaluated = 0;
+    let mut failed = 0;
     let result = (|| -> anyhow::Result<()> {
         for (i, target) in todo.iter().enumerate() {
             if let Some(b) = &bar {
                 b.println(format!("[{}/{}] {}", i + 1, todo.len(), target.label()));
             }
-            let record = engine.evaluate(target, &reporter).map_err(|e| match e {
-                SweepError::Cancelled(_) => anyhow::anyhow!(
+            let record = match engine.evaluate(target, &reporter) {
+                Ok(r) => r,
+                Err(SweepError::Cancelled(_)) => anyhow::bail!(
                     "sweep cancelled by {} after {evaluated} result(s); every stored result is complete",
                     super::signals::received().unwrap_or("a signal")
                 ),
-                e => anyhow::Error::from(e).context(target.label()),
-            })?;
+                Err(e) => {
+                    failed += 1;
+                    let line = format!("error: {}: {e}", target.label());
+                    match &bar {
+                        Some(b) => b.println(lawa::display::escape(&line)),
+                        None => eprintln!("{}", lawa::display::escape(&line)),
+                    }
+                    continue;
+                }
+            };
             if let (Some((out, scheme)), Target::Window { steps, weights, .. }) = (keep, target) {
                 keep_model(engine, out, steps, weights, scheme, &reporter)?;
             }
@@ -244,6 +267,7 @@ fn execute(
     result?;
     Ok(Done {
         evaluated,
+        failed,
         seconds: t0.elapsed().as_secs_f64(),
     })
 }
@@ -482,7 +506,7 @@ pub fn run_task(args: TaskArgs) -> anyhow::Result<()> {
         reads: &engine.stats(),
     };
     print_summary(&plan.source, &summary, false);
-    Ok(())
+    failures(done.failed, todo.len())
 }
 
 /// `--status`: each Slurm sweep of the trajectory, from the store and `squeue`.
