@@ -316,3 +316,22 @@ fn colours_shade_spikes_and_no_color_has_none() {
         .iter()
         .all(|c| c.fg == ratatui::style::Color::Reset && c.bg == ratatui::style::Color::Reset));
 }
+
+#[test]
+fn the_checkpoint_list_shows_the_change_against_raw() {
+    let mut s = testdata::state();
+    for _ in 0..2 {
+        update(&mut s, Event::Key(KeyEvent::from(KeyCode::Char('-'))));
+    }
+    assert_eq!(s.series(), "uniform k=3");
+    let text = panel(50, 16, |b, a| {
+        panels::checkpoints::render(b, a, &s, &Theme::plain());
+    });
+    assert!(text.lines().nth(1).unwrap().contains("Δ%"), "{text}");
+    // At 700 the average's NLL is 0.15 below raw's: exp(−0.15) − 1 = −13.9%.
+    let row = text.lines().find(|l| l.contains(" 700 ")).unwrap();
+    assert!(row.contains("−14%"), "{text}");
+    // A step with an average and no raw result has no change.
+    let row = text.lines().find(|l| l.contains(" 800 ")).unwrap();
+    assert!(!row.contains('%'), "{text}");
+}

@@ -60,6 +60,20 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
     widths.push(Constraint::Length(7));
     header.push("avg ppl".into());
     widths.push(Constraint::Length(7));
+    // The averaged curve's change against raw, where the panel is wide enough for it.
+    let used: u16 = widths
+        .iter()
+        .map(|w| match w {
+            Constraint::Length(n) => n + 1,
+            _ => 0,
+        })
+        .sum::<u16>()
+        + 1;
+    let show_delta = inner.width >= used + 7;
+    if show_delta {
+        header.push("  Δ%".into());
+        widths.push(Constraint::Length(6));
+    }
     header.push(String::new());
     widths.push(Constraint::Length(1));
 
@@ -104,6 +118,16 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
                 _ => Line::from(""),
             };
             cells.push(avg_cell);
+            if show_delta {
+                cells.push(match (avg, raw) {
+                    (Some(a), Some(r)) => {
+                        let d = lawa::export::verdict::ppl_change(a.mean_nll, r.mean_nll);
+                        let style = if d < 0.0 { theme.ok() } else { theme.error() };
+                        Line::from(Span::styled(fmt_delta(d), style))
+                    }
+                    _ => Line::from(""),
+                });
+            }
             let status = state
                 .jobs
                 .iter()
@@ -136,4 +160,16 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
         .column_spacing(1);
     Widget::render(table, inner, buf);
     rows_area
+}
+
+/// A perplexity change for a 6-cell column: `−5.4%`, `+12%`, `−100%`.
+fn fmt_delta(d: f64) -> String {
+    let sign = if d < 0.0 { "−" } else { "+" };
+    let a = d.abs();
+    let s = if a < 10.0 {
+        format!("{sign}{a:.1}%")
+    } else {
+        format!("{sign}{a:.0}%")
+    };
+    format!("{s:>6}")
 }
