@@ -29,6 +29,9 @@ pub struct Args {
     /// EMA smoothing of the train loss, in [0, 1)
     #[arg(long, default_value_t = 0.6)]
     pub smoothing: f64,
+    /// The gain view: each averaged curve minus raw (eval NLL, nats) against zero
+    #[arg(long)]
+    pub gain: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -67,6 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             spikes: spikes.iter().map(|r| (r.start_step, r.end_step)).collect(),
             cursor_step: None,
             window_steps: None,
+            gain: args.gain,
         },
     );
     let verdicts = lawa::export::verdict::all(&shown, &spikes);

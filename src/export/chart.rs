@@ -131,6 +131,8 @@ pub struct ChartModel {
     pub cursor: Option<f64>,
     /// The averaging window as an x range.
     pub window: Option<(f64, f64)>,
+    /// The gain view: each averaged curve minus raw (eval NLL, nats) against raw at zero.
+    pub gain: bool,
 }
 
 /// What to put on the chart besides the trajectory and its results.
@@ -144,6 +146,8 @@ pub struct ChartOptions {
     pub spikes: Vec<(u64, u64)>,
     pub cursor_step: Option<u64>,
     pub window_steps: Option<(u64, u64)>,
+    /// Show each averaged curve minus raw instead of the losses (see [`ChartModel::gain`]).
+    pub gain: bool,
 }
 
 /// Debiased exponential moving average (as TensorBoard smooths): `s_t = a s_{t-1} + (1-a) x_t`
@@ -228,12 +232,36 @@ pub fn detect_spikes(
 
 /// Builds the chart of a trajectory and the results that match the current eval settings.
 /// Curves: train loss raw and smoothed (if logged), raw-checkpoint eval, one per averaging series
+/// The gain view's series (raw first): raw as zero wherever an average was compared with it,
+/// each average as its NLL minus raw's at the steps where both were evaluated.
+fn gains(series: Vec<(String, BTreeMap<u64, f64>)>) -> Vec<(String, BTreeMap<u64, f64>)> {
+    let Some((_, raw)) = series.iter().find(|(n, _)| n == crate::results::RAW) else {
+        return Vec::new();
+    };
+    let raw = raw.clone();
+    let mut zero = BTreeMap::new();
+    let mut out = Vec::new();
+    for (name, pts) in series {
+        if name == crate::results::RAW {
+            continue;
+        }
+        let d: BTreeMap<u64, f64> = pts
+            .iter()
+            .filter_map(|(s, v)| raw.get(s).map(|r| (*s, v - r)))
+            .collect();
+        zero.extend(d.keys().map(|&s| (s, 0.0)));
+        out.push((name, d));
+    }
+    out.insert(0, (crate::results::RAW.to_string(), zero));
+    out
+}
+
 /// in order of first appearance in `records`.
 pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) -> ChartModel {
     let x = |s: u64| x_of(traj, opts.x_axis, s);
     let mut curves = Vec::new();
     let loss = &traj.metrics.loss;
-    if !loss.is_empty() {
+    if !loss.is_empty() && !opts.gain {
         let raw: Vec<(f64, f64)> = loss
             .iter()
             .filter(|(_, v)| v.is_finite())
@@ -277,6 +305,9 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
     }
     // The raw eval curve comes first and has a fixed colour.
     series.sort_by_key(|(n, _)| n != crate::results::RAW);
+    if opts.gain {
+        series = gains(series);
+    }
     let mut next_color = 3;
     let checkpoints = traj.steps();
     for (name, pts) in series {
@@ -315,11 +346,13 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
     ChartModel {
         title: traj.name.clone(),
         x_axis: opts.x_axis,
-        log_y: opts.log_y,
+        // Gains are negative where averaging helps: no log scale.
+        log_y: opts.log_y && !opts.gain,
         curves,
         spikes,
         cursor: opts.cursor_step.and_then(x),
         window,
+        gain: opts.gain,
     }
 }
 

@@ -67,7 +67,9 @@ fn draw<DB: DrawingBackend>(
     let pad = if y1 > y0 { (y1 - y0) * 0.05 } else { 0.5 };
     y0 -= pad;
     y1 += pad;
-    let y_desc = if model.log_y {
+    let y_desc = if model.gain {
+        "averaged − raw eval NLL (nats; below 0: the average is better)"
+    } else if model.log_y {
         "loss (nats, log scale)"
     } else {
         "loss (nats)"

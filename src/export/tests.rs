@@ -1,7 +1,7 @@
 //! Export: files written whole (PNG decodable with the right size, SVG with the curves and
 //! legend), tables with every record, nothing half-written on failure.
 
-use super::chart::{build, ChartOptions};
+use super::chart::{build, ChartOptions, CurveKind};
 use super::*;
 use crate::results::{ResultRecord, RAW, TOOL_VERSION};
 use crate::source::{Checkpoint, Location, Metrics, Series, Trajectory};
@@ -243,4 +243,32 @@ fn the_verdict_is_exported_beside_the_chart() {
         "{text}"
     );
     assert_eq!(text, format!("{}\n", verdicts[0]));
+}
+
+#[test]
+fn the_gain_view_is_each_average_minus_raw_against_zero() {
+    let recs = records();
+    let refs: Vec<&ResultRecord> = recs.iter().collect();
+    let m = build(
+        &traj(),
+        &refs,
+        &ChartOptions {
+            log_y: true,
+            gain: true,
+            ..Default::default()
+        },
+    );
+    assert!(m.gain && !m.log_y, "gains are negative: no log scale");
+    let kinds: Vec<CurveKind> = m.curves.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, vec![CurveKind::EvalRaw, CurveKind::Average]);
+    // Raw is zero where an average was compared with it (510, 910), not at 110.
+    assert!(m.curves[0].points.iter().all(|p| p.1 == 0.0));
+    assert_eq!(m.curves[0].points.len(), 2);
+    let d: Vec<f64> = m.curves[1].points.iter().map(|p| p.1).collect();
+    assert_eq!(d, vec![0.35 - 0.4, 0.18 - 0.2]);
+    // It draws, with its own y label.
+    let dir = tempfile::tempdir().unwrap();
+    write_svg(&m, &dir.path().join("g.svg")).unwrap();
+    let svg = std::fs::read_to_string(dir.path().join("g.svg")).unwrap();
+    assert!(svg.contains("averaged − raw eval NLL"), "y label");
 }

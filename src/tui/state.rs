@@ -191,6 +191,8 @@ pub struct State {
     pub spike_sel: usize,
     pub x_axis: XAxis,
     pub log_y: bool,
+    /// The chart shows each averaged curve minus raw (`g`).
+    pub gain: bool,
     /// EMA factor for the train loss.
     pub smoothing: f64,
     /// The x range shown when zoomed in, in x-axis units.
@@ -254,6 +256,7 @@ impl State {
             spike_sel: 0,
             x_axis: XAxis::Step,
             log_y: false,
+            gain: false,
             smoothing: 0.6,
             zoom: None,
             jobs: Vec::new(),
@@ -394,6 +397,7 @@ impl State {
                     .collect(),
                 cursor_step: self.cursor_step(),
                 window_steps: window.first().zip(window.last()).map(|(a, b)| (*a, *b)),
+                gain: self.gain,
             },
         )
     }
@@ -1095,7 +1099,7 @@ impl State {
             KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
             KeyCode::PageUp => self.move_selection(-(self.page() as isize)),
             KeyCode::PageDown => self.move_selection(self.page() as isize),
-            KeyCode::Home | KeyCode::Char('g') => self.move_selection(-(n as isize) - 1),
+            KeyCode::Home => self.move_selection(-(n as isize) - 1),
             KeyCode::End | KeyCode::Char('G') => self.move_selection(n as isize + 1),
             KeyCode::Char('[') | KeyCode::Char('-') => self.resize_window(-1),
             KeyCode::Char(']') | KeyCode::Char('+') | KeyCode::Char('=') => self.resize_window(1),
@@ -1140,6 +1144,17 @@ impl State {
                     self.zoom = None;
                     self.message = Some(format!("x axis: {}", self.x_axis.label()));
                 }
+            }
+            KeyCode::Char('g') => {
+                self.gain = !self.gain;
+                self.message = Some(
+                    if self.gain {
+                        "gain view: each average's eval NLL minus raw's (below 0: the average is better)"
+                    } else {
+                        "loss view: train loss and eval NLL"
+                    }
+                    .into(),
+                );
             }
             KeyCode::Char('l') => {
                 self.log_y = !self.log_y;

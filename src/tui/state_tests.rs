@@ -855,3 +855,27 @@ fn a_sweep_shows_progress_with_an_eta_and_ends_with_the_verdict() {
         "{v}"
     );
 }
+
+#[test]
+fn g_toggles_the_gain_view_and_says_what_it_shows() {
+    let mut s = testdata::state();
+    press(&mut s, "--"); // uniform k=3, stored from 700
+    press(&mut s, "g");
+    assert!(s.gain);
+    assert!(s.message.as_deref().unwrap().starts_with("gain view"));
+    let m = s.chart();
+    assert!(m.gain);
+    // No train loss in the gain view; the average sits below zero where it beats raw.
+    assert!(m.curves.iter().all(|c| matches!(
+        c.kind,
+        chart::CurveKind::EvalRaw | chart::CurveKind::Average
+    )));
+    let avg = m
+        .curves
+        .iter()
+        .find(|c| c.kind == chart::CurveKind::Average)
+        .unwrap();
+    assert!(avg.points.iter().all(|p| p.1 < 0.0), "{:?}", avg.points);
+    press(&mut s, "g");
+    assert!(!s.gain && !s.chart().gain);
+}

@@ -95,6 +95,7 @@ fn legend_items(model: &ChartModel, theme: &Theme) -> Vec<(String, Style, String
             // The faint raw loss is explained by the smoothed entry.
             CurveKind::TrainRaw => continue,
             CurveKind::TrainSmooth => ("━", "train loss".to_string()),
+            CurveKind::EvalRaw if model.gain => ("━", "raw = 0".to_string()),
             CurveKind::EvalRaw => ("━", "raw ckpt".to_string()),
             CurveKind::Average => ("━", c.name.trim_start_matches("eval: ").to_string()),
         };
@@ -139,7 +140,13 @@ fn legend_lines(
 
 pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Drawn {
     let model = state.chart();
-    let y_name = if model.log_y { "loss, log" } else { "loss" };
+    let y_name = if model.gain {
+        "Δ eval NLL vs raw (nats)"
+    } else if model.log_y {
+        "loss, log"
+    } else {
+        "loss"
+    };
     let zoom = if state.zoom.is_some() {
         " (zoomed)"
     } else {
