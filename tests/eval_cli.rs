@@ -316,8 +316,40 @@ fn sweep_stores_results_and_a_rerun_skips_them() {
         .unwrap()
         .path()
         .join("results.jsonl");
-    let text = std::fs::read_to_string(store).unwrap();
+    let text = std::fs::read_to_string(&store).unwrap();
     assert_eq!(text.lines().count(), 5 + 2);
+    // No spike in this run: each spike-aware window is the plain window, stored already, so it
+    // is stored under its own name without being evaluated again.
+    let (ok, out, err) = sweep(&[
+        "--tokens",
+        p(&bin),
+        "--ctx",
+        "16",
+        "--spike-aware",
+        "--no-raw",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (
+            last["summary"]["reused"].as_u64(),
+            last["summary"]["evaluated"].as_u64()
+        ),
+        (Some(2), Some(0)),
+        "{out}"
+    );
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["spike_aware"], true);
+    let plain = lines
+        .iter()
+        .find(|l| l["scheme"] == "uniform" && l["end_step"] == first["end_step"])
+        .unwrap();
+    assert_eq!(first["mean_nll"], plain["mean_nll"]);
+    assert_eq!(
+        std::fs::read_to_string(&store).unwrap().lines().count(),
+        5 + 2 + 2
+    );
 
     let (ok, _, err) = sweep(&[]);
     assert!(!ok);

@@ -104,6 +104,8 @@ struct Summary<'a> {
     planned: usize,
     skipped: usize,
     evaluated: usize,
+    /// Stored under this curve's name from an evaluation of the same model (no compute).
+    reused: usize,
     seconds: f64,
     windows_per_s: f64,
     reads: &'a sweep::ReadStats,
@@ -164,7 +166,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return submit(&args, &engine, &dir, todo, settings);
     }
     let keep = args.keep_models.as_deref().map(|d| (d, &scheme));
-    let done = execute(&mut engine, &mut store, &todo, keep, args.json)?;
+    let done = execute(&mut engine, &mut store, &todo, &settings, keep, args.json)?;
     let same: Vec<&results::ResultRecord> = store
         .records()
         .iter()
@@ -185,6 +187,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         planned: total,
         skipped,
         evaluated: done.evaluated,
+        reused: done.reused,
         seconds: done.seconds,
         windows_per_s: done.evaluated as f64 / done.seconds.max(1e-9),
         reads: &engine.stats(),
@@ -210,6 +213,8 @@ fn budget(memory_mib: Option<u64>) -> u64 {
 /// What [`execute`] did.
 struct Done {
     evaluated: usize,
+    /// Targets whose model was already evaluated under another name (see `sweep::reuse`).
+    reused: usize,
     failed: usize,
     seconds: f64,
 }
@@ -222,6 +227,7 @@ fn execute(
     engine: &mut SweepEngine,
     store: &mut ResultsStore,
     todo: &[Target],
+    settings: &EvalSettings,
     keep: Option<(&Path, &Scheme)>,
     json: bool,
 ) -> anyhow::Result<Done> {
@@ -231,8 +237,15 @@ fn execute(
     let t0 = Instant::now();
     let mut evaluated = 0;
     let mut failed = 0;
+    let mut reused = 0;
     let result = (|| -> anyhow::Result<()> {
         for (i, target) in todo.iter().enumerate() {
+            if let Some(record) = sweep::reuse(target, store.records(), settings) {
+                store.append(record.clone())?;
+                reused += 1;
+                print_result(&record, json)?;
+                continue;
+            }
             if let Some(b) = &bar {
                 b.println(format!("[{}/{}] {}", i + 1, todo.len(), target.label()));
             }
@@ -267,6 +280,7 @@ fn execute(
     result?;
     Ok(Done {
         evaluated,
+        reused,
         failed,
         seconds: t0.elapsed().as_secs_f64(),
     })
@@ -286,10 +300,14 @@ fn print_summary(source: &str, summary: &Summary, json: bool) {
             println!("{}", lawa::display::escape(v));
         }
         println!(
-            "swept {}: {} evaluated, {} already stored, in {:.1}s ({:.2}/s); {} checkpoint reads, {:.1} MB; results in {}",
+            "swept {}: {} evaluated, {} already stored{}, in {:.1}s ({:.2}/s); {} checkpoint reads, {:.1} MB; results in {}",
             lawa::display::escape(source),
             summary.evaluated,
             summary.skipped,
+            match summary.reused {
+                0 => String::new(),
+                n => format!(", {n} reused (the same model stored under another curve)"),
+            },
             summary.seconds,
             summary.windows_per_s,
             stats.checkpoint_reads,
@@ -494,13 +512,14 @@ pub fn run_task(args: TaskArgs) -> anyhow::Result<()> {
     );
     let scheme: Scheme = plan.scheme.parse()?;
     let keep = plan.keep_models.as_deref().map(|d| (d, &scheme));
-    let done = execute(&mut engine, &mut store, &todo, keep, false)?;
+    let done = execute(&mut engine, &mut store, &todo, &settings, keep, false)?;
     let summary = Summary {
         verdicts: Vec::new(),
         store: store.path().display().to_string(),
         planned: targets.len(),
         skipped,
         evaluated: done.evaluated,
+        reused: done.reused,
         seconds: done.seconds,
         windows_per_s: done.evaluated as f64 / done.seconds.max(1e-9),
         reads: &engine.stats(),

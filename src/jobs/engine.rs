@@ -206,15 +206,26 @@ impl Executor for EngineExecutor {
         let record = match target {
             Target::Checkpoint { step } => self.checkpoint(*step, &cfg, target, reporter)?,
             Target::Window { .. } => {
-                crate::device::prepare(&cfg.device, reporter).map_err(|e| fail(reporter, e))?;
                 let (traj, budget) = (&self.traj, self.budget);
-                self.windows
-                    .get_or_insert_with(|| SweepEngine::new(traj.clone(), cfg.clone(), budget))
-                    .evaluate(target, reporter)
-                    .map_err(|e| match e {
-                        SweepError::Cancelled(_) => JobError::Cancelled,
-                        e => fail(reporter, e),
-                    })?
+                let engine = self
+                    .windows
+                    .get_or_insert_with(|| SweepEngine::new(traj.clone(), cfg.clone(), budget));
+                // The same model stored under another curve (a spike-aware window that no
+                // spike touches) is that result, not a new evaluation.
+                let settings = engine.settings().map_err(|e| fail(reporter, e))?;
+                let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(r) = crate::sweep::reuse(target, store.records(), &settings) {
+                    store
+                        .append(r.clone())
+                        .map_err(|e| JobError::Failed(e.to_string()))?;
+                    return Ok(r);
+                }
+                drop(store);
+                crate::device::prepare(&cfg.device, reporter).map_err(|e| fail(reporter, e))?;
+                engine.evaluate(target, reporter).map_err(|e| match e {
+                    SweepError::Cancelled(_) => JobError::Cancelled,
+                    e => fail(reporter, e),
+                })?
             }
         };
         self.store

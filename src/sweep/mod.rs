@@ -170,6 +170,39 @@ pub fn pending(
     (todo, skipped)
 }
 
+/// A stored result of the same model (the same checkpoints with the same weights) under the
+/// same settings, relabelled as `target`: a spike-aware window that no spike touches is the
+/// plain window, already evaluated. `None` when nothing stored is that model.
+pub fn reuse(
+    target: &Target,
+    records: &[ResultRecord],
+    settings: &EvalSettings,
+) -> Option<ResultRecord> {
+    let Target::Window {
+        end_step,
+        steps,
+        weights,
+        scheme,
+        k,
+        spike_aware,
+    } = target
+    else {
+        return None;
+    };
+    records
+        .iter()
+        .rev()
+        .find(|r| settings.matches(r) && r.steps == *steps && r.weights == *weights)
+        .map(|r| ResultRecord {
+            end_step: *end_step,
+            scheme: scheme.clone(),
+            k: *k,
+            spike_aware: *spike_aware,
+            unix_time: crate::results::now_unix(),
+            ..r.clone()
+        })
+}
+
 /// What reading cost so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReadStats {
