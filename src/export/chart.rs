@@ -439,6 +439,29 @@ pub fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
 }
 
 /// A short label of an axis value: `1.2k`, `3.4M`, `2.05`.
+/// A count to three significant digits with a k/M/G/T suffix, for tables where neighbouring
+/// values must stay distinguishable: `983k`, `1.00M`, `1.02M`, `12.3M`, `123M`.
+pub fn three_digits(v: f64) -> String {
+    let a = v.abs();
+    if a < 1000.0 {
+        return format!("{v:.0}");
+    }
+    let (mut scaled, mut i) = (v, 0);
+    while scaled.abs() >= 999.5 && i < 4 {
+        scaled /= 1000.0;
+        i += 1;
+    }
+    let suffix = ["", "k", "M", "G", "T"][i];
+    let s = scaled.abs();
+    if s >= 99.95 {
+        format!("{scaled:.0}{suffix}")
+    } else if s >= 9.995 {
+        format!("{scaled:.1}{suffix}")
+    } else {
+        format!("{scaled:.2}{suffix}")
+    }
+}
+
 pub fn short_number(v: f64) -> String {
     let a = v.abs();
     let (scaled, suffix) = if a >= 1e12 {
@@ -665,6 +688,19 @@ mod tests {
         assert_eq!(nice_ticks(2.1, 2.9, 4), vec![2.2, 2.4, 2.6, 2.8]);
         assert_eq!(nice_ticks(1.0, 1.0, 4), vec![1.0]);
         assert!(nice_ticks(f64::NAN, 1.0, 4).is_empty());
+    }
+
+    #[test]
+    fn three_digit_counts_keep_neighbours_apart() {
+        assert_eq!(three_digits(983_040.0), "983k");
+        assert_eq!(three_digits(1_003_520.0), "1.00M");
+        assert_eq!(three_digits(1_024_000.0), "1.02M");
+        assert_eq!(three_digits(12_345_678.0), "12.3M");
+        assert_eq!(three_digits(123_456_789.0), "123M");
+        assert_eq!(three_digits(999_999.0), "1.00M");
+        assert_eq!(three_digits(300e9), "300G");
+        assert_eq!(three_digits(640.0), "640");
+        assert_eq!(three_digits(1_500.0), "1.50k");
     }
 
     #[test]

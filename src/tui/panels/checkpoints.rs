@@ -5,7 +5,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Row, Table, Widget};
 
-use lawa::export::chart::{short_number, tokens_at};
+use lawa::export::chart::{three_digits, tokens_at};
 use lawa::results::RAW;
 
 use super::{fmt_ppl, panel_block, rows_below_header};
@@ -96,7 +96,7 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
             if show_tokens {
                 cells.push(Line::from(
                     tokens_at(&state.traj, c.step)
-                        .map(|t| short_number(t as f64))
+                        .map(|t| three_digits(t as f64))
                         .unwrap_or_default(),
                 ));
             }
