@@ -335,3 +335,17 @@ fn the_checkpoint_list_shows_the_change_against_raw() {
     let row = text.lines().find(|l| l.contains(" 800 ")).unwrap();
     assert!(!row.contains('%'), "{text}");
 }
+
+#[test]
+fn a_narrow_checkpoint_list_keeps_every_step_whole() {
+    let s = testdata::state();
+    for w in [24u16, 28, 36, 50] {
+        let text = panel(w, 15, |b, a| {
+            panels::checkpoints::render(b, a, &s, &Theme::plain());
+        });
+        // Rows 2.. are checkpoints 100.. in order: each shows its step in full.
+        for (row, step) in text.lines().skip(2).zip(testdata::STEPS) {
+            assert!(row.contains(&format!(" {step} ")), "width {w}:\n{text}");
+        }
+    }
+}

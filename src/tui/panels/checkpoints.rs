@@ -37,11 +37,34 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
         return Rect::default();
     }
     let rows_area = rows_below_header(inner);
-    let show_tokens = inner.width >= 44 && lawa::export::chart::has_tokens(&state.traj);
-    let show_loss = !state.traj.metrics.loss.is_empty();
-
     let index = state.result_index();
     let series = state.series();
+    // Step, raw and averaged perplexity always fit (and are never squeezed: a row without its
+    // step is worse than no row); then, as the width allows, Δ% (first when the curve has
+    // results), train loss, tokens.
+    let has_avg = index.keys().any(|(s, _)| *s == series);
+    // Narrower than that, the perplexities go first (avg, then raw), never the step.
+    // (Widths: step 9, each ppl 7, the job mark 1, one space between columns.)
+    let show_avg = inner.width > 9 + 1 + 7 + 1 + 7 + 1;
+    let show_raw = inner.width > 9 + 1 + 7 + 1;
+    let mut room = inner.width.saturating_sub(9 + 1 + 7 + 1 + 7 + 1 + 1);
+    let mut fits = |w: u16| {
+        let ok = room > w;
+        if ok {
+            room -= w + 1;
+        }
+        ok
+    };
+    let has_loss = !state.traj.metrics.loss.is_empty();
+    let (show_delta, show_loss) = if has_avg {
+        let d = fits(6);
+        (d, has_loss && fits(5))
+    } else {
+        let l = has_loss && fits(5);
+        (fits(6), l)
+    };
+    let show_tokens = lawa::export::chart::has_tokens(&state.traj) && fits(7);
+
     let window = state.window_steps();
     let height = rows_area.height as usize;
     let offset = state.list_offset_for(height);
@@ -56,20 +79,14 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
         header.push("loss".into());
         widths.push(Constraint::Length(5));
     }
-    header.push("raw ppl".into());
-    widths.push(Constraint::Length(7));
-    header.push("avg ppl".into());
-    widths.push(Constraint::Length(7));
-    // The averaged curve's change against raw, where the panel is wide enough for it.
-    let used: u16 = widths
-        .iter()
-        .map(|w| match w {
-            Constraint::Length(n) => n + 1,
-            _ => 0,
-        })
-        .sum::<u16>()
-        + 1;
-    let show_delta = inner.width >= used + 7;
+    if show_raw {
+        header.push("raw ppl".into());
+        widths.push(Constraint::Length(7));
+    }
+    if show_avg {
+        header.push("avg ppl".into());
+        widths.push(Constraint::Length(7));
+    }
     if show_delta {
         header.push("  Δ%".into());
         widths.push(Constraint::Length(6));
@@ -108,7 +125,9 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
                 ));
             }
             let raw = index.get(&(RAW.to_string(), c.step));
-            cells.push(Line::from(raw.map(|r| fmt_ppl(r.ppl)).unwrap_or_default()));
+            if show_raw {
+                cells.push(Line::from(raw.map(|r| fmt_ppl(r.ppl)).unwrap_or_default()));
+            }
             let avg = index.get(&(series.clone(), c.step));
             let avg_cell = match (avg, raw) {
                 (Some(a), Some(r)) if a.ppl < r.ppl => {
@@ -117,7 +136,9 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
                 (Some(a), _) => Line::from(fmt_ppl(a.ppl)),
                 _ => Line::from(""),
             };
-            cells.push(avg_cell);
+            if show_avg {
+                cells.push(avg_cell);
+            }
             if show_delta {
                 cells.push(match (avg, raw) {
                     (Some(a), Some(r)) => {
