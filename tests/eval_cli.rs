@@ -251,10 +251,8 @@ fn a_run_with_step_evaluates_that_checkpoint() {
     assert!(e.contains("step 300") && e.contains("100 to 200"), "{e}");
 }
 
-/// `lawa sweep`: results go to the trajectory's store under LAWA_HOME; a rerun skips them all;
-/// the raw result is `lawa eval`'s; missing eval data is one line.
-#[test]
-fn sweep_stores_results_and_a_rerun_skips_them() {
+/// A run folder of steps 100, 200, 300, each the `parallel` fixture.
+fn three_step_run() -> tempfile::TempDir {
     let run = tempfile::tempdir().unwrap();
     for step in [100, 200, 300] {
         let d = run.path().join(format!("step{step}"));
@@ -263,6 +261,14 @@ fn sweep_stores_results_and_a_rerun_skips_them() {
             std::fs::copy(fixture("parallel").join(f), d.join(f)).unwrap();
         }
     }
+    run
+}
+
+/// `lawa sweep`: results go to the trajectory's store under LAWA_HOME; a rerun skips them all;
+/// the raw result is `lawa eval`'s; missing eval data is one line.
+#[test]
+fn sweep_stores_results_and_a_rerun_skips_them() {
+    let run = three_step_run();
     let home = tempfile::tempdir().unwrap();
     let bin = home.path().join("ids.u32");
     let ids: Vec<u32> = (0..90).map(|i| (i * 37 + 11) % 100).collect();
@@ -572,14 +578,7 @@ fn a_slurm_sweep_equals_local_average_and_eval_and_a_cancelled_task_reruns_witho
 
 #[test]
 fn a_sweep_goes_on_past_an_unreadable_checkpoint_and_fails_at_the_end() {
-    let run = tempfile::tempdir().unwrap();
-    for step in [100, 200, 300] {
-        let d = run.path().join(format!("step{step}"));
-        std::fs::create_dir(&d).unwrap();
-        for f in ["config.json", "model.safetensors"] {
-            std::fs::copy(fixture("parallel").join(f), d.join(f)).unwrap();
-        }
-    }
+    let run = three_step_run();
     // Step 200 cut in half: every target that reads it fails, the others are stored.
     let bad = run.path().join("step200/model.safetensors");
     let bytes = std::fs::read(&bad).unwrap();

@@ -181,17 +181,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })
         .map(|v| v.to_string())
         .collect();
-    let summary = Summary {
-        verdicts,
-        store: store.path().display().to_string(),
-        planned: total,
-        skipped,
-        evaluated: done.evaluated,
-        reused: done.reused,
-        seconds: done.seconds,
-        windows_per_s: done.evaluated as f64 / done.seconds.max(1e-9),
-        reads: &engine.stats(),
-    };
+    let stats = engine.stats();
+    let summary = Summary::new(verdicts, &store, total, skipped, &done, &stats);
     print_summary(&traj.source, &summary, args.json);
     failures(done.failed, todo.len())
 }
@@ -208,6 +199,29 @@ fn failures(failed: usize, of: usize) -> anyhow::Result<()> {
 
 fn budget(memory_mib: Option<u64>) -> u64 {
     memory_mib.map_or_else(sweep::default_budget, |m| m << 20)
+}
+
+impl<'a> Summary<'a> {
+    fn new(
+        verdicts: Vec<String>,
+        store: &ResultsStore,
+        planned: usize,
+        skipped: usize,
+        done: &Done,
+        reads: &'a sweep::ReadStats,
+    ) -> Self {
+        Summary {
+            verdicts,
+            store: store.path().display().to_string(),
+            planned,
+            skipped,
+            evaluated: done.evaluated,
+            reused: done.reused,
+            seconds: done.seconds,
+            windows_per_s: done.evaluated as f64 / done.seconds.max(1e-9),
+            reads,
+        }
+    }
 }
 
 /// What [`execute`] did.
@@ -513,17 +527,8 @@ pub fn run_task(args: TaskArgs) -> anyhow::Result<()> {
     let scheme: Scheme = plan.scheme.parse()?;
     let keep = plan.keep_models.as_deref().map(|d| (d, &scheme));
     let done = execute(&mut engine, &mut store, &todo, &settings, keep, false)?;
-    let summary = Summary {
-        verdicts: Vec::new(),
-        store: store.path().display().to_string(),
-        planned: targets.len(),
-        skipped,
-        evaluated: done.evaluated,
-        reused: done.reused,
-        seconds: done.seconds,
-        windows_per_s: done.evaluated as f64 / done.seconds.max(1e-9),
-        reads: &engine.stats(),
-    };
+    let stats = engine.stats();
+    let summary = Summary::new(Vec::new(), &store, targets.len(), skipped, &done, &stats);
     print_summary(&plan.source, &summary, false);
     failures(done.failed, todo.len())
 }
