@@ -32,6 +32,9 @@ pub struct Args {
     /// The gain view: each averaged curve minus raw (eval NLL, nats) against zero
     #[arg(long)]
     pub gain: bool,
+    /// Perplexities instead of losses (with --gain: % change of perplexity)
+    #[arg(long)]
+    pub ppl: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -71,6 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             cursor_step: None,
             window_steps: None,
             gain: args.gain,
+            ppl: args.ppl,
         },
     );
     let verdicts = lawa::export::verdict::all(&shown, &spikes);

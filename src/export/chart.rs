@@ -133,6 +133,30 @@ pub struct ChartModel {
     pub window: Option<(f64, f64)>,
     /// The gain view: each averaged curve minus raw (eval NLL, nats) against raw at zero.
     pub gain: bool,
+    /// Values are perplexities (exp of the losses; in the gain view, % change of perplexity).
+    pub ppl: bool,
+}
+
+impl ChartModel {
+    /// What the y axis shows, with its unit.
+    pub fn y_label(&self) -> &'static str {
+        match (self.gain, self.ppl) {
+            (true, false) => "averaged − raw eval NLL (nats)",
+            (true, true) => "averaged vs raw perplexity (%)",
+            (false, false) => "train loss, eval NLL (nats)",
+            (false, true) => "perplexity (exp of train loss, eval NLL)",
+        }
+    }
+
+    /// [`ChartModel::y_label`] for a terminal panel title.
+    pub fn y_short(&self) -> &'static str {
+        match (self.gain, self.ppl) {
+            (true, false) => "Δ NLL vs raw (nats)",
+            (true, true) => "Δ ppl vs raw (%)",
+            (false, false) => "loss (nats)",
+            (false, true) => "perplexity",
+        }
+    }
 }
 
 /// What to put on the chart besides the trajectory and its results.
@@ -148,6 +172,8 @@ pub struct ChartOptions {
     pub window_steps: Option<(u64, u64)>,
     /// Show each averaged curve minus raw instead of the losses (see [`ChartModel::gain`]).
     pub gain: bool,
+    /// Show perplexities instead of losses (see [`ChartModel::ppl`]).
+    pub ppl: bool,
 }
 
 /// Debiased exponential moving average (as TensorBoard smooths): `s_t = a s_{t-1} + (1-a) x_t`
@@ -259,13 +285,19 @@ fn gains(series: Vec<(String, BTreeMap<u64, f64>)>) -> Vec<(String, BTreeMap<u64
 /// in order of first appearance in `records`.
 pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) -> ChartModel {
     let x = |s: u64| x_of(traj, opts.x_axis, s);
+    // Losses as drawn: nats, or perplexities (in the gain view, % change of perplexity).
+    let y = |v: f64| match (opts.ppl, opts.gain) {
+        (false, _) => v,
+        (true, false) => v.exp(),
+        (true, true) => v.exp_m1() * 100.0,
+    };
     let mut curves = Vec::new();
     let loss = &traj.metrics.loss;
     if !loss.is_empty() && !opts.gain {
         let raw: Vec<(f64, f64)> = loss
             .iter()
             .filter(|(_, v)| v.is_finite())
-            .filter_map(|(s, v)| Some((x(s)?, v)))
+            .filter_map(|(s, v)| Some((x(s)?, y(v))))
             .collect();
         let sm = ema_debiased(&loss.values, opts.smoothing);
         let smooth: Vec<(f64, f64)> = loss
@@ -273,7 +305,7 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
             .iter()
             .zip(sm)
             .filter(|(_, v)| v.is_finite())
-            .filter_map(|(&s, v)| Some((x(s)?, v)))
+            .filter_map(|(&s, v)| Some((x(s)?, y(v))))
             .collect();
         curves.push(Curve {
             name: "train loss".into(),
@@ -321,10 +353,15 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
         let gaps = gaps_between(&evaluated, &checkpoints);
         let points = kept
             .into_iter()
-            .filter_map(|(s, v)| Some((x(s)?, v)))
+            .filter_map(|(s, v)| Some((x(s)?, y(v))))
             .collect();
         let (kind, color, name) = if is_raw {
-            (CurveKind::EvalRaw, 2, "eval: raw checkpoint".to_string())
+            let name = if opts.gain {
+                "raw checkpoint (zero)"
+            } else {
+                "eval: raw checkpoint"
+            };
+            (CurveKind::EvalRaw, 2, name.to_string())
         } else {
             next_color += 1;
             (CurveKind::Average, next_color - 1, format!("eval: {name}"))
@@ -353,6 +390,7 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
         cursor: opts.cursor_step.and_then(x),
         window,
         gain: opts.gain,
+        ppl: opts.ppl,
     }
 }
 

@@ -67,12 +67,10 @@ fn draw<DB: DrawingBackend>(
     let pad = if y1 > y0 { (y1 - y0) * 0.05 } else { 0.5 };
     y0 -= pad;
     y1 += pad;
-    let y_desc = if model.gain {
-        "averaged − raw eval NLL (nats; below 0: the average is better)"
-    } else if model.log_y {
-        "loss (nats, log scale)"
-    } else {
-        "loss (nats)"
+    let y_desc = match (model.gain, model.log_y) {
+        (true, _) => format!("{} (below 0: the average is better)", model.y_label()),
+        (false, true) => format!("{}, log scale", model.y_label()),
+        (false, false) => model.y_label().to_string(),
     };
     let mut chart = ChartBuilder::on(root)
         .caption(&model.title, (FAMILY, px(30.0)))

@@ -272,3 +272,35 @@ fn the_gain_view_is_each_average_minus_raw_against_zero() {
     let svg = std::fs::read_to_string(dir.path().join("g.svg")).unwrap();
     assert!(svg.contains("averaged − raw eval NLL"), "y label");
 }
+
+#[test]
+fn perplexity_mode_shows_exp_of_the_losses_and_percent_in_the_gain_view() {
+    let recs = records();
+    let refs: Vec<&ResultRecord> = recs.iter().collect();
+    let opts = |gain, ppl| ChartOptions {
+        gain,
+        ppl,
+        ..Default::default()
+    };
+    let nats = build(&traj(), &refs, &opts(false, false));
+    let ppl = build(&traj(), &refs, &opts(false, true));
+    assert_eq!(nats.curves.len(), ppl.curves.len());
+    for (a, b) in nats.curves.iter().zip(&ppl.curves) {
+        let want: Vec<(f64, f64)> = a.points.iter().map(|&(x, v)| (x, v.exp())).collect();
+        assert_eq!(b.points, want, "{}", a.name);
+    }
+    assert_eq!(ppl.y_label(), "perplexity (exp of train loss, eval NLL)");
+    let g = build(&traj(), &refs, &opts(true, true));
+    let avg = g
+        .curves
+        .iter()
+        .find(|c| c.kind == CurveKind::Average)
+        .unwrap();
+    let want = [
+        (0.35f64 - 0.4).exp_m1() * 100.0,
+        (0.18f64 - 0.2).exp_m1() * 100.0,
+    ];
+    let got: Vec<f64> = avg.points.iter().map(|p| p.1).collect();
+    assert_eq!(got, want);
+    assert_eq!(g.y_label(), "averaged vs raw perplexity (%)");
+}

@@ -193,6 +193,8 @@ pub struct State {
     pub log_y: bool,
     /// The chart shows each averaged curve minus raw (`g`).
     pub gain: bool,
+    /// The chart shows perplexities instead of losses (`y`).
+    pub ppl: bool,
     /// EMA factor for the train loss.
     pub smoothing: f64,
     /// The x range shown when zoomed in, in x-axis units.
@@ -257,6 +259,7 @@ impl State {
             x_axis: XAxis::Step,
             log_y: false,
             gain: false,
+            ppl: false,
             smoothing: 0.6,
             zoom: None,
             jobs: Vec::new(),
@@ -398,6 +401,7 @@ impl State {
                 cursor_step: self.cursor_step(),
                 window_steps: window.first().zip(window.last()).map(|(a, b)| (*a, *b)),
                 gain: self.gain,
+                ppl: self.ppl,
             },
         )
     }
@@ -1155,6 +1159,10 @@ impl State {
                     }
                     .into(),
                 );
+            }
+            KeyCode::Char('y') => {
+                self.ppl = !self.ppl;
+                self.message = Some(format!("y axis: {}", self.chart().y_label()));
             }
             KeyCode::Char('l') => {
                 self.log_y = !self.log_y;

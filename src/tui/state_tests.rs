@@ -879,3 +879,19 @@ fn g_toggles_the_gain_view_and_says_what_it_shows() {
     press(&mut s, "g");
     assert!(!s.gain && !s.chart().gain);
 }
+
+#[test]
+fn y_switches_losses_and_perplexities_and_says_so() {
+    let mut s = testdata::state();
+    press(&mut s, "y");
+    assert!(s.ppl && s.chart().ppl);
+    assert_eq!(
+        s.message.as_deref(),
+        Some("y axis: perplexity (exp of train loss, eval NLL)")
+    );
+    press(&mut s, "y");
+    assert_eq!(
+        s.message.as_deref(),
+        Some("y axis: train loss, eval NLL (nats)")
+    );
+}

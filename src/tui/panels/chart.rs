@@ -140,13 +140,8 @@ fn legend_lines(
 
 pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Drawn {
     let model = state.chart();
-    let y_name = if model.gain {
-        "Δ eval NLL vs raw (nats)"
-    } else if model.log_y {
-        "loss, log"
-    } else {
-        "loss"
-    };
+    let log = if model.log_y { ", log" } else { "" };
+    let y_name = format!("{}{log}", model.y_short());
     let zoom = if state.zoom.is_some() {
         " (zoomed)"
     } else {

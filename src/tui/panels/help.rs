@@ -28,6 +28,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("e", "export chart (PNG, SVG) and results (CSV, JSON)"),
     ("x", "x axis: step / tokens"),
     ("l", "y axis: linear / log"),
+    ("y", "y axis: loss (nats) / perplexity"),
     (
         "g",
         "gain view: averaged − raw eval NLL against zero / losses",
