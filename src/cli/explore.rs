@@ -103,6 +103,7 @@ pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
     let base = eval.map(|e| args.eval.config(e, device.clone()));
     let store = Arc::new(Mutex::new(store));
     let store_w = store.clone();
+    let traj_w = traj.clone();
     let resident = lawa::jobs::engine::Resident::default();
     let make_runner: app::RunnerFactory = Box::new(move |ctx, max_tokens, sink| {
         let cfg = base.clone().map(|c| EvalConfig {
@@ -113,7 +114,7 @@ pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
         let exec = EngineExecutor::new(traj.clone(), cfg, store.clone(), budget, resident.clone());
         JobRunner::start(exec, sink)
     });
-    let watch = watcher(store_w, dir);
+    let watch = watcher(store_w, dir, traj_w);
     app::run(App {
         state,
         make_runner,
@@ -124,10 +125,17 @@ pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
 
 /// Watches the store for results others append (a `lawa sweep` in another terminal, Slurm
 /// array tasks) every call, and the Slurm sweeps' progress every fifth.
-fn watcher(store: Arc<Mutex<ResultsStore>>, dir: PathBuf) -> app::Watcher {
+fn watcher(store: Arc<Mutex<ResultsStore>>, dir: PathBuf, traj: Trajectory) -> app::Watcher {
     let mut calls = 0u64;
     Box::new(move || {
         let mut out = Vec::new();
+        // Once, at the first call: which checkpoints cannot be read (headers only).
+        if calls == 0 {
+            let bad = lawa::source::unreadable(&traj);
+            if !bad.is_empty() {
+                out.push(Event::Unreadable(bad));
+            }
+        }
         let (new, plans) = {
             let mut s = store.lock().unwrap_or_else(|e| e.into_inner());
             let before = s.records().len();

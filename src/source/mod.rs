@@ -72,6 +72,20 @@ pub fn open(spec: &str) -> Result<Trajectory, SourceError> {
     Err(SourceError::NotFound(path.to_path_buf()))
 }
 
+/// The local checkpoints whose weights cannot be opened (missing, truncated, not a checkpoint),
+/// with the reader's one-line reason. Reads headers only; hub checkpoints are not checked.
+pub fn unreadable(traj: &Trajectory) -> Vec<(u64, String)> {
+    traj.checkpoints
+        .iter()
+        .filter_map(|c| match &c.location {
+            Location::Local { path } => crate::checkpoint::WeightsReader::open(path)
+                .err()
+                .map(|e| (c.step, e.to_string())),
+            Location::Hub { .. } => None,
+        })
+        .collect()
+}
+
 /// The local model dir or weights file of a checkpoint, checked to exist. A hub checkpoint is
 /// downloaded into the Hugging Face cache first (only its missing files; progress in bytes and
 /// retry messages through `reporter`, cancellable; an error in offline mode if not cached).
@@ -239,6 +253,33 @@ impl Trajectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreadable_names_the_checkpoints_that_cannot_be_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt_neox/parallel");
+        for step in [10, 20, 30] {
+            let d = dir.path().join(format!("step{step}"));
+            std::fs::create_dir(&d).unwrap();
+            for f in ["config.json", "model.safetensors"] {
+                std::fs::copy(fixture.join(f), d.join(f)).unwrap();
+            }
+        }
+        let cut = dir.path().join("step20/model.safetensors");
+        let bytes = std::fs::read(&cut).unwrap();
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        std::fs::write(
+            dir.path().join("step30/model.safetensors"),
+            b"not a checkpoint",
+        )
+        .unwrap();
+        let traj = open(dir.path().to_str().unwrap()).unwrap();
+        let bad = unreadable(&traj);
+        let steps: Vec<u64> = bad.iter().map(|b| b.0).collect();
+        assert_eq!(steps, vec![20, 30], "{bad:?}");
+        assert!(bad[0].1.contains("step20"), "{}", bad[0].1);
+    }
 
     #[test]
     fn tokens_per_step_is_derived_from_olmo_names_when_they_agree() {

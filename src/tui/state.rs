@@ -35,6 +35,8 @@ pub enum Event {
     Stored(Vec<ResultRecord>),
     /// Where the trajectory's Slurm sweeps stand.
     Cluster(Vec<SweepProgress>),
+    /// Checkpoints whose weights cannot be read, with why (checked in the background at open).
+    Unreadable(Vec<(u64, String)>),
     /// Steady redraw tick.
     Tick,
     Resize,
@@ -218,6 +220,8 @@ pub struct State {
     pub quit_asked: bool,
     /// The trajectory's Slurm sweeps, as the store and the queue last said.
     pub cluster: Vec<SweepProgress>,
+    /// Checkpoints that cannot be read, by step: marked in the list before any job fails.
+    pub unreadable: HashMap<u64, String>,
 }
 
 /// Counts of the jobs of one busy spell (from the first queued to the last finished).
@@ -274,6 +278,7 @@ impl State {
             quit: false,
             quit_asked: false,
             cluster: Vec::new(),
+            unreadable: HashMap::new(),
         };
         s.redetect_spikes();
         s
@@ -1342,6 +1347,20 @@ pub fn update(state: &mut State, event: Event) -> Vec<Effect> {
         }
         Event::Cluster(sweeps) => {
             state.cluster = sweeps;
+            Vec::new()
+        }
+        Event::Unreadable(bad) => {
+            if let Some((step, why)) = bad.first() {
+                let more = match bad.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more)", n - 1),
+                };
+                state.message = Some(format!(
+                    "{} checkpoint(s) cannot be read; the windows holding them will fail: step {step}: {why}{more}",
+                    bad.len()
+                ));
+            }
+            state.unreadable = bad.into_iter().collect();
             Vec::new()
         }
         Event::Tick | Event::Resize => {

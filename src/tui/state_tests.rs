@@ -895,3 +895,50 @@ fn y_switches_losses_and_perplexities_and_says_so() {
         Some("y axis: train loss, eval NLL (nats)")
     );
 }
+
+#[test]
+fn unreadable_checkpoints_are_marked_and_said_before_any_job_fails() {
+    let mut s = testdata::state();
+    update(
+        &mut s,
+        Event::Unreadable(vec![
+            (300, "step300/model.safetensors: truncated".into()),
+            (500, "step500: no weights".into()),
+        ]),
+    );
+    assert_eq!(
+        s.message.as_deref(),
+        Some(
+            "2 checkpoint(s) cannot be read; the windows holding them will fail: \
+             step 300: step300/model.safetensors: truncated (and 1 more)"
+        )
+    );
+    let text = {
+        let area = ratatui::layout::Rect::new(0, 0, 50, 16);
+        let mut buf = ratatui::buffer::Buffer::empty(area);
+        crate::tui::panels::checkpoints::render(
+            &mut buf,
+            area,
+            &s,
+            &crate::tui::theme::Theme::plain(),
+        );
+        (0..16)
+            .map(|y| {
+                (0..50)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let row = |step: u64| {
+        text.iter()
+            .find(|l| l.contains(&format!(" {step} ")))
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        row(300).contains('✗') && row(500).contains('✗'),
+        "{text:#?}"
+    );
+    assert!(!row(400).contains('✗'));
+}

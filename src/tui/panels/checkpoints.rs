@@ -167,6 +167,9 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
                 Some(JobStatus::Running) => Line::from(Span::styled("*", theme.busy())),
                 Some(JobStatus::Queued) => Line::from(Span::styled("…", theme.busy())),
                 Some(JobStatus::Failed(_)) => Line::from(Span::styled("!", theme.error())),
+                _ if state.unreadable.contains_key(&c.step) => {
+                    Line::from(Span::styled("✗", theme.error()))
+                }
                 _ => Line::from(""),
             });
             let row = Row::new(cells);
