@@ -86,6 +86,7 @@ pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
         max_ctx: max_position_embeddings(&traj),
         learnt_ctx: None,
         max_tokens: args.eval.max_tokens,
+        data_tokens_max: eval.as_ref().and_then(|e| data_tokens_max(&e.0)),
         dtype: lawa::jobs::engine::record_dtype(&device).into(),
         device: lawa::device::describe(&device).into(),
     };
@@ -121,6 +122,22 @@ pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
         export_dir: args.export_dir.clone(),
         watch: Some(watch),
     })
+}
+
+/// An upper bound of the eval data's token count: a token file's ids, a text's bytes.
+fn data_tokens_max(data: &lawa::eval::EvalData) -> Option<u64> {
+    use lawa::eval::{EvalData, TokenDType};
+    let size = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.len());
+    match data {
+        EvalData::Text(p) => size(p),
+        EvalData::TokensAs(p, w) => size(p).map(|n| n / if *w == TokenDType::U16 { 2 } else { 4 }),
+        // .npy has a header and any width: its bytes bound its ids too.
+        EvalData::Tokens(p) => match TokenDType::from_extension(p) {
+            Some(TokenDType::U16) => size(p).map(|n| n / 2),
+            Some(TokenDType::U32) => size(p).map(|n| n / 4),
+            None => size(p),
+        },
+    }
 }
 
 /// Watches the store for results others append (a `lawa sweep` in another terminal, Slurm

@@ -72,6 +72,9 @@ pub struct EvalView {
     /// The default context learnt from the first result, when the config was not readable.
     pub learnt_ctx: Option<usize>,
     pub max_tokens: Option<u64>,
+    /// At most this many tokens in the eval data (a token file's count; a text's bytes, which
+    /// its tokens never exceed), when known: a larger max-tokens would only look different.
+    pub data_tokens_max: Option<u64>,
     /// The dtype results name (see `jobs::engine::record_dtype`).
     pub dtype: String,
     pub device: String,
@@ -1010,12 +1013,19 @@ impl State {
                         None => "empty or a whole number from 2".to_string(),
                     }
                 } else {
-                    "empty or a whole number above 0".to_string()
+                    match self.eval.data_tokens_max {
+                        Some(m) => {
+                            format!("empty or a whole number from 2 to {m} (the eval data's size)")
+                        }
+                        None => "empty or a whole number from 2".to_string(),
+                    }
                 };
                 let ok = match (field, &v) {
                     (_, Err(_)) => false,
                     (Field::Ctx, Ok(Some(c))) => *c >= 2 && max_ctx.is_none_or(|m| *c <= m as u64),
-                    (_, Ok(Some(c))) => *c >= 1,
+                    (_, Ok(Some(c))) => {
+                        *c >= 2 && self.eval.data_tokens_max.is_none_or(|m| *c <= m)
+                    }
                     (_, Ok(None)) => true,
                 };
                 let (true, Ok(v)) = (ok, v) else {

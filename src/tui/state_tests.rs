@@ -249,6 +249,18 @@ fn prompts_check_values_against_the_model_and_the_run_in_their_own_words() {
         s.message.as_deref(),
         Some("eval settings: ctx 2 · all tokens · f32 · cpu")
     );
+    // Max tokens: at least 2 (one to predict), at most what the eval data holds.
+    for bad in ["1", "100001"] {
+        assert!(typed(&mut s, 'T', bad).is_empty(), "{bad}");
+        let m = s.message.clone().unwrap();
+        assert!(
+            m.contains("empty or a whole number from 2 to 100000 (the eval data's size)"),
+            "{m}"
+        );
+    }
+    assert!(!typed(&mut s, 'T', "512").is_empty());
+    assert_eq!(s.eval.max_tokens, Some(512));
+    typed(&mut s, 'T', "");
     // EMA half-life: within the run's span (100..1200: 1100 steps).
     press(&mut s, "w");
     assert!(matches!(s.scheme, Scheme::Ema { .. }));

@@ -104,6 +104,7 @@ pub fn eval_view() -> EvalView {
         max_ctx: Some(64),
         learnt_ctx: None,
         max_tokens: None,
+        data_tokens_max: Some(100_000),
         dtype: "f32".into(),
         device: "cpu".into(),
     }
