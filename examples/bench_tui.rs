@@ -111,6 +111,7 @@ fn bench_state() -> State {
             max_ctx: Some(64),
             learnt_ctx: None,
             max_tokens: None,
+            data_tokens_max: None,
             dtype: "f32".into(),
             device: "cpu".into(),
         },
