@@ -625,3 +625,55 @@ fn a_sweep_goes_on_past_an_unreadable_checkpoint_and_fails_at_the_end() {
         .collect();
     assert_eq!(steps, vec![100, 300]);
 }
+
+#[test]
+fn export_draws_tokens_on_x_when_told_the_tokens_per_step() {
+    let run = three_step_run();
+    let home = tempfile::tempdir().unwrap();
+    let ids = home.path().join("ids.u32");
+    let v: Vec<u32> = (0..90).map(|i| (i * 37 + 11) % 100).collect();
+    std::fs::write(&ids, bytemuck::cast_slice(&v)).unwrap();
+    let lawa_cmd = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
+        cmd.env("LAWA_HOME", home.path()).args(args);
+        output(cmd)
+    };
+    let src = p(run.path());
+    let (ok, _, err) = lawa_cmd(&[
+        "sweep",
+        src,
+        "--last",
+        "2",
+        "--tokens",
+        p(&ids),
+        "--ctx",
+        "16",
+    ]);
+    assert!(ok, "{err}");
+    let out = home.path().join("out");
+    let (ok, _, err) = lawa_cmd(&["export", src, "--out", p(&out), "--x", "tokens"]);
+    assert!(!ok && err.contains("tokens per step unknown"), "{err}");
+    let (ok, files, err) = lawa_cmd(&[
+        "export",
+        src,
+        "--out",
+        p(&out),
+        "--x",
+        "tokens",
+        "--tokens-per-step",
+        "4096",
+        "--gain",
+    ]);
+    assert!(ok, "{err}");
+    assert!(files.contains("-verdict.txt"), "{files}");
+    let svg = std::fs::read_to_string(out.join(format!(
+        "{}.svg",
+        lawa::export::file_stem(&run.path().file_name().unwrap().to_string_lossy())
+    )))
+    .unwrap();
+    // 300 steps × 4096 tokens: the x axis reaches about 1.2M tokens.
+    assert!(
+        svg.contains("1.2M") || svg.contains("1.1M"),
+        "x axis in tokens"
+    );
+}

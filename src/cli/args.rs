@@ -101,3 +101,23 @@ fn run_folder(traj: &Trajectory, source: &str) -> Option<PathBuf> {
         Location::Hub { .. } => None,
     }
 }
+
+/// `--tokens-per-step N`, shared by the commands that draw or list a trajectory's x axis.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TokensPerStepArg {
+    /// Tokens per optimizer step, where neither the checkpoint names nor the metrics carry
+    /// tokens (the x axis in tokens = N × step)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub tokens_per_step: Option<u64>,
+}
+
+impl TokensPerStepArg {
+    /// The trajectory at `source`, with the tokens per step when given.
+    pub fn open(&self, source: &str) -> anyhow::Result<Trajectory> {
+        let mut t = lawa::source::open(source)?;
+        if let Some(n) = self.tokens_per_step {
+            lawa::source::set_tokens_per_step(&mut t, n);
+        }
+        Ok(t)
+    }
+}

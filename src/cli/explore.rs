@@ -28,6 +28,8 @@ pub struct Args {
     /// machine's]
     #[arg(long)]
     pub memory_mib: Option<u64>,
+    #[command(flatten)]
+    pub tokens: super::args::TokensPerStepArg,
 }
 
 impl Args {
@@ -37,12 +39,13 @@ impl Args {
             eval: StoreEvalArgs::default(),
             export_dir: PathBuf::from("lawa-export"),
             memory_mib: None,
+            tokens: Default::default(),
         }
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let traj = lawa::source::open(&args.source)?;
+    let traj = args.tokens.open(&args.source)?;
     open(traj, &args)
 }
 

@@ -35,10 +35,12 @@ pub struct Args {
     /// Perplexities instead of losses (with --gain: % change of perplexity)
     #[arg(long)]
     pub ppl: bool,
+    #[command(flatten)]
+    pub tokens: super::args::TokensPerStepArg,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let traj = lawa::source::open(&args.source)?;
+    let traj = args.tokens.open(&args.source)?;
     let dir = results::trajectory_dir(&traj.source)?;
     let (store, warnings) = ResultsStore::open(&dir)?;
     for w in warnings {

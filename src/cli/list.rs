@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use lawa::checkpoint::WeightsReader;
-use lawa::source::{self, Location, Series, Trajectory};
+use lawa::source::{Location, Series, Trajectory};
 use lawa::spikes::{self, SpikeParams, SpikeRegion};
 
 #[derive(clap::Args, Debug)]
@@ -18,10 +18,8 @@ pub struct Args {
     /// Print the listing as JSON
     #[arg(long)]
     pub json: bool,
-    /// Tokens per optimizer step, where neither the checkpoint names nor the metrics carry
-    /// tokens (the x axis in tokens = N × step)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub tokens_per_step: Option<u64>,
+    #[command(flatten)]
+    pub tokens: super::args::TokensPerStepArg,
 }
 
 /// One checkpoint as listed.
@@ -296,10 +294,7 @@ fn table(l: &Listing) -> String {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut t = source::open(&args.source)?;
-    if let Some(n) = args.tokens_per_step {
-        source::set_tokens_per_step(&mut t, n);
-    }
+    let t = args.tokens.open(&args.source)?;
     let listing = describe(&t);
     if args.json {
         let text = serde_json::to_string_pretty(&listing).context("writing JSON")?;
