@@ -35,6 +35,9 @@ pub struct Args {
     /// Perplexities instead of losses (with --gain: % change of perplexity)
     #[arg(long)]
     pub ppl: bool,
+    /// Leave the train loss off the chart
+    #[arg(long)]
+    pub no_train: bool,
     #[command(flatten)]
     pub tokens: super::args::TokensPerStepArg,
 }
@@ -77,6 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             window_steps: None,
             gain: args.gain,
             ppl: args.ppl,
+            hide_train: args.no_train,
         },
     );
     let verdicts = lawa::export::verdict::all(&shown, &spikes);

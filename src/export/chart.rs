@@ -174,6 +174,8 @@ pub struct ChartOptions {
     pub gain: bool,
     /// Show perplexities instead of losses (see [`ChartModel::ppl`]).
     pub ppl: bool,
+    /// Leave the train loss out (the eval curves alone).
+    pub hide_train: bool,
 }
 
 /// Debiased exponential moving average (as TensorBoard smooths): `s_t = a s_{t-1} + (1-a) x_t`
@@ -293,7 +295,7 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
     };
     let mut curves = Vec::new();
     let loss = &traj.metrics.loss;
-    if !loss.is_empty() && !opts.gain {
+    if !loss.is_empty() && !opts.gain && !opts.hide_train {
         let raw: Vec<(f64, f64)> = loss
             .iter()
             .filter(|(_, v)| v.is_finite())

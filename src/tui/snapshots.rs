@@ -349,3 +349,13 @@ fn a_narrow_checkpoint_list_keeps_every_step_whole() {
         }
     }
 }
+
+#[test]
+fn the_help_shows_every_key_at_80x24() {
+    for (w, h) in [(80u16, 24u16), (120, 36)] {
+        let text = panel(w, h, |b, a| panels::help::render(b, a, &Theme::plain()));
+        for (k, _) in panels::help::KEYS {
+            assert!(text.contains(k), "{w}x{h}: key {k:?} missing:\n{text}");
+        }
+    }
+}

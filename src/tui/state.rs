@@ -200,6 +200,8 @@ pub struct State {
     pub gain: bool,
     /// The chart shows perplexities instead of losses (`y`).
     pub ppl: bool,
+    /// The chart leaves the train loss out (`v`).
+    pub hide_train: bool,
     /// EMA factor for the train loss.
     pub smoothing: f64,
     /// The x range shown when zoomed in, in x-axis units.
@@ -267,6 +269,7 @@ impl State {
             log_y: false,
             gain: false,
             ppl: false,
+            hide_train: false,
             smoothing: 0.6,
             zoom: None,
             jobs: Vec::new(),
@@ -410,6 +413,7 @@ impl State {
                 window_steps: window.first().zip(window.last()).map(|(a, b)| (*a, *b)),
                 gain: self.gain,
                 ppl: self.ppl,
+                hide_train: self.hide_train,
             },
         )
     }
@@ -1171,6 +1175,17 @@ impl State {
                         "gain view: each average's eval NLL minus raw's (below 0: the average is better)"
                     } else {
                         "loss view: train loss and eval NLL"
+                    }
+                    .into(),
+                );
+            }
+            KeyCode::Char('v') => {
+                self.hide_train = !self.hide_train;
+                self.message = Some(
+                    if self.hide_train {
+                        "train loss hidden: the eval curves alone"
+                    } else {
+                        "train loss shown"
                     }
                     .into(),
                 );

@@ -954,3 +954,34 @@ fn unreadable_checkpoints_are_marked_and_said_before_any_job_fails() {
     );
     assert!(!row(400).contains('✗'));
 }
+
+#[test]
+fn v_hides_the_train_loss_and_brings_it_back() {
+    let mut s = testdata::state();
+    let train = |s: &State| {
+        s.chart()
+            .curves
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.kind,
+                    chart::CurveKind::TrainRaw | chart::CurveKind::TrainSmooth
+                )
+            })
+            .count()
+    };
+    assert_eq!(train(&s), 2);
+    press(&mut s, "v");
+    assert_eq!(train(&s), 0);
+    assert!(s
+        .chart()
+        .curves
+        .iter()
+        .any(|c| c.kind == chart::CurveKind::EvalRaw));
+    assert_eq!(
+        s.message.as_deref(),
+        Some("train loss hidden: the eval curves alone")
+    );
+    press(&mut s, "v");
+    assert_eq!(train(&s), 2);
+}

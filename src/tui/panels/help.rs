@@ -29,6 +29,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("x", "x axis: step / tokens"),
     ("l", "y axis: linear / log"),
     ("y", "y axis: loss (nats) / perplexity"),
+    ("v", "train loss: shown / hidden"),
     (
         "g",
         "gain view: averaged − raw eval NLL against zero / losses",
@@ -54,8 +55,20 @@ pub const KEYS: &[(&str, &str)] = &[
 pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme) {
     let key_w = KEYS.iter().map(|k| k.0.chars().count()).max().unwrap_or(0);
     let text_w = KEYS.iter().map(|k| k.1.chars().count()).max().unwrap_or(0);
-    let w = ((key_w + text_w + 5) as u16).min(area.width);
-    let h = (KEYS.len() as u16 + 2).min(area.height);
+    // One column where the terminal is tall enough, else two (descriptions cut to fit): no
+    // key may be missing from its own help.
+    let cols = if KEYS.len() + 2 <= area.height as usize {
+        1
+    } else {
+        2
+    };
+    let per_col = KEYS.len().div_ceil(cols);
+    let w = if cols == 1 {
+        ((key_w + text_w + 5) as u16).min(area.width)
+    } else {
+        area.width
+    };
+    let h = (per_col as u16 + 2).min(area.height);
     let r = Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,
@@ -66,17 +79,41 @@ pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme) {
     let block = panel_block(" Keys (any key closes) ".into(), true, theme);
     let inner = block.inner(r);
     block.render(r, buf);
-    for (i, (k, what)) in KEYS.iter().enumerate().take(inner.height as usize) {
+    let col_w = (inner.width.saturating_sub(1) / cols as u16) as usize;
+    let rows = inner.height as usize;
+    for (i, (k, what)) in KEYS.iter().enumerate() {
+        let (col, row) = (i / per_col, i % per_col);
+        if row >= rows {
+            continue;
+        }
+        // Each column is as wide as its own longest key.
+        let kw = KEYS[col * per_col..((col + 1) * per_col).min(KEYS.len())]
+            .iter()
+            .map(|k| k.0.chars().count())
+            .max()
+            .unwrap_or(key_w);
+        let text_room = col_w.saturating_sub(kw + 3);
         let line = Line::from(vec![
-            Span::styled(format!("{k:<key_w$}"), theme.key()),
+            Span::styled(format!("{k:<kw$}"), theme.key()),
             Span::raw("  "),
-            Span::raw(*what),
+            Span::raw(super::fit(what, text_room)),
         ]);
         buf.set_line(
-            inner.x + 1,
-            inner.y + i as u16,
+            inner.x + 1 + (col * col_w) as u16,
+            inner.y + row as u16,
             &line,
-            inner.width.saturating_sub(1),
+            col_w as u16,
+        );
+    }
+    if per_col > rows && rows > 0 {
+        buf.set_string(
+            inner.x + 1,
+            inner.y + rows as u16 - 1,
+            super::fit(
+                "… more keys: make the terminal taller",
+                inner.width as usize - 1,
+            ),
+            theme.faint(),
         );
     }
 }
