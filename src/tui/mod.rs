@@ -2,6 +2,7 @@
 //! never sees the terminal.
 
 pub mod app;
+pub mod keys;
 pub mod panels;
 pub mod state;
 pub mod theme;

@@ -8,53 +8,19 @@ use ratatui::widgets::{Clear, Widget};
 use super::panel_block;
 use crate::tui::theme::Theme;
 
-/// Every key of the explorer: (keys, action). Also the README's key table.
-pub const KEYS: &[(&str, &str)] = &[
-    (
-        "↑ ↓ / j k",
-        "move the cursor (or the selection in jobs/spikes)",
-    ),
-    ("PgUp PgDn Home End G", "page, first, last checkpoint"),
-    ("[ ] / - +", "shrink / grow the window (k)"),
-    ("w", "cycle scheme: uniform, EMA, linear, custom"),
-    ("p", "edit the scheme's parameter (k, half-life, weights)"),
-    ("a", "spike-aware window: leave out checkpoints in spikes"),
-    (
-        "Enter",
-        "average the window + eval it (and the raw checkpoint)",
-    ),
-    ("r", "eval the raw checkpoint at the cursor"),
-    ("s", "sweep: average + eval at every checkpoint"),
-    ("e", "export chart (PNG, SVG) and results (CSV, JSON)"),
-    ("x", "x axis: step / tokens"),
-    ("l", "y axis: linear / log"),
-    ("y", "y axis: loss (nats) / perplexity"),
-    ("v", "train loss: shown / hidden"),
-    (
-        "g",
-        "gain view: averaged − raw eval NLL against zero / losses",
-    ),
-    ("i o 0", "zoom in / out / reset"),
-    ("← → / h", "pan the zoomed chart"),
-    ("< >", "less / more smoothing of the train loss"),
-    ("n N", "jump to the next / previous spike"),
-    ("t T", "eval context length / max tokens"),
-    (
-        "c C",
-        "cancel the highlighted job (in Jobs; else the running one) / all",
-    ),
-    ("Tab", "focus: checkpoints, jobs, spikes"),
-    ("? Esc", "this help / close, reset zoom"),
-    (
-        "q Ctrl-C",
-        "quit (q asks once while jobs are queued or running)",
-    ),
-    ("mouse", "click: cursor; drag on chart: window; wheel: zoom"),
-];
+use crate::tui::keys::{KeyRow, KEYS};
 
 pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme) {
-    let key_w = KEYS.iter().map(|k| k.0.chars().count()).max().unwrap_or(0);
-    let text_w = KEYS.iter().map(|k| k.1.chars().count()).max().unwrap_or(0);
+    let key_w = KEYS
+        .iter()
+        .map(|k| k.keys.chars().count())
+        .max()
+        .unwrap_or(0);
+    let text_w = KEYS
+        .iter()
+        .map(|k| k.what.chars().count())
+        .max()
+        .unwrap_or(0);
     // One column where the terminal is tall enough, else two (descriptions cut to fit): no
     // key may be missing from its own help.
     let cols = if KEYS.len() + 2 <= area.height as usize {
@@ -81,7 +47,7 @@ pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme) {
     block.render(r, buf);
     let col_w = (inner.width.saturating_sub(1) / cols as u16) as usize;
     let rows = inner.height as usize;
-    for (i, (k, what)) in KEYS.iter().enumerate() {
+    for (i, KeyRow { keys: k, what, .. }) in KEYS.iter().enumerate() {
         let (col, row) = (i / per_col, i % per_col);
         if row >= rows {
             continue;
@@ -89,7 +55,7 @@ pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme) {
         // Each column is as wide as its own longest key.
         let kw = KEYS[col * per_col..((col + 1) * per_col).min(KEYS.len())]
             .iter()
-            .map(|k| k.0.chars().count())
+            .map(|k| k.keys.chars().count())
             .max()
             .unwrap_or(key_w);
         let text_room = col_w.saturating_sub(kw + 3);
@@ -122,7 +88,7 @@ pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme) {
 mod tests {
     use super::KEYS;
 
-    /// The README's key table is this table: one source, no drift.
+    /// The README's key table is the key table: one source, no drift.
     #[test]
     fn the_readme_key_table_is_the_help_table() {
         let readme = include_str!("../../../README.md");
@@ -140,8 +106,8 @@ mod tests {
             .collect();
         let want: Vec<(String, String)> = KEYS
             .iter()
-            .map(|(k, a)| (k.to_string(), a.to_string()))
+            .map(|r| (r.keys.to_string(), r.what.to_string()))
             .collect();
-        assert_eq!(rows, want, "README key table = panels::help::KEYS");
+        assert_eq!(rows, want, "README key table = tui::keys::KEYS");
     }
 }

@@ -1,6 +1,7 @@
 //! Keys and the mouse, mapped to state changes and effects.
 
 use super::*;
+use crate::tui::keys::Action as A;
 
 impl State {
     pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
@@ -23,8 +24,11 @@ impl State {
         }
         let n = self.traj.checkpoints.len();
         let asked = std::mem::take(&mut self.quit_asked);
-        match key.code {
-            KeyCode::Char('q') => {
+        let Some(action) = crate::tui::keys::action_of(key.code) else {
+            return Vec::new();
+        };
+        match action {
+            A::Quit => {
                 let active = self.active_jobs();
                 if active > 0 && !asked {
                     // Quitting stops the work: ask once.
@@ -37,45 +41,45 @@ impl State {
                 self.quit = true;
                 return vec![Effect::Quit];
             }
-            KeyCode::Esc => {
+            A::Escape => {
                 self.message = None;
                 self.zoom = None;
             }
-            KeyCode::Char('?') => self.help = true,
-            KeyCode::Tab => {
+            A::Help => self.help = true,
+            A::Focus => {
                 self.focus = match self.focus {
                     Focus::Checkpoints => Focus::Jobs,
                     Focus::Jobs => Focus::Spikes,
                     Focus::Spikes => Focus::Checkpoints,
                 }
             }
-            KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
-            KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
-            KeyCode::PageUp => self.move_selection(-(self.page() as isize)),
-            KeyCode::PageDown => self.move_selection(self.page() as isize),
-            KeyCode::Home => self.move_selection(-(n as isize) - 1),
-            KeyCode::End | KeyCode::Char('G') => self.move_selection(n as isize + 1),
-            KeyCode::Char('[') | KeyCode::Char('-') => self.resize_window(-1),
-            KeyCode::Char(']') | KeyCode::Char('+') | KeyCode::Char('=') => self.resize_window(1),
-            KeyCode::Char('w') => self.cycle_scheme(),
-            KeyCode::Char('p') => self.start_edit(Field::Param),
-            KeyCode::Char('t') => self.start_edit(Field::Ctx),
-            KeyCode::Char('T') => self.start_edit(Field::MaxTokens),
-            KeyCode::Char('a') => {
+            A::Up => self.move_selection(-1),
+            A::Down => self.move_selection(1),
+            A::PageUp => self.move_selection(-(self.page() as isize)),
+            A::PageDown => self.move_selection(self.page() as isize),
+            A::First => self.move_selection(-(n as isize) - 1),
+            A::Last => self.move_selection(n as isize + 1),
+            A::Shrink => self.resize_window(-1),
+            A::Grow => self.resize_window(1),
+            A::CycleScheme => self.cycle_scheme(),
+            A::EditParam => self.start_edit(Field::Param),
+            A::EditCtx => self.start_edit(Field::Ctx),
+            A::EditMaxTokens => self.start_edit(Field::MaxTokens),
+            A::SpikeAware => {
                 self.spike_aware = !self.spike_aware;
                 self.message = Some(format!(
                     "spike-aware window: {}",
                     if self.spike_aware { "on" } else { "off" }
                 ));
             }
-            KeyCode::Enter => {
+            A::Enter => {
                 if self.focus == Focus::Spikes {
                     self.goto_spike(self.spike_sel);
                 } else {
                     return self.request_current();
                 }
             }
-            KeyCode::Char('r') => {
+            A::EvalRaw => {
                 if let Some(step) = self.cursor_step() {
                     if self.has_result(RAW, step) || self.has_active_job(RAW, step) {
                         self.message = Some(format!("step {step}: already evaluated (or queued)"));
@@ -85,12 +89,12 @@ impl State {
                     }
                 }
             }
-            KeyCode::Char('s') => return self.sweep(),
-            KeyCode::Char('e') => {
+            A::Sweep => return self.sweep(),
+            A::Export => {
                 self.message = Some("exporting...".into());
                 return vec![Effect::Export];
             }
-            KeyCode::Char('x') => {
+            A::ToggleX => {
                 if self.x_axis == XAxis::Step && !chart::has_tokens(&self.traj) {
                     self.message = Some("tokens per step unknown for this run".into());
                 } else {
@@ -99,7 +103,7 @@ impl State {
                     self.message = Some(format!("x axis: {}", self.x_axis.label()));
                 }
             }
-            KeyCode::Char('g') => {
+            A::ToggleGain => {
                 self.gain = !self.gain;
                 self.message = Some(
                     if self.gain {
@@ -110,7 +114,7 @@ impl State {
                     .into(),
                 );
             }
-            KeyCode::Char('v') => {
+            A::ToggleTrain => {
                 self.hide_train = !self.hide_train;
                 self.message = Some(
                     if self.hide_train {
@@ -121,35 +125,35 @@ impl State {
                     .into(),
                 );
             }
-            KeyCode::Char('y') => {
+            A::TogglePpl => {
                 self.ppl = !self.ppl;
                 self.message = Some(format!("y axis: {}", self.chart().y_label()));
             }
-            KeyCode::Char('l') => {
+            A::ToggleLogY => {
                 self.log_y = !self.log_y;
                 self.message = Some(format!(
                     "y axis: {}",
                     if self.log_y { "log" } else { "linear" }
                 ));
             }
-            KeyCode::Char('i') => self.zoom_by(0.5, None),
-            KeyCode::Char('o') => self.zoom_by(2.0, None),
-            KeyCode::Char('0') => self.zoom = None,
-            KeyCode::Left | KeyCode::Char('h') => self.pan(-0.25),
-            KeyCode::Right => self.pan(0.25),
-            KeyCode::Char('<') | KeyCode::Char(',') => {
+            A::ZoomIn => self.zoom_by(0.5, None),
+            A::ZoomOut => self.zoom_by(2.0, None),
+            A::ZoomReset => self.zoom = None,
+            A::PanLeft => self.pan(-0.25),
+            A::PanRight => self.pan(0.25),
+            A::LessSmoothing => {
                 self.smoothing = ((self.smoothing - 0.1) * 10.0).round() / 10.0;
                 self.smoothing = self.smoothing.max(0.0);
                 self.message = Some(format!("train-loss smoothing: {:.1}", self.smoothing));
             }
-            KeyCode::Char('>') | KeyCode::Char('.') => {
+            A::MoreSmoothing => {
                 self.smoothing = ((self.smoothing + 0.1) * 10.0).round() / 10.0;
                 self.smoothing = self.smoothing.min(0.9);
                 self.message = Some(format!("train-loss smoothing: {:.1}", self.smoothing));
             }
-            KeyCode::Char('n') => self.jump_spike(true),
-            KeyCode::Char('N') => self.jump_spike(false),
-            KeyCode::Char('c') => {
+            A::NextSpike => self.jump_spike(true),
+            A::PrevSpike => self.jump_spike(false),
+            A::Cancel => {
                 // In the jobs panel: the highlighted job; elsewhere: the running one.
                 let job = if self.focus == Focus::Jobs {
                     self.selected_job()
@@ -168,7 +172,7 @@ impl State {
                     None => self.message = Some("no job to cancel".into()),
                 }
             }
-            KeyCode::Char('C') => {
+            A::CancelAll => {
                 let n = self.active_jobs();
                 if n == 0 {
                     self.message = Some("no job to cancel".into());
@@ -177,7 +181,6 @@ impl State {
                     return vec![Effect::CancelAll];
                 }
             }
-            _ => {}
         }
         Vec::new()
     }
