@@ -251,6 +251,15 @@ fn a_run_with_step_evaluates_that_checkpoint() {
     assert!(e.contains("step 300") && e.contains("100 to 200"), "{e}");
 }
 
+/// A LAWA_HOME for a test, holding `ids.u32`: 90 token ids below the fixtures' vocabulary.
+fn home_with_ids() -> (tempfile::TempDir, PathBuf) {
+    let home = tempfile::tempdir().unwrap();
+    let ids = home.path().join("ids.u32");
+    let v: Vec<u32> = (0..90).map(|i| (i * 37 + 11) % 100).collect();
+    std::fs::write(&ids, bytemuck::cast_slice(&v)).unwrap();
+    (home, ids)
+}
+
 /// A run folder of steps 100, 200, 300, each the `parallel` fixture.
 fn three_step_run() -> tempfile::TempDir {
     let run = tempfile::tempdir().unwrap();
@@ -269,10 +278,7 @@ fn three_step_run() -> tempfile::TempDir {
 #[test]
 fn sweep_stores_results_and_a_rerun_skips_them() {
     let run = three_step_run();
-    let home = tempfile::tempdir().unwrap();
-    let bin = home.path().join("ids.u32");
-    let ids: Vec<u32> = (0..90).map(|i| (i * 37 + 11) % 100).collect();
-    std::fs::write(&bin, bytemuck::cast_slice(&ids)).unwrap();
+    let (home, bin) = home_with_ids();
     let sweep = |extra: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
         cmd.env("LAWA_HOME", home.path())
@@ -583,10 +589,7 @@ fn a_sweep_goes_on_past_an_unreadable_checkpoint_and_fails_at_the_end() {
     let bad = run.path().join("step200/model.safetensors");
     let bytes = std::fs::read(&bad).unwrap();
     std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let ids = home.path().join("ids.u32");
-    let v: Vec<u32> = (0..90).map(|i| (i * 37 + 11) % 100).collect();
-    std::fs::write(&ids, bytemuck::cast_slice(&v)).unwrap();
+    let (home, ids) = home_with_ids();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
     cmd.env("LAWA_HOME", home.path()).args([
         "sweep",
@@ -629,10 +632,7 @@ fn a_sweep_goes_on_past_an_unreadable_checkpoint_and_fails_at_the_end() {
 #[test]
 fn export_draws_tokens_on_x_when_told_the_tokens_per_step() {
     let run = three_step_run();
-    let home = tempfile::tempdir().unwrap();
-    let ids = home.path().join("ids.u32");
-    let v: Vec<u32> = (0..90).map(|i| (i * 37 + 11) % 100).collect();
-    std::fs::write(&ids, bytemuck::cast_slice(&v)).unwrap();
+    let (home, ids) = home_with_ids();
     let lawa_cmd = |args: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
         cmd.env("LAWA_HOME", home.path()).args(args);
