@@ -321,3 +321,28 @@ fn half_bytes_widen_exactly_aligned_or_not() {
         assert_eq!(widen_to_f32(&shifted[1..], dtype), want);
     }
 }
+
+#[test]
+fn torch_bin_checkpoints_are_used_in_place_and_give_what_average_then_eval_gives() {
+    // Pythia's branches hold pytorch_model.bin pickles: their storages are read through the
+    // mapping like safetensors (or decoded once where they must be). The run beside the
+    // safetensors one of `run` reuses its token file and eval settings.
+    let (dir, _, cfg) = run(&[1]);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt_neox/parallel");
+    let bin_dir = tempfile::tempdir().unwrap();
+    for step in [100, 200, 300] {
+        let out = bin_dir.path().join(format!("run/step{step}"));
+        std::fs::create_dir_all(&out).unwrap();
+        for f in ["config.json", "pytorch_model.bin"] {
+            std::fs::copy(fixture.join(f), out.join(f)).unwrap();
+        }
+    }
+    let step100 = bin_dir.path().join("run/step100");
+    assert_eq!(
+        WeightsReader::open(&step100).unwrap().format(),
+        crate::checkpoint::Format::TorchBin
+    );
+    let traj = crate::source::open(bin_dir.path().join("run").to_str().unwrap()).unwrap();
+    equal_to_average_then_eval(&bin_dir, &traj, &cfg, 3);
+    drop(dir);
+}
