@@ -251,6 +251,13 @@ fn a_run_with_step_evaluates_that_checkpoint() {
     assert!(e.contains("step 300") && e.contains("100 to 200"), "{e}");
 }
 
+/// `lawa ARGS` with `LAWA_HOME=home`: (success, stdout, stderr).
+fn lawa_at(home: &Path, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
+    cmd.env("LAWA_HOME", home).args(args);
+    output(cmd)
+}
+
 /// A LAWA_HOME for a test, holding `ids.u32`: 90 token ids below the fixtures' vocabulary.
 fn home_with_ids() -> (tempfile::TempDir, PathBuf) {
     let home = tempfile::tempdir().unwrap();
@@ -590,18 +597,19 @@ fn a_sweep_goes_on_past_an_unreadable_checkpoint_and_fails_at_the_end() {
     let bytes = std::fs::read(&bad).unwrap();
     std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
     let (home, ids) = home_with_ids();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
-    cmd.env("LAWA_HOME", home.path()).args([
-        "sweep",
-        p(run.path()),
-        "--last",
-        "2",
-        "--tokens",
-        p(&ids),
-        "--ctx",
-        "16",
-    ]);
-    let (ok, out, err) = output(cmd);
+    let (ok, out, err) = lawa_at(
+        home.path(),
+        &[
+            "sweep",
+            p(run.path()),
+            "--last",
+            "2",
+            "--tokens",
+            p(&ids),
+            "--ctx",
+            "16",
+        ],
+    );
     assert!(!ok, "{out}");
     // raw 200, k=2 at 200 and k=2 at 300 hold step 200; raw 100 and raw 300 do not.
     let lines: Vec<&str> = err.lines().collect();
@@ -633,11 +641,7 @@ fn a_sweep_goes_on_past_an_unreadable_checkpoint_and_fails_at_the_end() {
 fn export_draws_tokens_on_x_when_told_the_tokens_per_step() {
     let run = three_step_run();
     let (home, ids) = home_with_ids();
-    let lawa_cmd = |args: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
-        cmd.env("LAWA_HOME", home.path()).args(args);
-        output(cmd)
-    };
+    let lawa_cmd = |args: &[&str]| lawa_at(home.path(), args);
     let src = p(run.path());
     let (ok, _, err) = lawa_cmd(&[
         "sweep",

@@ -163,7 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     if args.slurm {
-        return submit(&args, &engine, &dir, todo, settings);
+        return submit(&args, &engine, &dir, store.records(), todo, settings);
     }
     let keep = args.keep_models.as_deref().map(|d| (d, &scheme));
     let done = execute(&mut engine, &mut store, &todo, &settings, keep, args.json)?;
@@ -337,16 +337,13 @@ fn submit(
     args: &Args,
     engine: &SweepEngine,
     dir: &Path,
+    records: &[results::ResultRecord],
     todo: Vec<Target>,
     settings: EvalSettings,
 ) -> anyhow::Result<()> {
     // Windows that tasks of earlier submissions still have queued or running are theirs.
     let (plans, _) = ArrayPlan::all_in(dir);
-    let records: Vec<results::ResultRecord> = {
-        let (store, _) = ResultsStore::open(dir)?;
-        store.records().to_vec()
-    };
-    let flight = slurm::in_flight(&plans, &slurm::progress_all(&plans, &records));
+    let flight = slurm::in_flight(&plans, &slurm::progress_all(&plans, records));
     let before = todo.len();
     let todo: Vec<Target> = todo
         .into_iter()

@@ -224,6 +224,7 @@ pub struct SweepEngine {
     stats: ReadStats,
     /// The last average's output buffers, written again by the next.
     scratch: average::Scratch,
+    settings: Option<EvalSettings>,
 }
 
 /// Default memory for checkpoints kept between windows: half the machine's memory.
@@ -241,6 +242,7 @@ impl SweepEngine {
             tokens: None,
             stats: ReadStats::default(),
             scratch: Default::default(),
+            settings: None,
         }
     }
 
@@ -257,8 +259,17 @@ impl SweepEngine {
     }
 
     /// The eval settings every result of this engine will carry (ctx resolved against the
-    /// newest checkpoint's config, without loading weights).
-    pub fn settings(&self) -> Result<EvalSettings, SweepError> {
+    /// newest checkpoint's config, without loading weights); resolved once per engine.
+    pub fn settings(&mut self) -> Result<EvalSettings, SweepError> {
+        if let Some(s) = &self.settings {
+            return Ok(s.clone());
+        }
+        let s = self.resolve_settings()?;
+        self.settings = Some(s.clone());
+        Ok(s)
+    }
+
+    fn resolve_settings(&self) -> Result<EvalSettings, SweepError> {
         let last = self
             .traj
             .checkpoints
