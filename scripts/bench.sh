@@ -15,7 +15,7 @@
 #   AVG_DIR       averaging inputs, ~6.5 GB (default /tmp/lawa-bench)
 #   AVG_OUT       averaging outputs (default /dev/shm/lawa-bench-out: a tmpfs, so a slow disk
 #                 does not decide the comparison; deleted after each format)
-#   EVAL_MODELS   "pythia-70m pythia-160m" (default both)
+#   EVAL_MODELS   "pythia-70m pythia-160m llama-70m" (default all three)
 #   EVAL_WINDOWS  windows of EVAL_CTX tokens per eval run (default 8), EVAL_CTX (512),
 #   EVAL_BATCH    (4), EVAL_THREADS (2), EVAL_REPEATS (3), EVAL_DIR (/tmp/lawa-bench-eval)
 #   BENCH_LOG     where the full output goes too (default /tmp/lawa-bench.log)
@@ -46,7 +46,7 @@ failed=0
         BENCH_OUT=${AVG_OUT:-/dev/shm/lawa-bench-out} scripts/bench_average.sh
     echo
     echo "== eval (scripts/bench_eval.sh) =="
-    MODELS=${EVAL_MODELS:-"pythia-70m pythia-160m"} WINDOWS=${EVAL_WINDOWS:-8} CTX=${EVAL_CTX:-512} \
+    MODELS=${EVAL_MODELS:-"pythia-70m pythia-160m llama-70m"} WINDOWS=${EVAL_WINDOWS:-8} CTX=${EVAL_CTX:-512} \
         BATCH=${EVAL_BATCH:-4} THREADS=${EVAL_THREADS:-2} REPEATS=${EVAL_REPEATS:-3} \
         BENCH_DIR=${EVAL_DIR:-/tmp/lawa-bench-eval} scripts/bench_eval.sh
 } 2>&1 | tee "$LOG" | grep --line-buffered -v -P '^(result|check)\t' || failed=1

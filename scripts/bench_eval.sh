@@ -35,7 +35,7 @@ head -c $((CTX * WINDOWS * 2)) "$BENCH_DIR/tokens.bin" > "$BENCH_DIR/bench.bin"
 
 export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus; threads $THREADS; ctx $CTX x $WINDOWS windows, batch $BATCH, f32, $REPEATS runs each"
-for model in ${MODELS:-pythia-70m pythia-160m}; do
+for model in ${MODELS:-pythia-70m pythia-160m llama-70m}; do
   dir="$BENCH_DIR/$model"
   lawa_runs=() hf_runs=()
   for _ in $(seq "$REPEATS"); do

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Reference side of scripts/bench_eval.sh: Hugging Face transformers on PyTorch (CPU).
 
-    bench_eval_hf.py generate OUT_DIR          # Pythia-70M/160M-shaped random f32 models + tokens
+    bench_eval_hf.py generate OUT_DIR          # Pythia-70M/160M- and a Llama-shaped random f32 model + tokens
     bench_eval_hf.py eval MODEL_DIR TOKENS CTX BATCH THREADS
 
 `eval` applies lawa's window convention to the same uint16 token file (consecutive
 non-overlapping windows of CTX, remainder dropped; every token after the first of a window is
-predicted), runs GPTNeoXForCausalLM with transformers' default attention in f32, takes the
+predicted), runs the model (AutoModelForCausalLM) with transformers' default attention in f32, takes the
 log-softmax NLL in f32, and prints one JSON line: tokens_per_s (tokens run through the model
 per second of the forward + NLL loop, as lawa reports it), mean_nll, ppl.
 """
@@ -19,22 +19,34 @@ import time
 def generate(out):
     import numpy as np
     import torch
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    def neox(**shape):
+        return GPTNeoXForCausalLM(GPTNeoXConfig(
+            vocab_size=50304, max_position_embeddings=2048, rotary_pct=0.25, rotary_emb_base=10000,
+            use_parallel_residual=True, tie_word_embeddings=False, layer_norm_eps=1e-5, hidden_act="gelu",
+            bos_token_id=0, eos_token_id=0, **shape))
+
+    def llama(**shape):
+        return LlamaForCausalLM(LlamaConfig(
+            vocab_size=50304, max_position_embeddings=2048, rope_theta=10000.0, rms_norm_eps=1e-5,
+            hidden_act="silu", tie_word_embeddings=True, bos_token_id=0, eos_token_id=0, **shape))
 
     shapes = {
         # EleutherAI/pythia-70m and pythia-160m shapes.
-        "pythia-70m": dict(hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048),
-        "pythia-160m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+        "pythia-70m": lambda: neox(hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048),
+        "pythia-160m": lambda: neox(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+        # A Llama of the same width and depth as Pythia-70M, with GQA (8 query, 2 kv heads),
+        # SwiGLU and a tied head: the decoder every Llama-like family runs through.
+        "llama-70m": lambda: llama(hidden_size=512, num_hidden_layers=6, num_attention_heads=8,
+                                   num_key_value_heads=2, intermediate_size=1536),
     }
-    for name, shape in shapes.items():
+    for name, make in shapes.items():
         d = os.path.join(out, name)
         if os.path.exists(os.path.join(d, "model.safetensors")):
             continue
         torch.manual_seed(0)
-        cfg = GPTNeoXConfig(vocab_size=50304, max_position_embeddings=2048, rotary_pct=0.25,
-                            rotary_emb_base=10000, use_parallel_residual=True, tie_word_embeddings=False,
-                            layer_norm_eps=1e-5, hidden_act="gelu", bos_token_id=0, eos_token_id=0, **shape)
-        model = GPTNeoXForCausalLM(cfg).float()
+        model = make().float()
         model.save_pretrained(d, safe_serialization=True)
         print(f"wrote {d}", file=sys.stderr)
     toks = os.path.join(out, "tokens.bin")
@@ -46,13 +58,13 @@ def generate(out):
 def evaluate(model_dir, tokens, ctx, batch, threads):
     import numpy as np
     import torch
-    from transformers import GPTNeoXForCausalLM
+    from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(threads)
     ids = np.fromfile(tokens, dtype=np.uint16).astype(np.int64)
     n_win = len(ids) // ctx
     windows = torch.from_numpy(ids[: n_win * ctx]).view(n_win, ctx)
-    model = GPTNeoXForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     total = 0.0
     start = time.perf_counter()
     with torch.inference_mode():

@@ -52,12 +52,12 @@ fn linear(in_dim: usize, out_dim: usize, bias: bool, init: Init, vb: VarBuilder)
     Ok(Linear::new(weight, bias))
 }
 
-/// Whether the eval path takes the packed CPU kernels (f32 on an AVX2+FMA CPU).
+/// Whether the eval path takes lawa's fused CPU kernels (`model::gemm`: f32 on the CPU).
 pub(crate) fn packed_cpu(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32 && super::gemm::available()
+    x.device().is_cpu() && x.dtype() == DType::F32
 }
 
-/// A Linear layer on the eval path: the packed CPU kernel when [`packed_cpu`], candle otherwise.
+/// A Linear layer on the eval path: the fused CPU kernel when [`packed_cpu`], candle otherwise.
 pub(crate) fn linear_eval(l: &Linear, x: &Tensor) -> Result<Tensor> {
     if packed_cpu(x) {
         super::gemm::linear_t(x, l.weight(), l.bias(), false)
