@@ -484,3 +484,62 @@ fn status_hints_are_the_key_tables_in_every_focus() {
     });
     assert!(text.starts_with("↑↓ job c cancel C cancel all Tab focus ? help q quit"));
 }
+
+#[test]
+fn a_highlighted_failed_job_shows_its_whole_message() {
+    let mut s = busy_state();
+    let long = "/runs/tiny-run/step200/model.safetensors: tensor gpt_neox.layers.0.attention.dense.weight ends at byte 9000 past the end of the file (8192 bytes)";
+    update(
+        &mut s,
+        Event::Job(JobEvent::Queued {
+            id: 9,
+            target: Target::Checkpoint { step: 300 },
+        }),
+    );
+    update(&mut s, Event::Job(JobEvent::Started { id: 9 }));
+    update(
+        &mut s,
+        Event::Job(JobEvent::Failed {
+            id: 9,
+            error: long.into(),
+        }),
+    );
+    s.focus = Focus::Jobs;
+    s.job_sel = Some(9);
+    let text = panel(60, 10, |b, a| {
+        panels::jobs::render(b, a, &s, &Theme::plain());
+    });
+    // Every word of the message is on the panel (wrapped, not cut).
+    let joined: String = text
+        .lines()
+        .map(|l| l.trim_matches(|c| c == '│' || c == ' '))
+        .collect::<Vec<_>>()
+        .join(" ");
+    for word in long.split(' ') {
+        assert!(joined.contains(word), "{word:?} missing:\n{text}");
+    }
+    // The selected job's row is still in the list above it.
+    assert!(text.contains("! eval step 300"), "{text}");
+}
+
+#[test]
+fn the_spike_note_is_wrapped_whole_above_the_spikes() {
+    let mut s = testdata::state();
+    let note = "spike made on purpose: lr x30 at steps 720-760 (lr_surge in trajectory.json)";
+    std::sync::Arc::make_mut(&mut s.traj).notes = vec![note.into()];
+    assert!(!s.spikes.is_empty());
+    let text = panel(26, 9, |b, a| {
+        panels::spikes::render(b, a, &s, &Theme::plain());
+    });
+    let joined: String = text
+        .lines()
+        .map(|l| l.trim_matches(|c| c == '│' || c == ' '))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(joined.contains(note), "{text}");
+    let r = &s.spikes[0];
+    assert!(
+        text.contains(&format!("{}..{}", r.start_step, r.end_step)),
+        "{text}"
+    );
+}

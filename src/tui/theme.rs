@@ -11,14 +11,16 @@ pub struct Theme {
 /// Curve colours by palette slot (`lawa::export::palette::slot`): the same hues in the same
 /// slots as the exported PNG/SVG. The averages' colours are far from the train loss's (grey,
 /// cyan), the raw eval's (yellow) and the spike shading's (red), and from each other.
+/// Averages use 256-colour indices (the same on every terminal, unlike the 16 named colours
+/// that themes redefine: a theme's light green can read as cyan).
 const PALETTE: [Color; palette::SLOTS] = [
     Color::DarkGray,     // train loss, raw
     Color::Cyan,         // train loss, smoothed
     Color::Yellow,       // raw checkpoint eval
-    Color::LightGreen,   // averages: green
-    Color::LightMagenta, // magenta
+    Color::Indexed(77),  // averages: green (#5fd75f)
+    Color::Indexed(207), // magenta (#ff5fff)
     Color::Indexed(99),  // violet (#875fff)
-    Color::White,        // white
+    Color::Indexed(253), // white (#dadada)
     Color::Indexed(180), // tan (#d7af87)
 ];
 
