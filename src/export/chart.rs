@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::palette;
 use crate::results::ResultRecord;
 use crate::source::Trajectory;
 
@@ -50,8 +51,12 @@ pub enum CurveKind {
 pub struct Curve {
     pub name: String,
     pub kind: CurveKind,
-    /// Index into the palette: stable per curve so colours do not jump as results arrive.
+    /// Index into the palette (see `export::palette::slot`): stable per series so colours do
+    /// not jump as results arrive.
     pub color: usize,
+    /// The stored series of an eval curve (`ResultRecord::series`: `raw`, `uniform k=5`), the
+    /// same in the losses and the gain view; `None` for the train loss.
+    pub series: Option<String>,
     /// (x, y) sorted by x; y in nats.
     pub points: Vec<(f64, f64)>,
     /// Indices `i` where no line joins `points[i - 1]` to `points[i]`: a checkpoint between
@@ -312,14 +317,16 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
         curves.push(Curve {
             name: "train loss".into(),
             kind: CurveKind::TrainRaw,
-            color: 0,
+            color: palette::TRAIN_RAW,
+            series: None,
             points: raw,
             gaps: Vec::new(),
         });
         curves.push(Curve {
             name: format!("train loss (EMA {:.2})", opts.smoothing),
             kind: CurveKind::TrainSmooth,
-            color: 1,
+            color: palette::TRAIN_SMOOTH,
+            series: None,
             points: smooth,
             gaps: Vec::new(),
         });
@@ -342,7 +349,7 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
     if opts.gain {
         series = gains(series);
     }
-    let mut next_color = 3;
+    let mut next_color = palette::FIRST_AVERAGE;
     let checkpoints = traj.steps();
     for (name, pts) in series {
         let is_raw = name == crate::results::RAW;
@@ -357,13 +364,14 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
             .into_iter()
             .filter_map(|(s, v)| Some((x(s)?, y(v))))
             .collect();
+        let series = Some(name.clone());
         let (kind, color, name) = if is_raw {
             let name = if opts.gain {
                 "raw checkpoint (zero)"
             } else {
                 "eval: raw checkpoint"
             };
-            (CurveKind::EvalRaw, 2, name.to_string())
+            (CurveKind::EvalRaw, palette::EVAL_RAW, name.to_string())
         } else {
             next_color += 1;
             (CurveKind::Average, next_color - 1, format!("eval: {name}"))
@@ -372,6 +380,7 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
             name,
             kind,
             color,
+            series,
             points,
             gaps,
         });

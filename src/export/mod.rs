@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::results::ResultRecord;
 
 pub mod chart;
+pub mod palette;
 mod plot;
 pub mod verdict;
 

@@ -10,6 +10,7 @@ use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
 use super::chart::{clip_above, short_number, ChartModel, CurveKind};
+use super::palette;
 use super::{temp_path, ExportError};
 
 /// Pixel size of the PNG (16:9, sharp on a slide).
@@ -27,21 +28,21 @@ fn register() {
     });
 }
 
-/// Curve colours by palette index, chosen to read on white (see the terminal palette).
+/// Curve colours by palette slot (`palette::slot`), chosen to read on white: the same hues in
+/// the same slots as the terminal's (`tui::theme`), and no red (the spike shading's).
+const PALETTE: [RGBColor; palette::SLOTS] = [
+    RGBColor(170, 170, 170), // train loss, raw
+    RGBColor(31, 119, 180),  // train loss, smoothed
+    RGBColor(230, 140, 0),   // raw checkpoint eval
+    RGBColor(44, 160, 44),   // averages: green
+    RGBColor(214, 39, 140),  // magenta
+    RGBColor(110, 70, 210),  // violet
+    RGBColor(40, 40, 40),    // near black (the terminal's white)
+    RGBColor(120, 85, 50),   // brown (the terminal's tan)
+];
+
 fn rgb(index: usize) -> RGBColor {
-    const P: [RGBColor; 10] = [
-        RGBColor(170, 170, 170), // train loss, raw
-        RGBColor(31, 119, 180),  // train loss, smoothed
-        RGBColor(230, 140, 0),   // raw checkpoint eval
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 140),
-        RGBColor(100, 80, 200),
-        RGBColor(214, 39, 40),
-        RGBColor(23, 190, 207),
-        RGBColor(140, 86, 75),
-        RGBColor(60, 60, 60),
-    ];
-    P[index % P.len()]
+    PALETTE[palette::slot(index)]
 }
 
 fn draw_err(path: &Path) -> impl Fn(String) -> ExportError + '_ {
@@ -255,4 +256,45 @@ fn finish(result: Result<(), String>, tmp: &Path, path: &Path) -> Result<(), Exp
         let _ = std::fs::remove_file(tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hue in degrees of an RGB colour.
+    fn hue(c: RGBColor) -> f64 {
+        let (r, g, b) = (c.0 as f64, c.1 as f64, c.2 as f64);
+        let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+        if max == min {
+            return f64::NAN; // grey: no hue
+        }
+        let h = if max == r {
+            (g - b) / (max - min)
+        } else if max == g {
+            2.0 + (b - r) / (max - min)
+        } else {
+            4.0 + (r - g) / (max - min)
+        };
+        (h * 60.0).rem_euclid(360.0)
+    }
+
+    #[test]
+    fn averages_never_take_a_train_raw_or_spike_colour() {
+        let roles = [palette::TRAIN_RAW, palette::TRAIN_SMOOTH, palette::EVAL_RAW];
+        for i in palette::FIRST_AVERAGE..palette::FIRST_AVERAGE + 3 * palette::AVERAGES {
+            let c = rgb(i);
+            assert!(roles.iter().all(|&r| rgb(r) != c), "average {i}");
+            // The spike shading is red (hue 0): no curve is within 25° of it.
+            let h = hue(c);
+            assert!(
+                h.is_nan() || (25.0..335.0).contains(&h),
+                "average {i}: hue {h}"
+            );
+        }
+        let averages = &PALETTE[palette::FIRST_AVERAGE..];
+        for (i, a) in averages.iter().enumerate() {
+            assert!(!averages[i + 1..].contains(a), "two averages share {a:?}");
+        }
+    }
 }

@@ -1,8 +1,11 @@
-//! Every key of the explorer as data: the key handler ([`action_of`]), the help overlay and the
-//! README's key table all read this one table, so a key cannot do one thing and be documented
-//! as another, and no key can be bound twice (a test checks).
+//! Every key of the explorer as data: the key handler ([`action_of`]), the help overlay, the
+//! status bar's hints ([`hints`]) and the README's key table all read this one table, so a key
+//! cannot do one thing and be documented as another, and no key can be bound twice (a test
+//! checks).
 
 use crossterm::event::KeyCode;
+
+use crate::tui::state::Focus;
 
 /// What a key asks the explorer to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +30,8 @@ pub enum Action {
     ToggleLogY,
     TogglePpl,
     ToggleTrain,
+    /// Hide / show the chart's n-th eval series (its legend number, 1-based).
+    ToggleSeries(u8),
     ToggleGain,
     ZoomIn,
     ZoomOut,
@@ -152,6 +157,21 @@ pub const KEYS: &[KeyRow] = &[
         &[(C('v'), A::ToggleTrain)],
     ),
     row(
+        "1 … 9",
+        "eval series n of the legend: shown / hidden",
+        &[
+            (C('1'), A::ToggleSeries(1)),
+            (C('2'), A::ToggleSeries(2)),
+            (C('3'), A::ToggleSeries(3)),
+            (C('4'), A::ToggleSeries(4)),
+            (C('5'), A::ToggleSeries(5)),
+            (C('6'), A::ToggleSeries(6)),
+            (C('7'), A::ToggleSeries(7)),
+            (C('8'), A::ToggleSeries(8)),
+            (C('9'), A::ToggleSeries(9)),
+        ],
+    ),
+    row(
         "g",
         "gain view: averaged − raw eval NLL against zero / losses",
         &[(C('g'), A::ToggleGain)],
@@ -221,6 +241,87 @@ pub const KEYS: &[KeyRow] = &[
     ),
 ];
 
+/// A status-bar hint: the keys of `actions` (each one's first binding in [`KEYS`]) and a word.
+pub struct Hint {
+    pub actions: &'static [Action],
+    pub label: &'static str,
+}
+
+const fn hint(actions: &'static [Action], label: &'static str) -> Hint {
+    Hint { actions, label }
+}
+
+const HELP: Hint = hint(&[A::Help], "help");
+const QUIT: Hint = hint(&[A::Quit], "quit");
+const FOCUS: Hint = hint(&[A::Focus], "focus");
+const CHECKPOINT_HINTS: &[Hint] = &[
+    hint(&[A::Enter], "avg+eval"),
+    hint(&[A::Sweep], "sweep"),
+    hint(&[A::Shrink, A::Grow], "k"),
+    hint(&[A::CycleScheme], "scheme"),
+    hint(&[A::Export], "export"),
+    HELP,
+    QUIT,
+];
+const JOB_HINTS: &[Hint] = &[
+    hint(&[A::Up, A::Down], "job"),
+    hint(&[A::Cancel], "cancel"),
+    hint(&[A::CancelAll], "cancel all"),
+    FOCUS,
+    HELP,
+    QUIT,
+];
+const SPIKE_HINTS: &[Hint] = &[
+    hint(&[A::Up, A::Down], "spike"),
+    hint(&[A::Enter], "go"),
+    hint(&[A::SpikeAware], "spike-aware"),
+    FOCUS,
+    HELP,
+    QUIT,
+];
+
+/// The status bar's hints for each focused panel, most used first. Only actions are named
+/// here: the keys shown come from [`KEYS`], so a hint cannot name a key that does otherwise.
+pub fn hints(focus: Focus) -> &'static [Hint] {
+    match focus {
+        Focus::Checkpoints => CHECKPOINT_HINTS,
+        Focus::Jobs => JOB_HINTS,
+        Focus::Spikes => SPIKE_HINTS,
+    }
+}
+
+/// The first key bound to `action`.
+pub fn first_key(action: Action) -> Option<KeyCode> {
+    KEYS.iter()
+        .flat_map(|r| r.bindings)
+        .find(|(_, a)| *a == action)
+        .map(|(k, _)| *k)
+}
+
+/// A key as the status bar shows it: `⏎`, `↑`, `Tab`, `c`.
+pub fn key_label(code: KeyCode) -> String {
+    match code {
+        KeyCode::Enter => "⏎".into(),
+        KeyCode::Up => "↑".into(),
+        KeyCode::Down => "↓".into(),
+        KeyCode::Left => "←".into(),
+        KeyCode::Right => "→".into(),
+        KeyCode::PageUp => "PgUp".into(),
+        KeyCode::PageDown => "PgDn".into(),
+        KeyCode::Char(c) => c.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The keys of a hint, as shown: `↑↓`, `[]`, `⏎`.
+pub fn hint_keys(h: &Hint) -> String {
+    h.actions
+        .iter()
+        .filter_map(|&a| first_key(a))
+        .map(key_label)
+        .collect()
+}
+
 /// The action bound to `code`, if any.
 pub fn action_of(code: KeyCode) -> Option<Action> {
     KEYS.iter()
@@ -242,6 +343,24 @@ mod tests {
         for (i, k) in all.iter().enumerate() {
             assert!(!all[i + 1..].contains(k), "{k:?} is bound twice");
         }
+    }
+
+    /// Each hint's keys are the keys that do its actions, in every focus.
+    #[test]
+    fn hints_show_the_keys_bound_to_their_actions() {
+        for focus in [Focus::Checkpoints, Focus::Jobs, Focus::Spikes] {
+            assert!(!hints(focus).is_empty());
+            for h in hints(focus) {
+                for &a in h.actions {
+                    let k = first_key(a).unwrap_or_else(|| panic!("{a:?} has no key"));
+                    assert_eq!(action_of(k), Some(a), "{:?}", h.label);
+                    assert!(hint_keys(h).contains(&key_label(k)));
+                }
+            }
+        }
+        let shrink_grow = hint(&[A::Shrink, A::Grow], "k");
+        assert_eq!(hint_keys(&shrink_grow), "[]");
+        assert_eq!(hint_keys(&hint(&[A::Enter], "go")), "⏎");
     }
 
     #[test]

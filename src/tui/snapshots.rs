@@ -360,3 +360,186 @@ fn the_help_shows_every_key_at_80x24() {
         }
     }
 }
+
+/// Cells of the graph drawn in `color`.
+fn cells_in(buf: &Buffer, graph: Rect, color: ratatui::style::Color) -> usize {
+    let mut n = 0;
+    for y in graph.top()..graph.bottom() {
+        for x in graph.left()..graph.right() {
+            if buf[(x, y)].fg == color {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn a_hidden_series_leaves_the_chart_and_is_marked_in_the_legend() {
+    let mut s = testdata::state();
+    let theme = Theme { color: true };
+    let area = Rect::new(0, 0, 90, 20);
+    let avg = s
+        .chart()
+        .curves
+        .iter()
+        .find(|c| c.series.as_deref() == Some("uniform k=3"))
+        .map(|c| theme.curve(c.color).fg.unwrap())
+        .unwrap();
+    let mut buf = Buffer::empty(area);
+    let drawn = panels::chart::render(&mut buf, area, &s, &theme);
+    assert!(cells_in(&buf, drawn.graph, avg) > 0, "the average is drawn");
+    update(&mut s, Event::Key(KeyEvent::from(KeyCode::Char('2'))));
+    let mut buf = Buffer::empty(area);
+    let drawn = panels::chart::render(&mut buf, area, &s, &theme);
+    assert_eq!(cells_in(&buf, drawn.graph, avg), 0, "hidden: not drawn");
+    let text = buffer_text(&buf);
+    let legend = text.lines().nth(1).unwrap();
+    assert!(legend.contains("2┈ uniform k=3"), "{legend}");
+    assert!(legend.contains("1━ raw ckpt"), "{legend}");
+    let x = legend.chars().position(|c| c == 'u').unwrap() as u16;
+    assert!(buf[(x, 1)]
+        .modifier
+        .contains(ratatui::style::Modifier::CROSSED_OUT));
+    // The train loss (v) is marked the same way.
+    update(&mut s, Event::Key(KeyEvent::from(KeyCode::Char('v'))));
+    let text = panel(90, 20, |b, a| {
+        panels::chart::render(b, a, &s, &Theme::plain());
+    });
+    assert!(
+        text.lines().nth(1).unwrap().starts_with("│v┈ train"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_legend_shows_the_smoothing_of_the_train_loss() {
+    let mut s = testdata::state();
+    let legend = |s: &State| {
+        let text = panel(90, 20, |b, a| {
+            panels::chart::render(b, a, s, &Theme::plain());
+        });
+        text.lines().nth(1).unwrap().to_string()
+    };
+    assert!(legend(&s).contains("train (EMA 0.60)"), "{}", legend(&s));
+    update(&mut s, Event::Key(KeyEvent::from(KeyCode::Char('<'))));
+    let want = format!("train (EMA {:.2})", s.smoothing);
+    assert_ne!(want, "train (EMA 0.60)");
+    assert!(legend(&s).contains(&want), "{}", legend(&s));
+}
+
+#[test]
+fn eight_schemes_get_average_colours_and_never_the_train_raw_or_spike_ones() {
+    use ratatui::style::Color;
+    let mut s = testdata::state();
+    for k in 1..=8 {
+        let recs = testdata::STEPS[8..]
+            .iter()
+            .map(|&st| testdata::record(st, "linear", k, testdata::loss(st) + k as f64 * 0.01))
+            .collect();
+        update(&mut s, Event::Stored(recs));
+    }
+    let theme = Theme { color: true };
+    let area = Rect::new(0, 0, 200, 30);
+    let mut buf = Buffer::empty(area);
+    panels::chart::render(&mut buf, area, &s, &theme);
+    let text = buffer_text(&buf);
+    let taken = [
+        theme.curve(lawa::export::palette::TRAIN_SMOOTH).fg.unwrap(),
+        theme.curve(lawa::export::palette::TRAIN_RAW).fg.unwrap(),
+        theme.curve(lawa::export::palette::EVAL_RAW).fg.unwrap(),
+        Color::Red,
+        Color::LightRed,
+    ];
+    // Each legend entry of an average: its line sample's colour.
+    let mut found = 0;
+    for (row, line) in text.lines().enumerate().take(4) {
+        for (col, _) in line.match_indices("━ linear") {
+            let x = line[..col].chars().count() as u16;
+            let fg = buf[(x, row as u16)].fg;
+            assert!(!taken.contains(&fg), "{line}: {fg:?}");
+            found += 1;
+        }
+    }
+    assert_eq!(found, 8, "{text}");
+}
+
+#[test]
+fn status_hints_are_the_key_tables_in_every_focus() {
+    let mut s = testdata::state();
+    for focus in [Focus::Checkpoints, Focus::Jobs, Focus::Spikes] {
+        s.focus = focus;
+        let text = panel(120, 1, |b, a| {
+            panels::status::render(b, a, &s, &Theme::plain());
+        });
+        let want: String = crate::tui::keys::hints(focus)
+            .iter()
+            .map(|h| format!("{} {} ", crate::tui::keys::hint_keys(h), h.label))
+            .collect();
+        assert!(text.starts_with(want.trim_end()), "{focus:?}: {text}");
+    }
+    s.focus = Focus::Jobs;
+    let text = panel(120, 1, |b, a| {
+        panels::status::render(b, a, &s, &Theme::plain());
+    });
+    assert!(text.starts_with("↑↓ job c cancel C cancel all Tab focus ? help q quit"));
+}
+
+#[test]
+fn a_highlighted_failed_job_shows_its_whole_message() {
+    let mut s = busy_state();
+    let long = "/runs/tiny-run/step200/model.safetensors: tensor gpt_neox.layers.0.attention.dense.weight ends at byte 9000 past the end of the file (8192 bytes)";
+    update(
+        &mut s,
+        Event::Job(JobEvent::Queued {
+            id: 9,
+            target: Target::Checkpoint { step: 300 },
+        }),
+    );
+    update(&mut s, Event::Job(JobEvent::Started { id: 9 }));
+    update(
+        &mut s,
+        Event::Job(JobEvent::Failed {
+            id: 9,
+            error: long.into(),
+        }),
+    );
+    s.focus = Focus::Jobs;
+    s.job_sel = Some(9);
+    let text = panel(60, 10, |b, a| {
+        panels::jobs::render(b, a, &s, &Theme::plain());
+    });
+    // Every word of the message is on the panel (wrapped, not cut).
+    let joined: String = text
+        .lines()
+        .map(|l| l.trim_matches(|c| c == '│' || c == ' '))
+        .collect::<Vec<_>>()
+        .join(" ");
+    for word in long.split(' ') {
+        assert!(joined.contains(word), "{word:?} missing:\n{text}");
+    }
+    // The selected job's row is still in the list above it.
+    assert!(text.contains("! eval step 300"), "{text}");
+}
+
+#[test]
+fn the_spike_note_is_wrapped_whole_above_the_spikes() {
+    let mut s = testdata::state();
+    let note = "spike made on purpose: lr x30 at steps 720-760 (lr_surge in trajectory.json)";
+    std::sync::Arc::make_mut(&mut s.traj).notes = vec![note.into()];
+    assert!(!s.spikes.is_empty());
+    let text = panel(26, 9, |b, a| {
+        panels::spikes::render(b, a, &s, &Theme::plain());
+    });
+    let joined: String = text
+        .lines()
+        .map(|l| l.trim_matches(|c| c == '│' || c == ' '))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(joined.contains(note), "{text}");
+    let r = &s.spikes[0];
+    assert!(
+        text.contains(&format!("{}..{}", r.start_step, r.end_step)),
+        "{text}"
+    );
+}

@@ -1,5 +1,6 @@
 //! Colours and text styles; `NO_COLOR` turns every colour off (emphasis by reverse/bold only).
 
+use lawa::export::palette;
 use ratatui::style::{Color, Modifier, Style};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -7,19 +8,24 @@ pub struct Theme {
     pub color: bool,
 }
 
-/// Curve colours by palette index (see `lawa::export::chart::Curve::color`).
-const PALETTE: [Color; 10] = [
-    Color::DarkGray,
-    Color::Cyan,
-    Color::Yellow,
-    Color::LightGreen,
-    Color::LightMagenta,
-    Color::LightBlue,
-    Color::LightRed,
-    Color::Green,
-    Color::Magenta,
-    Color::White,
+/// Curve colours by palette slot (`lawa::export::palette::slot`): the same hues in the same
+/// slots as the exported PNG/SVG. The averages' colours are far from the train loss's (grey,
+/// cyan), the raw eval's (yellow) and the spike shading's (red), and from each other.
+/// Averages use 256-colour indices (the same on every terminal, unlike the 16 named colours
+/// that themes redefine: a theme's light green can read as cyan).
+const PALETTE: [Color; palette::SLOTS] = [
+    Color::DarkGray,     // train loss, raw
+    Color::Cyan,         // train loss, smoothed
+    Color::Yellow,       // raw checkpoint eval
+    Color::Indexed(77),  // averages: green (#5fd75f)
+    Color::Indexed(207), // magenta (#ff5fff)
+    Color::Indexed(99),  // violet (#875fff)
+    Color::Indexed(253), // white (#dadada)
+    Color::Indexed(180), // tan (#d7af87)
 ];
+
+/// The spike shading's background.
+const SPIKE_BG: Color = Color::Indexed(52);
 
 impl Theme {
     /// Colour unless `NO_COLOR` is set to something non-empty (<https://no-color.org>).
@@ -42,7 +48,7 @@ impl Theme {
     }
 
     pub fn curve(&self, index: usize) -> Style {
-        self.fg(PALETTE[index % PALETTE.len()])
+        self.fg(PALETTE[palette::slot(index)])
     }
 
     pub fn faint(&self) -> Style {
@@ -95,7 +101,7 @@ impl Theme {
 
     /// Background of chart columns inside a spike region (none without colour).
     pub fn spike_bg(&self) -> Option<Color> {
-        self.color.then_some(Color::Indexed(52))
+        self.color.then_some(SPIKE_BG)
     }
 
     /// Background of chart columns inside the averaging window.
@@ -105,5 +111,41 @@ impl Theme {
 
     pub fn cursor_bg(&self) -> Option<Color> {
         self.color.then_some(Color::Indexed(240))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn averages_never_take_a_train_raw_or_spike_colour() {
+        let t = Theme { color: true };
+        let reserved = [
+            PALETTE[palette::TRAIN_RAW],
+            PALETTE[palette::TRAIN_SMOOTH],
+            PALETTE[palette::EVAL_RAW],
+            SPIKE_BG,
+            Color::Red,
+            Color::LightRed,
+            Color::LightCyan,
+            Color::LightBlue,
+        ];
+        let mut seen = Vec::new();
+        // Many more averages than colours: each still gets an average's colour.
+        for i in palette::FIRST_AVERAGE..palette::FIRST_AVERAGE + 3 * palette::AVERAGES {
+            let c = t.curve(i).fg.expect("a colour");
+            assert!(!reserved.contains(&c), "average {i} got {c:?}");
+            if i < palette::SLOTS {
+                assert!(!seen.contains(&c), "average {i} repeats {c:?}");
+                seen.push(c);
+            }
+        }
+        assert_eq!(t.curve(palette::EVAL_RAW).fg, Some(Color::Yellow));
+        assert_eq!(
+            Theme { color: false }.curve(4).fg,
+            None,
+            "NO_COLOR: no colour"
+        );
     }
 }

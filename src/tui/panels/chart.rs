@@ -4,7 +4,7 @@
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
-use ratatui::style::Style;
+use ratatui::style::{Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Widget};
@@ -87,59 +87,114 @@ fn y_ticks(model: &ChartModel, y0: f64, y1: f64, n: usize) -> Vec<(f64, String)>
     }
 }
 
-/// Legend items (glyph, style, name), short enough for an 80-column chart.
-fn legend_items(model: &ChartModel, theme: &Theme) -> Vec<(String, Style, String)> {
+/// One legend entry: the key that hides it (eval series), a line sample, the name.
+struct Item {
+    key: Option<String>,
+    glyph: &'static str,
+    style: Style,
+    name: String,
+    hidden: bool,
+}
+
+/// Legend items, short enough for an 80-column chart: every series of `all` (the chart with
+/// hidden series too), each with the key that hides it (`v`, eval series numbered for `1`–`9`),
+/// hidden ones marked `┈` and struck through; the train loss says its smoothing.
+fn legend_items(all: &ChartModel, state: &State, theme: &Theme) -> Vec<Item> {
     let mut items = Vec::new();
-    for c in &model.curves {
-        let (glyph, name) = match c.kind {
+    let mut n = 0;
+    for c in &all.curves {
+        let (key, name) = match c.kind {
             // The faint raw loss is explained by the smoothed entry.
             CurveKind::TrainRaw => continue,
-            CurveKind::TrainSmooth => ("━", "train loss".to_string()),
-            CurveKind::EvalRaw if model.gain => ("━", "raw = 0".to_string()),
-            CurveKind::EvalRaw => ("━", "raw ckpt".to_string()),
-            CurveKind::Average => ("━", c.name.trim_start_matches("eval: ").to_string()),
+            CurveKind::TrainSmooth => (
+                Some("v".to_string()),
+                format!("train (EMA {:.2})", state.smoothing),
+            ),
+            CurveKind::EvalRaw | CurveKind::Average => {
+                n += 1;
+                let name = match c.kind {
+                    CurveKind::EvalRaw if all.gain => "raw = 0".to_string(),
+                    CurveKind::EvalRaw => "raw ckpt".to_string(),
+                    _ => c.name.trim_start_matches("eval: ").to_string(),
+                };
+                (Some(n.to_string()), name)
+            }
         };
-        items.push((glyph.to_string(), theme.curve(c.color), name));
+        let hidden = state.is_hidden(c);
+        items.push(Item {
+            key,
+            glyph: if hidden { "┈" } else { "━" },
+            style: if hidden {
+                theme.faint()
+            } else {
+                theme.curve(c.color)
+            },
+            name,
+            hidden,
+        });
     }
-    if !model.spikes.is_empty() {
+    if !all.spikes.is_empty() {
         let style = match theme.spike_bg() {
             Some(bg) => Style::default().bg(bg),
             None => Style::default(),
         };
-        let glyph = if theme.color { " " } else { "≈" };
-        items.push((glyph.to_string(), style, "spike".to_string()));
+        items.push(Item {
+            key: None,
+            glyph: if theme.color { " " } else { "≈" },
+            style,
+            name: "spike".into(),
+            hidden: false,
+        });
     }
     items
 }
 
-/// Lays the legend out over as many lines as it needs, at most `max_lines`.
+/// Lays the legend out over as many lines as it needs, at most `max_lines` (a `…` says that
+/// entries were left out).
 fn legend_lines(
-    model: &ChartModel,
+    all: &ChartModel,
+    state: &State,
     theme: &Theme,
     width: u16,
     max_lines: usize,
 ) -> Vec<Line<'static>> {
     let mut lines: Vec<Vec<Span<'static>>> = vec![Vec::new()];
     let mut used = 0usize;
-    for (glyph, style, name) in legend_items(model, theme) {
-        let w = glyph.chars().count() + 1 + name.chars().count() + 2;
+    for it in legend_items(all, state, theme) {
+        let key_w = it.key.as_ref().map_or(0, |k| k.chars().count());
+        let w = key_w + it.glyph.chars().count() + 1 + it.name.chars().count() + 2;
         if used > 0 && used + w > width as usize {
             if lines.len() == max_lines {
+                lines
+                    .last_mut()
+                    .expect("one line at least")
+                    .push(Span::styled("…", theme.faint()));
                 break;
             }
             lines.push(Vec::new());
             used = 0;
         }
         let l = lines.last_mut().expect("one line at least");
-        l.push(Span::styled(glyph, style));
-        l.push(Span::raw(format!(" {name}  ")));
+        if let Some(k) = it.key {
+            l.push(Span::styled(k, theme.key()));
+        }
+        l.push(Span::styled(it.glyph, it.style));
+        let name_style = if it.hidden {
+            theme.faint().add_modifier(Modifier::CROSSED_OUT)
+        } else {
+            Style::default()
+        };
+        l.push(Span::raw(" "));
+        l.push(Span::styled(it.name, name_style));
+        l.push(Span::raw("  "));
         used += w;
     }
     lines.into_iter().map(Line::from).collect()
 }
 
 pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Drawn {
-    let model = state.chart();
+    let all = state.chart_all();
+    let model = state.shown(all.clone());
     let log = if model.log_y { ", log" } else { "" };
     let y_name = format!("{}{log}", model.y_short());
     let zoom = if state.zoom.is_some() {
@@ -161,7 +216,13 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Dra
     if inner.height < 6 || inner.width < 24 {
         return Drawn::default();
     }
-    let legend = legend_lines(&model, theme, inner.width, 2);
+    let legend = legend_lines(
+        &all,
+        state,
+        theme,
+        inner.width,
+        if inner.height >= 16 { 3 } else { 2 },
+    );
     for (i, l) in legend.iter().enumerate() {
         buf.set_line(inner.x, inner.y + i as u16, l, inner.width);
     }
@@ -172,7 +233,11 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Dra
         ..inner
     };
     let Some((mut x0, mut x1)) = state.x_view(&model) else {
-        let msg = "no loss logged and nothing evaluated yet: Enter evaluates the cursor's window, s sweeps";
+        let msg = if all.curves.is_empty() {
+            "no loss logged and nothing evaluated yet: Enter evaluates the cursor's window, s sweeps"
+        } else {
+            "every series is hidden: 1–9 (legend numbers) and v show them again"
+        };
         let text = super::fit(msg, plot.width as usize);
         buf.set_string(plot.x, plot.y + plot.height / 2, text, theme.faint());
         return Drawn::default();

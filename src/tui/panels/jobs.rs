@@ -106,10 +106,38 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
         );
         return inner;
     }
-    let h = inner.height as usize;
     let sel = state.selected_job_row().unwrap_or(0);
-    let offset = state.jobs_offset(h);
     let w = inner.width as usize;
+    // The highlighted failed job's whole message, wrapped under the list (one row at least
+    // stays for the jobs).
+    if let (Focus::Jobs, Some(j)) = (state.focus, jobs.get(sel)) {
+        if let JobStatus::Failed(e) = &j.status {
+            let text =
+                lawa::display::escape(&format!("{} failed: {e}", j.target.label())).into_owned();
+            let room = inner.height.saturating_sub(1) as usize;
+            let mut lines = super::window::wrap(&text, w);
+            if lines.len() > room {
+                lines.truncate(room);
+                if let Some(l) = lines.last_mut() {
+                    *l = fit(&format!("{l}…"), w);
+                }
+            }
+            let top = inner.bottom() - lines.len() as u16;
+            for (k, l) in lines.iter().enumerate() {
+                buf.set_string(inner.x, top + k as u16, l, theme.error());
+            }
+            inner.height -= lines.len() as u16;
+        }
+    }
+    let h = inner.height as usize;
+    let offset = state.jobs_offset(h);
+    // Labels as wide as the longest shown, up to half the panel: the rest is the status.
+    let label_w = jobs
+        .iter()
+        .map(|j| j.target.label().chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(8, (w / 2).max(8));
     for (row, (i, j)) in jobs.iter().enumerate().skip(offset).take(h).enumerate() {
         let (glyph, gstyle) = match j.status {
             JobStatus::Queued => ("…", theme.busy()),
@@ -119,7 +147,6 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
             JobStatus::Cancelled => ("x", theme.faint()),
         };
         let label = j.target.label();
-        let label_w = (w / 2).clamp(8, 30);
         let mut spans = vec![
             Span::styled(glyph, gstyle),
             Span::raw(" "),

@@ -20,20 +20,25 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
     if inner.height == 0 || inner.width < 6 {
         return Rect::default();
     }
-    // A spike the run made on purpose is said plainly, above the list.
+    // A spike the run made on purpose is said plainly, above the list, wrapped to be read
+    // whole; the spikes keep a row each (one at least).
     let mut inner = inner;
-    for note in state
+    let keep = state.spikes.len().clamp(1, 3) as u16;
+    let room = inner.height.saturating_sub(keep) as usize;
+    let mut lines: Vec<String> = state
         .traj
         .notes
         .iter()
-        .take(inner.height.saturating_sub(1) as usize)
-    {
-        buf.set_string(
-            inner.x,
-            inner.y,
-            fit(note, inner.width as usize),
-            theme.faint(),
-        );
+        .flat_map(|n| super::window::wrap(&lawa::display::escape(n), inner.width as usize))
+        .collect();
+    if lines.len() > room {
+        lines.truncate(room);
+        if let Some(l) = lines.last_mut() {
+            *l = fit(&format!("{l}…"), inner.width as usize);
+        }
+    }
+    for l in &lines {
+        buf.set_string(inner.x, inner.y, l, theme.faint());
         inner.y += 1;
         inner.height -= 1;
     }

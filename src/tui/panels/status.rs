@@ -4,7 +4,8 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 
-use crate::tui::state::{Focus, State};
+use crate::tui::keys;
+use crate::tui::state::State;
 use crate::tui::theme::Theme;
 
 pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) {
@@ -20,37 +21,11 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) {
             Span::styled("  Enter ok · Esc cancel", theme.faint()),
         ])
     } else {
-        let keys: &[(&str, &str)] = match state.focus {
-            Focus::Jobs => &[
-                ("↑↓", "job"),
-                ("c", "cancel"),
-                ("C", "cancel all"),
-                ("Tab", "focus"),
-                ("?", "help"),
-                ("q", "quit"),
-            ],
-            Focus::Spikes => &[
-                ("↑↓", "spike"),
-                ("⏎", "go"),
-                ("a", "spike-aware"),
-                ("Tab", "focus"),
-                ("?", "help"),
-                ("q", "quit"),
-            ],
-            Focus::Checkpoints => &[
-                ("⏎", "avg+eval"),
-                ("s", "sweep"),
-                ("[]", "k"),
-                ("w", "scheme"),
-                ("e", "export"),
-                ("?", "help"),
-                ("q", "quit"),
-            ],
-        };
+        // The hints come from the key table: a hint shows the keys that do what it says.
         let mut spans = Vec::new();
-        for (k, what) in keys {
-            spans.push(Span::styled(*k, key));
-            spans.push(Span::raw(format!(" {what} ")));
+        for h in keys::hints(state.focus) {
+            spans.push(Span::styled(keys::hint_keys(h), key));
+            spans.push(Span::raw(format!(" {} ", h.label)));
         }
         if let Some(p) = state.sweep_progress() {
             spans.push(Span::styled("│ ", theme.faint()));

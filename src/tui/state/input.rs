@@ -4,6 +4,31 @@ use super::*;
 use crate::tui::keys::Action as A;
 
 impl State {
+    /// Hides or shows the chart's `n`-th eval series (1-based, in legend order).
+    fn toggle_series(&mut self, n: u8) {
+        let series: Vec<String> = self
+            .chart_all()
+            .curves
+            .into_iter()
+            .filter_map(|c| c.series)
+            .collect();
+        let Some(name) = (n as usize).checked_sub(1).and_then(|i| series.get(i)) else {
+            self.message = Some(match series.len() {
+                0 => "no eval series on the chart yet".into(),
+                1 => format!("no series {n}: the chart has one eval series (1)"),
+                k => format!("no series {n}: the chart's eval series are 1–{k}"),
+            });
+            return;
+        };
+        let label = if name == RAW { "raw checkpoint" } else { name };
+        self.message = Some(if self.hidden.remove(name) {
+            format!("shown: {label}")
+        } else {
+            self.hidden.insert(name.clone());
+            format!("hidden: {label} ({n} shows it again)")
+        });
+    }
+
     pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         if key.kind == KeyEventKind::Release {
             return Vec::new();
@@ -125,6 +150,7 @@ impl State {
                     .into(),
                 );
             }
+            A::ToggleSeries(n) => self.toggle_series(n),
             A::TogglePpl => {
                 self.ppl = !self.ppl;
                 self.message = Some(format!("y axis: {}", self.chart().y_label()));

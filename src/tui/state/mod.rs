@@ -4,7 +4,7 @@
 //! or cancel jobs, export, quit) comes back as [`Effect`]s for the event loop. Nothing here
 //! touches the terminal or a thread, so every transition is a plain unit test.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -208,6 +208,9 @@ pub struct State {
     pub ppl: bool,
     /// The chart leaves the train loss out (`v`).
     pub hide_train: bool,
+    /// Eval series left off the chart (`1`–`9`), by stored series (`raw`, `uniform k=5`): the
+    /// legend still lists them, marked; they set neither the y range nor the export.
+    pub hidden: BTreeSet<String>,
     /// EMA factor for the train loss.
     pub smoothing: f64,
     /// The x range shown when zoomed in, in x-axis units.
@@ -276,6 +279,7 @@ impl State {
             gain: false,
             ppl: false,
             hide_train: false,
+            hidden: BTreeSet::new(),
             smoothing: 0.6,
             zoom: None,
             jobs: Vec::new(),
@@ -399,8 +403,28 @@ impl State {
         self.spike_sel = self.spike_sel.min(self.spikes.len().saturating_sub(1));
     }
 
-    /// The chart of the current state (shared with the export).
+    /// The chart of the current state as drawn and exported: without the hidden series.
     pub fn chart(&self) -> ChartModel {
+        self.shown(self.chart_all())
+    }
+
+    /// `all` (a [`State::chart_all`]) without the hidden series.
+    pub fn shown(&self, mut all: ChartModel) -> ChartModel {
+        all.curves.retain(|c| !self.is_hidden(c));
+        all
+    }
+
+    /// Whether a curve of [`State::chart_all`] is hidden (`v`: the train loss; `1`–`9`: eval).
+    pub fn is_hidden(&self, c: &chart::Curve) -> bool {
+        match &c.series {
+            Some(s) => self.hidden.contains(s),
+            None => self.hide_train,
+        }
+    }
+
+    /// The chart with every series, hidden ones too (the legend lists them all; colours are
+    /// given here, so a series keeps its colour when another is hidden).
+    pub fn chart_all(&self) -> ChartModel {
         let window = self.window_steps();
         let records = self.visible_results();
         chart::build(
@@ -419,7 +443,8 @@ impl State {
                 window_steps: window.first().zip(window.last()).map(|(a, b)| (*a, *b)),
                 gain: self.gain,
                 ppl: self.ppl,
-                hide_train: self.hide_train,
+                // Hidden in `shown`: the legend still lists it.
+                hide_train: false,
             },
         )
     }

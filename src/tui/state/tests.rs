@@ -985,3 +985,63 @@ fn v_hides_the_train_loss_and_brings_it_back() {
     press(&mut s, "v");
     assert_eq!(train(&s), 2);
 }
+
+/// Colour index of each eval series of the full chart.
+fn colours(s: &State) -> Vec<(String, usize)> {
+    s.chart_all()
+        .curves
+        .into_iter()
+        .filter_map(|c| Some((c.series?, c.color)))
+        .collect()
+}
+
+#[test]
+fn number_keys_hide_and_show_an_eval_series_which_keeps_its_colour() {
+    let mut s = testdata::state();
+    s.hide_train = true; // the eval curves alone set the y range
+    let before = colours(&s);
+    assert_eq!(before.len(), 2, "{before:?}");
+    let model = s.chart();
+    let (_, hi_all) = model.y_range(0.0, 1e9).unwrap();
+    press(&mut s, "1");
+    assert!(s.hidden.contains(RAW));
+    assert_eq!(
+        s.message.as_deref(),
+        Some("hidden: raw checkpoint (1 shows it again)")
+    );
+    let shown = s.chart();
+    assert!(shown
+        .curves
+        .iter()
+        .all(|c| c.series.as_deref() != Some(RAW)));
+    // The raw curve (0.15 above the average) no longer sets the top of the y range.
+    let (_, hi) = shown.y_range(0.0, 1e9).unwrap();
+    assert!(hi < hi_all, "{hi} < {hi_all}");
+    // Hidden, the raw series keeps its place and the average its colour.
+    assert_eq!(colours(&s), before);
+    // A new scheme's results arrive: the others keep their colours, it gets a new one.
+    let new: Vec<ResultRecord> = STEPS[8..]
+        .iter()
+        .map(|&st| testdata::record(st, "linear", 3, testdata::loss(st)))
+        .collect();
+    update(&mut s, Event::Stored(new));
+    let after = colours(&s);
+    assert_eq!(after[..2], before[..]);
+    assert_eq!(after[2].0, "linear k=3");
+    assert!(before.iter().all(|b| b.1 != after[2].1));
+    press(&mut s, "1");
+    assert!(s.hidden.is_empty());
+    assert_eq!(s.message.as_deref(), Some("shown: raw checkpoint"));
+    press(&mut s, "7");
+    assert_eq!(
+        s.message.as_deref(),
+        Some("no series 7: the chart's eval series are 1–3")
+    );
+    // The export draws what the chart shows: the hidden series is not in it.
+    press(&mut s, "3");
+    assert!(s
+        .chart()
+        .curves
+        .iter()
+        .all(|c| c.series.as_deref() != Some("linear k=3")));
+}
