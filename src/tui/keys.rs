@@ -28,6 +28,7 @@ pub enum Action {
     TogglePpl,
     ToggleTrain,
     ToggleGain,
+    CycleMetric,
     ZoomIn,
     ZoomOut,
     ZoomReset,
@@ -155,6 +156,11 @@ pub const KEYS: &[KeyRow] = &[
         "g",
         "gain view: averaged − raw eval NLL against zero / losses",
         &[(C('g'), A::ToggleGain)],
+    ),
+    row(
+        "m",
+        "metric: perplexity / each task's accuracy (--task)",
+        &[(C('m'), A::CycleMetric)],
     ),
     row(
         "i o 0",
