@@ -630,6 +630,7 @@ mod tests {
             ppl: nll.exp(),
             bits_per_byte: None,
             predicted_tokens: 1,
+            task: None,
             tool_version: "0".into(),
             unix_time: 0,
         };
@@ -696,6 +697,7 @@ mod tests {
             ppl: nll.exp(),
             bits_per_byte: None,
             predicted_tokens: 1,
+            task: None,
             tool_version: "0".into(),
             unix_time: 0,
         };

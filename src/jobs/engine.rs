@@ -284,6 +284,13 @@ impl Executor for EngineExecutor {
                 "no eval data: start lawa explore with --text FILE or --tokens FILE".into(),
             ));
         };
+        // An engine of other settings resolves other settings: a new one.
+        if self.windows.as_ref().is_some_and(|e| {
+            let c = e.eval_config();
+            c.ctx != cfg.ctx || c.max_tokens != cfg.max_tokens
+        }) {
+            self.windows = None;
+        }
         let (traj, budget) = (&self.traj, self.budget);
         let engine = self
             .windows
@@ -453,7 +460,15 @@ mod tests {
         ));
         let again = exec.run(&target, &Reporter::silent()).unwrap().remove(0);
         assert_eq!(again.mean_nll, first.mean_nll);
-        // A new max-tokens limit reads the token file again, and it is gone.
+        // A new max-tokens limit reads the token file again, and it is gone (the weights are
+        // back: new settings are resolved from the checkpoint).
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt_neox/parallel");
+        std::fs::copy(
+            fixture.join("model.safetensors"),
+            dir.path().join("run/step100/model.safetensors"),
+        )
+        .unwrap();
         exec.eval.as_mut().unwrap().max_tokens = Some(100);
         let err = exec.run(&target, &Reporter::silent()).unwrap_err();
         assert!(

@@ -79,6 +79,7 @@ pub fn record(end: u64, scheme: &str, k: usize, nll: f64) -> ResultRecord {
         ppl: nll.exp(),
         bits_per_byte: Some(nll / std::f64::consts::LN_2 / 4.0),
         predicted_tokens: 4032,
+        task: None,
         tool_version: TOOL_VERSION.into(),
         unix_time: 1_700_000_000,
     }
@@ -107,6 +108,7 @@ pub fn eval_view() -> EvalView {
         data_tokens_max: Some(100_000),
         dtype: "f32".into(),
         device: "cpu".into(),
+        tasks: Vec::new(),
     }
 }
 

@@ -425,7 +425,7 @@ fn job_events_update_the_jobs_and_results() {
         &mut s,
         Event::Job(JobEvent::Done {
             id: 7,
-            record: Box::new(rec.clone()),
+            records: vec![rec.clone()],
         }),
     );
     assert_eq!(s.jobs[0].status, JobStatus::Done);
@@ -506,7 +506,7 @@ fn c_cancels_the_highlighted_job_even_when_the_queue_moves_under_it() {
         &mut s,
         JobEvent::Done {
             id: 1,
-            record: Box::new(testdata::record(100, RAW, 1, 3.0)),
+            records: vec![testdata::record(100, RAW, 1, 3.0)],
         },
     );
     job(&mut s, JobEvent::Started { id: 2 });
@@ -548,7 +548,7 @@ fn a_failed_job_stays_failed_counts_clear_and_the_status_line_says_how_it_ended(
         &mut s,
         JobEvent::Done {
             id: 1,
-            record: Box::new(testdata::record(1100, RAW, 1, 3.0)),
+            records: vec![testdata::record(1100, RAW, 1, 3.0)],
         },
     );
     assert!(matches!(s.jobs[0].status, JobStatus::Failed(_)));
@@ -558,7 +558,7 @@ fn a_failed_job_stays_failed_counts_clear_and_the_status_line_says_how_it_ended(
         &mut s,
         JobEvent::Done {
             id: 2,
-            record: Box::new(testdata::record(1200, RAW, 1, 2.6)),
+            records: vec![testdata::record(1200, RAW, 1, 2.6)],
         },
     );
     assert_eq!(s.jobs[1].status, JobStatus::Done);
@@ -765,7 +765,7 @@ fn without_a_loss_log_spikes_come_from_the_raw_eval_curve() {
             &mut s,
             Event::Job(JobEvent::Done {
                 id: i as u64,
-                record: Box::new(testdata::record(step, lawa::results::RAW, 1, nll)),
+                records: vec![testdata::record(step, lawa::results::RAW, 1, nll)],
             }),
         );
     }
@@ -846,7 +846,7 @@ fn a_sweep_shows_progress_with_an_eta_and_ends_with_the_verdict() {
             &mut s,
             Event::Job(JobEvent::Done {
                 id,
-                record: Box::new(rec),
+                records: vec![rec],
             }),
         );
         if i == 0 {
@@ -858,7 +858,7 @@ fn a_sweep_shows_progress_with_an_eta_and_ends_with_the_verdict() {
     }
     assert_eq!(s.sweep_progress(), None);
     let records = s.visible_results();
-    let v = lawa::export::verdict::verdict(&records, "uniform k=3", &s.spikes).unwrap();
+    let v = lawa::export::verdict::verdict(&records, "uniform k=3", &s.spikes, lawa::results::Metric::Perplexity).unwrap();
     assert_eq!(s.message.as_deref(), Some(v.to_string().as_str()));
     assert!(
         v.to_string()
