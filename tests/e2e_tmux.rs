@@ -220,7 +220,16 @@ fn explore_average_eval_export_quit_in_tmux() {
     )
     .unwrap()
     .0;
-    assert_eq!(results.records().len(), 2);
+    // Perplexity and the demo's cloze task (its trajectory.json lists it), raw and averaged.
+    assert_eq!(results.records().len(), 4);
+    assert_eq!(
+        results
+            .records()
+            .iter()
+            .filter(|r| r.task.is_some())
+            .count(),
+        2
+    );
     assert!(results.records().iter().all(|r| r.end_step == target));
     // Headless export from the stored results gives the same tables.
     let again = tmp.path().join("export2");

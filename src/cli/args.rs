@@ -35,10 +35,10 @@ pub struct StoreEvalArgs {
     pub device: DevicePref,
     /// Zero-shot task NAME=FILE (repeatable), evaluated beside the perplexity on every
     /// checkpoint and window [default: the tasks the run folder's trajectory.json lists]
-    #[arg(long = "task", value_name = "NAME=FILE")]
+    #[arg(long = "task", id = "task", value_name = "NAME=FILE")]
     pub tasks: Vec<TaskSpec>,
     /// Leave out the tasks the run folder's trajectory.json lists
-    #[arg(long, conflicts_with = "tasks")]
+    #[arg(long, conflicts_with = "task")]
     pub no_tasks: bool,
 }
 

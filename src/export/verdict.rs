@@ -232,4 +232,53 @@ mod tests {
         );
         assert!(verdict(&refs, "ema:60 k=5", &[], Metric::Perplexity).is_none());
     }
+
+    #[test]
+    fn for_accuracy_higher_is_better_the_change_is_in_points_and_the_peak_is_raw_at_its_lowest() {
+        let acc = |step: u64, scheme: &str, k: usize, a: f64| {
+            let mut r = rec(step, scheme, k, 0.0);
+            r.task = Some(crate::tasks::TaskResult {
+                task: crate::tasks::TaskName::LambadaOpenai,
+                n: 100,
+                acc: a,
+                acc_stderr: 0.0,
+                acc_norm: None,
+                acc_norm_stderr: None,
+                perplexity: None,
+            });
+            r
+        };
+        let raw = [(200, 0.10), (300, 0.02), (400, 0.20), (500, 0.25)];
+        let avg = [(200, 0.12), (300, 0.09), (400, 0.18), (500, 0.25)];
+        let mut records: Vec<ResultRecord> = raw.iter().map(|&(s, a)| acc(s, RAW, 1, a)).collect();
+        records.extend(avg.iter().map(|&(s, a)| acc(s, "uniform", 3, a)));
+        // A perplexity result of the same curve must not enter the accuracy verdict.
+        records.push(rec(600, "uniform", 3, 1.0));
+        records.push(rec(600, RAW, 1, 2.0));
+        let refs: Vec<&ResultRecord> = records.iter().collect();
+        let spike = SpikeRegion {
+            start_step: 250,
+            end_step: 450,
+            peak_step: 300,
+            height: 1.0,
+            baseline: 2.0,
+        };
+        let m = Metric::Task(crate::tasks::TaskName::LambadaOpenai);
+        let v = verdict(&refs, "uniform k=3", &[spike], m).unwrap();
+        assert_eq!((v.better, v.compared, v.last_step), (2, 4, 500));
+        let expect = (2.0 + 7.0 - 2.0 + 0.0) / 4.0;
+        assert!((v.mean_change - expect).abs() < 1e-9, "{}", v.mean_change);
+        // Raw is worst at 300 inside the spike (lowest accuracy, not highest).
+        assert_eq!(v.spike_peak.map(|p| p.0), Some(300));
+        // A tie is not a win: 400 (worse) and 500 (equal) are one run.
+        assert_eq!(v.worse, vec![(400, 500)]);
+        assert_eq!(
+            v.to_string(),
+            "uniform k=3 beat raw at 2/4 steps; mean +1.8 pp lambada_openai acc over steps \
+             200–500; +7.0 pp at the spike peak (300); worse at 400–500"
+        );
+        // The perplexity verdict of the same records sees only the perplexity results.
+        let p = verdict(&refs, "uniform k=3", &[], Metric::Perplexity).unwrap();
+        assert_eq!((p.compared, p.better), (1, 1));
+    }
 }

@@ -642,4 +642,76 @@ mod tests {
         let e = file_hash("text", &dir.path().join("missing")).unwrap_err();
         assert!(e.to_string().contains("missing"), "{e}");
     }
+
+    pub(crate) fn task_record(end: u64, scheme: &str, acc: f64, hash: &str) -> ResultRecord {
+        ResultRecord {
+            data: "cloze.jsonl".into(),
+            data_hash: hash.into(),
+            mean_nll: f64::NAN,
+            ppl: f64::NAN,
+            bits_per_byte: None,
+            predicted_tokens: 0,
+            task: Some(TaskResult {
+                task: TaskName::LambadaOpenai,
+                n: 10,
+                acc,
+                acc_stderr: 0.1,
+                acc_norm: None,
+                acc_norm_stderr: None,
+                perplexity: Some(100.0),
+            }),
+            ..record(end, scheme, 0.0)
+        }
+    }
+
+    #[test]
+    fn the_direction_of_better_follows_the_metric() {
+        let ppl = Metric::Perplexity;
+        let acc = Metric::Task(TaskName::Piqa);
+        // Lower NLL is better; higher accuracy is; a tie is neither.
+        assert!(ppl.better(2.0, 2.5) && !ppl.better(2.5, 2.0) && !ppl.better(2.0, 2.0));
+        assert!(acc.better(0.6, 0.5) && !acc.better(0.5, 0.6) && !acc.better(0.5, 0.5));
+        // Changes: % of perplexity, accuracy points.
+        assert!((ppl.change(2.0, 2.0f64.ln() + 2.0) - (0.5f64 - 1.0) * 100.0).abs() < 1e-9);
+        assert!((acc.change(0.62, 0.5) - 12.0).abs() < 1e-9);
+        assert!(ppl.improves(-3.0) && !ppl.improves(3.0));
+        assert!(acc.improves(3.0) && !acc.improves(-3.0) && !acc.improves(0.0));
+        assert_eq!((ppl.change_unit(), acc.change_unit()), ("%", "pp"));
+        assert_eq!(acc.to_string(), "piqa accuracy");
+    }
+
+    #[test]
+    fn a_task_record_has_no_perplexity_in_the_file_and_reads_back_typed() {
+        let r = task_record(10, RAW, 0.25, "task:aa");
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(!line.contains("mean_nll") && !line.contains("\"ppl\""), "{line}");
+        assert!(line.contains("\"task\":\"lambada_openai\""), "{line}");
+        let back: ResultRecord = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.metric(), Metric::Task(TaskName::LambadaOpenai));
+        assert_eq!(back.value(), 0.25);
+        assert!(back.mean_nll.is_nan());
+        // A perplexity record (every record before tasks) is a perplexity result.
+        let p = record(10, RAW, 2.0);
+        let back: ResultRecord = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!((back.metric(), back.value()), (Metric::Perplexity, 2.0));
+    }
+
+    #[test]
+    fn task_results_are_keyed_by_task_and_file_hash_and_never_mixed_with_perplexity() {
+        let t = task_record(10, RAW, 0.25, "task:aa");
+        let s = EvalSettings::of(&t);
+        assert_eq!(s.metric, Metric::Task(TaskName::LambadaOpenai));
+        assert!(s.matches(&t));
+        // Another file's results, another task's, a perplexity result of the same hash.
+        let other_file = task_record(10, RAW, 0.25, "task:bb");
+        assert!(!s.matches(&other_file));
+        let mut other_task = t.clone();
+        other_task.task.as_mut().unwrap().task = TaskName::Piqa;
+        assert!(!s.matches(&other_task));
+        let mut ppl = record(10, RAW, 2.0);
+        ppl.data_hash = "task:aa".into();
+        ppl.ctx = t.ctx;
+        assert!(!s.matches(&ppl));
+        assert!(!EvalSettings::of(&ppl).matches(&t));
+    }
 }

@@ -356,3 +356,81 @@ fn torch_bin_checkpoints_are_used_in_place_and_give_what_average_then_eval_gives
     equal_to_average_then_eval(&bin_dir, &traj, &cfg, 3);
     drop(dir);
 }
+
+/// A stored raw record at `step`: perplexity (`task: None`) or the lambada task's accuracy.
+fn stored(step: u64, hash: &str, ctx: usize, task: Option<f64>) -> ResultRecord {
+    let mut v = serde_json::json!({
+        "source": "run", "end_step": step, "steps": [step], "scheme": "raw", "k": 1,
+        "spike_aware": false, "weights": [1.0], "data": "d", "data_hash": hash, "ctx": ctx,
+        "max_tokens": null, "dtype": "f32", "device": "cpu", "bits_per_byte": null,
+        "tool_version": "t", "unix_time": 0
+    });
+    match task {
+        None => {
+            v["mean_nll"] = 2.0.into();
+            v["ppl"] = 7.4.into();
+            v["predicted_tokens"] = 10.into();
+        }
+        Some(acc) => {
+            v["task"] = serde_json::json!({"task": "lambada_openai", "n": 5, "acc": acc,
+                "acc_stderr": 0.1, "perplexity": 50.0});
+        }
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn pending_lists_each_missing_metric_and_another_task_file_is_not_reused() {
+    let targets = vec![
+        Target::Checkpoint { step: 100 },
+        Target::Checkpoint { step: 200 },
+    ];
+    let ppl = EvalSettings {
+        metric: Metric::Perplexity,
+        data_hash: "text:h".into(),
+        ctx: 16,
+        max_tokens: None,
+        dtype: "f32".into(),
+    };
+    let task = EvalSettings {
+        metric: Metric::Task(TaskName::LambadaOpenai),
+        data_hash: "task:aa".into(),
+        ctx: 64,
+        ..ppl.clone()
+    };
+    let records = vec![
+        stored(100, "text:h", 16, None),
+        stored(200, "text:h", 16, None),
+        stored(100, "task:aa", 64, Some(0.4)),
+    ];
+    let (todo, skipped) = pending(targets.clone(), &records, &[ppl.clone(), task.clone()]);
+    assert_eq!(skipped, 3);
+    assert_eq!(
+        todo,
+        vec![Todo {
+            target: targets[1].clone(),
+            metrics: vec![Metric::Task(TaskName::LambadaOpenai)]
+        }]
+    );
+    assert_eq!(missing(&targets[1], &records, &[ppl.clone(), task.clone()]), vec![&task]);
+    // Another task file (another hash): none of the first file's results count for it.
+    let other = EvalSettings {
+        data_hash: "task:bb".into(),
+        ..task.clone()
+    };
+    let (todo, skipped) = pending(targets.clone(), &records, &[ppl.clone(), other.clone()]);
+    assert_eq!(skipped, 2);
+    assert_eq!(todo.len(), 2);
+    assert!(todo.iter().all(|t| t.metrics == vec![other.metric]));
+    // Nor is a stored task result reused under another name for the other file.
+    let window = Target::Window {
+        end_step: 100,
+        steps: vec![100],
+        weights: vec![1.0],
+        scheme: "uniform".into(),
+        k: 1,
+        spike_aware: true,
+    };
+    assert!(reuse(&window, &records, &task).is_some());
+    assert!(reuse(&window, &records, &other).is_none());
+}
