@@ -249,7 +249,7 @@ mod tests {
             r
         };
         let raw = [(200, 0.10), (300, 0.02), (400, 0.20), (500, 0.25)];
-        let avg = [(200, 0.12), (300, 0.09), (400, 0.18), (500, 0.25)];
+        let avg = [(200, 0.13), (300, 0.09), (400, 0.18), (500, 0.25)];
         let mut records: Vec<ResultRecord> = raw.iter().map(|&(s, a)| acc(s, RAW, 1, a)).collect();
         records.extend(avg.iter().map(|&(s, a)| acc(s, "uniform", 3, a)));
         // A perplexity result of the same curve must not enter the accuracy verdict.
@@ -266,7 +266,7 @@ mod tests {
         let m = Metric::Task(crate::tasks::TaskName::LambadaOpenai);
         let v = verdict(&refs, "uniform k=3", &[spike], m).unwrap();
         assert_eq!((v.better, v.compared, v.last_step), (2, 4, 500));
-        let expect = (2.0 + 7.0 - 2.0 + 0.0) / 4.0;
+        let expect = (3.0 + 7.0 - 2.0 + 0.0) / 4.0;
         assert!((v.mean_change - expect).abs() < 1e-9, "{}", v.mean_change);
         // Raw is worst at 300 inside the spike (lowest accuracy, not highest).
         assert_eq!(v.spike_peak.map(|p| p.0), Some(300));
@@ -274,7 +274,7 @@ mod tests {
         assert_eq!(v.worse, vec![(400, 500)]);
         assert_eq!(
             v.to_string(),
-            "uniform k=3 beat raw at 2/4 steps; mean +1.8 pp lambada_openai acc over steps \
+            "uniform k=3 beat raw at 2/4 steps; mean +2.0 pp lambada_openai acc over steps \
              200–500; +7.0 pp at the spike peak (300); worse at 400–500"
         );
         // The perplexity verdict of the same records sees only the perplexity results.
