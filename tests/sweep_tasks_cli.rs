@@ -112,7 +112,10 @@ fn sweep_task_results_equal_average_then_eval_task_and_are_keyed_by_the_file() {
     }
     // Every window's and raw checkpoint's accuracy is `lawa average` + `lawa eval --task`.
     let mut windows_checked = 0;
-    for r in recs.iter().filter(|r| r.get("task").is_some() || r.get("mean_nll").is_some()) {
+    for r in recs
+        .iter()
+        .filter(|r| r.get("task").is_some() || r.get("mean_nll").is_some())
+    {
         if r.get("summary").is_some() {
             continue;
         }
@@ -186,7 +189,10 @@ fn sweep_task_results_equal_average_then_eval_task_and_are_keyed_by_the_file() {
     assert!(ok, "{err}");
     let recs = lines(&out);
     let summary = &recs.last().unwrap()["summary"];
-    assert_eq!((summary["skipped"].as_u64(), summary["evaluated"].as_u64()), (Some(14), Some(7)));
+    assert_eq!(
+        (summary["skipped"].as_u64(), summary["evaluated"].as_u64()),
+        (Some(14), Some(7))
+    );
     assert!(recs[..recs.len() - 1]
         .iter()
         .all(|r| r["task"]["task"] == "piqa" && r["task"]["n"] == 23));
@@ -207,7 +213,10 @@ fn sweep_task_results_equal_average_then_eval_task_and_are_keyed_by_the_file() {
     assert!(ok, "{err}");
     assert!(out.contains(".png"), "{out}");
     assert!(err.contains("(7 on the chart)"), "{err}");
-    assert!(err.contains("pp piqa acc"), "the verdict is in accuracy points: {err}");
+    assert!(
+        err.contains("pp piqa acc"),
+        "the verdict is in accuracy points: {err}"
+    );
 }
 
 #[test]
@@ -230,7 +239,10 @@ fn a_bad_task_file_or_spec_is_one_line_before_anything_runs() {
             format!("piqa={}", p(&home.path().join("absent.jsonl"))),
             "absent.jsonl: No such file".to_string(),
         ),
-        ("mmlu=x.jsonl".to_string(), "unknown task \"mmlu\"".to_string()),
+        (
+            "mmlu=x.jsonl".to_string(),
+            "unknown task \"mmlu\"".to_string(),
+        ),
     ] {
         let (ok, _, err) = lawa_at(
             home.path(),
@@ -241,8 +253,10 @@ fn a_bad_task_file_or_spec_is_one_line_before_anything_runs() {
         assert!(err.lines().count() == 1 && err.contains(&want), "{err}");
     }
     // Nothing was evaluated or stored.
-    assert!(!home.path().join("trajectories").exists()
-        || std::fs::read_dir(home.path().join("trajectories"))
-            .unwrap()
-            .all(|d| !d.unwrap().path().join("results.jsonl").exists()));
+    assert!(
+        !home.path().join("trajectories").exists()
+            || std::fs::read_dir(home.path().join("trajectories"))
+                .unwrap()
+                .all(|d| !d.unwrap().path().join("results.jsonl").exists())
+    );
 }

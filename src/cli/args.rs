@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use lawa::device::DevicePref;
 use lawa::eval::EvalData;
 use lawa::jobs::engine::{EvalConfig, TaskConfig};
-use lawa::tasks::{TaskName, TaskSpec};
 use lawa::results;
 use lawa::source::{Location, Trajectory};
+use lawa::tasks::{TaskName, TaskSpec};
 
 /// Default windows per forward pass for results stored per trajectory.
 pub const DEFAULT_BATCH: usize = 8;

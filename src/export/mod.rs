@@ -104,7 +104,13 @@ pub fn results_csv(records: &[ResultRecord]) -> String {
          task,acc,acc_norm,task_n\n",
     );
     // A task result has no perplexity: empty cells, not NaN.
-    let finite = |x: f64| if x.is_finite() { x.to_string() } else { String::new() };
+    let finite = |x: f64| {
+        if x.is_finite() {
+            x.to_string()
+        } else {
+            String::new()
+        }
+    };
     for r in records {
         let task = r.task.as_ref();
         let row = [

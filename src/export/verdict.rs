@@ -94,7 +94,10 @@ pub fn verdict(
     Some(Verdict {
         series: series.to_string(),
         metric,
-        better: pairs.iter().filter(|(_, a, r)| metric.better(*a, *r)).count(),
+        better: pairs
+            .iter()
+            .filter(|(_, a, r)| metric.better(*a, *r))
+            .count(),
         compared: pairs.len(),
         mean_change: changes.iter().sum::<f64>() / changes.len() as f64,
         first_step: first,

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use crate::eval::{self, EvalData, EvalOptions};
 use crate::progress::Reporter;
 use crate::results::{now_unix, Metric, ResultRecord, ResultsStore, RAW, TOOL_VERSION};
-use crate::tasks::{TaskError, TaskName, TaskResult, TaskSpec};
 use crate::source::{self, Trajectory};
 use crate::sweep::{SweepEngine, SweepError};
+use crate::tasks::{TaskError, TaskName, TaskResult, TaskSpec};
 
 use super::{Executor, JobError, Target};
 
@@ -384,14 +384,22 @@ impl EngineExecutor {
                     });
                     if !held {
                         *resident = None;
-                        *resident =
-                            Some(eval::load_model(&model_dir, &opts).map_err(|e| fail(reporter, e))?);
+                        *resident = Some(
+                            eval::load_model(&model_dir, &opts).map_err(|e| fail(reporter, e))?,
+                        );
                     }
                     let model = resident.as_ref().expect("just loaded");
                     let res = crate::tasks::evaluate_docs(model, name, &docs, cfg.batch, reporter)
                         .map_err(|e| fail(reporter, e))?;
                     let ctx = model.config.max_position_embeddings;
-                    out.push(make_task_record(&self.traj.source, target, cfg, &task, ctx, res));
+                    out.push(make_task_record(
+                        &self.traj.source,
+                        target,
+                        cfg,
+                        &task,
+                        ctx,
+                        res,
+                    ));
                 }
             }
         }

@@ -143,8 +143,7 @@ impl JobEvent {
 /// Does the work of a job (on the worker thread). The real one is [`engine::EngineExecutor`].
 pub trait Executor: Send + 'static {
     /// The records the job stored (none when everything was stored already).
-    fn run(&mut self, target: &Target, reporter: &Reporter)
-        -> Result<Vec<ResultRecord>, JobError>;
+    fn run(&mut self, target: &Target, reporter: &Reporter) -> Result<Vec<ResultRecord>, JobError>;
 }
 
 type Sink = Arc<dyn Fn(JobEvent) + Send + Sync>;

@@ -166,7 +166,9 @@ impl ResultRecord {
     }
     /// What this result measures.
     pub fn metric(&self) -> Metric {
-        self.task.as_ref().map_or(Metric::Perplexity, |t| Metric::Task(t.task))
+        self.task
+            .as_ref()
+            .map_or(Metric::Perplexity, |t| Metric::Task(t.task))
     }
     /// The number the charts, the list and the verdict compare: the mean NLL (nats) of a
     /// perplexity result, the accuracy (0..1) of a task result.
@@ -684,7 +686,10 @@ mod tests {
     fn a_task_record_has_no_perplexity_in_the_file_and_reads_back_typed() {
         let r = task_record(10, RAW, 0.25, "task:aa");
         let line = serde_json::to_string(&r).unwrap();
-        assert!(!line.contains("mean_nll") && !line.contains("\"ppl\""), "{line}");
+        assert!(
+            !line.contains("mean_nll") && !line.contains("\"ppl\""),
+            "{line}"
+        );
         assert!(line.contains("\"task\":\"lambada_openai\""), "{line}");
         let back: ResultRecord = serde_json::from_str(&line).unwrap();
         assert_eq!(back.metric(), Metric::Task(TaskName::LambadaOpenai));

@@ -21,9 +21,9 @@ use crate::jobs::Target;
 use crate::model::ModelError;
 use crate::progress::Reporter;
 use crate::results::{EvalSettings, Metric, ResultRecord, ResultsError};
-use crate::tasks::{Doc, TaskError, TaskName};
 use crate::source::Trajectory;
 use crate::spikes::SpikeRegion;
+use crate::tasks::{Doc, TaskError, TaskName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
@@ -503,8 +503,13 @@ impl SweepEngine {
                 }
                 Metric::Task(name) => {
                     let (task, docs) = self.task_docs(name)?;
-                    let res =
-                        crate::tasks::evaluate_docs(&model, name, &docs, self.eval.batch, reporter)?;
+                    let res = crate::tasks::evaluate_docs(
+                        &model,
+                        name,
+                        &docs,
+                        self.eval.batch,
+                        reporter,
+                    )?;
                     let ctx = model.config.max_position_embeddings;
                     out.push(make_task_record(
                         &self.traj.source,

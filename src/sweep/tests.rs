@@ -264,7 +264,12 @@ fn a_small_memory_budget_rereads_with_the_same_results() {
 fn the_store_reads_shards_and_reloads_what_others_append() {
     let (_d, traj, cfg) = run(&[100, 200]);
     let mut engine = SweepEngine::new(traj, cfg, 1 << 30);
-    let r = ppl(&mut engine, &Target::Checkpoint { step: 100 }, &Reporter::silent()).unwrap();
+    let r = ppl(
+        &mut engine,
+        &Target::Checkpoint { step: 100 },
+        &Reporter::silent(),
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (mut main, _) = ResultsStore::open(dir.path()).unwrap();
     let (mut shard, _) = ResultsStore::open_shard(dir.path(), "task-0").unwrap();
@@ -412,7 +417,10 @@ fn pending_lists_each_missing_metric_and_another_task_file_is_not_reused() {
             metrics: vec![Metric::Task(TaskName::LambadaOpenai)]
         }]
     );
-    assert_eq!(missing(&targets[1], &records, &[ppl.clone(), task.clone()]), vec![&task]);
+    assert_eq!(
+        missing(&targets[1], &records, &[ppl.clone(), task.clone()]),
+        vec![&task]
+    );
     // Another task file (another hash): none of the first file's results count for it.
     let other = EvalSettings {
         data_hash: "task:bb".into(),

@@ -384,7 +384,9 @@ fn with_a_task_shown_the_list_and_chart_say_accuracy_and_green_is_higher() {
             .enumerate()
             .find(|(_, l)| l.contains(&format!(" {step} ")))
             .unwrap();
-        let byte = row.find(needle).unwrap_or_else(|| panic!("{needle} at {step}:\n{text}"));
+        let byte = row
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} at {step}:\n{text}"));
         let x = row[..byte].chars().count() as u16;
         buf[(x, y as u16)].fg
     };
@@ -396,5 +398,8 @@ fn with_a_task_shown_the_list_and_chart_say_accuracy_and_green_is_higher() {
     assert_eq!(fg(900, "−3.0"), theme.error().fg.unwrap());
     // The whole screen: the chart's y axis says what it shows and which way is better.
     let screen = screen(&mut s, 100, 30);
-    assert!(screen.contains("lambada_openai acc (%) ↑ better"), "{screen}");
+    assert!(
+        screen.contains("lambada_openai acc (%) ↑ better"),
+        "{screen}"
+    );
 }

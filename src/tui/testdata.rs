@@ -149,7 +149,10 @@ pub fn state_with_task() -> State {
     for &s in STEPS.iter().step_by(2) {
         records.push(task_record(s, RAW, 1, 0.10 + s as f64 / 10_000.0));
     }
-    for (&s, d) in STEPS[6..].iter().zip([0.05, -0.02, -0.03, 0.0, 0.04, -0.01]) {
+    for (&s, d) in STEPS[6..]
+        .iter()
+        .zip([0.05, -0.02, -0.03, 0.0, 0.04, -0.01])
+    {
         records.push(task_record(s, "uniform", 3, 0.10 + s as f64 / 10_000.0 + d));
     }
     let mut view = eval_view();

@@ -136,7 +136,6 @@ impl EvalView {
             .collect()
     }
 
-
     /// The settings line: which set of results is shown, in full.
     pub fn describe(&self) -> String {
         let ctx = match (self.ctx(), self.ctx_asked) {
@@ -347,7 +346,10 @@ impl State {
         let Some(settings) = self.eval.settings_for(metric) else {
             return Vec::new();
         };
-        self.results.iter().filter(|r| settings.matches(r)).collect()
+        self.results
+            .iter()
+            .filter(|r| settings.matches(r))
+            .collect()
     }
 
     /// The effective window size: a custom weight list fixes it.

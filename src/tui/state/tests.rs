@@ -858,7 +858,13 @@ fn a_sweep_shows_progress_with_an_eta_and_ends_with_the_verdict() {
     }
     assert_eq!(s.sweep_progress(), None);
     let records = s.visible_results();
-    let v = lawa::export::verdict::verdict(&records, "uniform k=3", &s.spikes, lawa::results::Metric::Perplexity).unwrap();
+    let v = lawa::export::verdict::verdict(
+        &records,
+        "uniform k=3",
+        &s.spikes,
+        lawa::results::Metric::Perplexity,
+    )
+    .unwrap();
     assert_eq!(s.message.as_deref(), Some(v.to_string().as_str()));
     assert!(
         v.to_string()
@@ -1007,22 +1013,37 @@ fn m_switches_the_metric_and_the_chart_and_the_gain_view_follow_its_direction() 
     assert_eq!(s.visible_results().len(), 12);
     assert!(s.visible_results().iter().all(|r| r.metric() == task));
     let chart = s.chart();
-    assert_eq!(chart.y_label(), "lambada_openai accuracy (%, higher is better)");
+    assert_eq!(
+        chart.y_label(),
+        "lambada_openai accuracy (%, higher is better)"
+    );
     // Accuracy has no common axis with the train loss: only the eval curves, in %.
     assert!(chart
         .curves
         .iter()
         .all(|c| matches!(c.kind, CurveKind::EvalRaw | CurveKind::Average)));
-    let raw = chart.curves.iter().find(|c| c.kind == CurveKind::EvalRaw).unwrap();
+    let raw = chart
+        .curves
+        .iter()
+        .find(|c| c.kind == CurveKind::EvalRaw)
+        .unwrap();
     let at = |c: &lawa::export::chart::Curve, x: f64| {
         c.points.iter().find(|p| p.0 == x).map(|p| p.1).unwrap()
     };
     assert!((at(raw, 700.0) - 17.0).abs() < 1e-9);
     // The gain view: averaged minus raw accuracy, in points; above zero is better.
     press(&mut s, "g");
-    assert!(s.message.as_deref().unwrap().contains("above 0"), "{:?}", s.message);
+    assert!(
+        s.message.as_deref().unwrap().contains("above 0"),
+        "{:?}",
+        s.message
+    );
     let g = s.chart();
-    let avg = g.curves.iter().find(|c| c.kind == CurveKind::Average).unwrap();
+    let avg = g
+        .curves
+        .iter()
+        .find(|c| c.kind == CurveKind::Average)
+        .unwrap();
     assert!((at(avg, 700.0) - 5.0).abs() < 1e-9);
     assert!((at(avg, 900.0) + 3.0).abs() < 1e-9);
     assert_eq!(g.better_side(), "above 0: the average is better");
@@ -1038,7 +1059,11 @@ fn m_without_a_task_stays_on_perplexity_and_says_how_to_add_one() {
     let mut s = testdata::state();
     press(&mut s, "m");
     assert_eq!(s.metric, Metric::Perplexity);
-    assert!(s.message.as_deref().unwrap().contains("--task"), "{:?}", s.message);
+    assert!(
+        s.message.as_deref().unwrap().contains("--task"),
+        "{:?}",
+        s.message
+    );
 }
 
 #[test]
@@ -1064,12 +1089,26 @@ fn a_sweep_shown_on_a_task_ends_with_the_accuracy_verdict() {
     press(&mut s, "--m");
     let effects = press(&mut s, "s");
     // Everything missing is queued; finishing them all says the verdict of the shown metric.
-    let ids: Vec<u64> = (0..submitted(&effects).len() as u64).map(|i| 9000 + i).collect();
+    let ids: Vec<u64> = (0..submitted(&effects).len() as u64)
+        .map(|i| 9000 + i)
+        .collect();
     for (id, t) in ids.iter().zip(submitted(&effects)) {
-        update(&mut s, Event::Job(JobEvent::Queued { id: *id, target: t.clone() }));
+        update(
+            &mut s,
+            Event::Job(JobEvent::Queued {
+                id: *id,
+                target: t.clone(),
+            }),
+        );
     }
     for id in &ids {
-        update(&mut s, Event::Job(JobEvent::Done { id: *id, records: vec![] }));
+        update(
+            &mut s,
+            Event::Job(JobEvent::Done {
+                id: *id,
+                records: vec![],
+            }),
+        );
     }
     let m = s.message.clone().unwrap();
     assert!(m.contains("pp lambada_openai acc"), "{m}");
