@@ -187,7 +187,11 @@ fn sweep_results_equal_average_then_eval_and_each_checkpoint_is_read_once() {
     store.append(avg.clone()).unwrap();
     let settings = engine.settings().unwrap();
     assert_eq!(settings.ctx, 16);
-    let (todo, skipped) = pending(targets.clone(), store.records(), &[settings.clone()]);
+    let (todo, skipped) = pending(
+        targets.clone(),
+        store.records(),
+        std::slice::from_ref(&settings),
+    );
     assert_eq!((todo.len(), skipped), (targets.len() - 2, 2));
     let other = EvalSettings { ctx: 8, ..settings };
     assert_eq!(pending(targets.clone(), store.records(), &[other]).1, 0);

@@ -149,10 +149,13 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
                 cells.push(match (avg, raw) {
                     (Some(a), Some(r)) => {
                         let d = metric.change(a.value(), r.value());
+                        // A tie (common for accuracy over a few hundred items) is neither.
                         let style = if metric.improves(d) {
                             theme.ok()
-                        } else {
+                        } else if metric.improves(-d) {
                             theme.error()
+                        } else {
+                            ratatui::style::Style::default()
                         };
                         Line::from(Span::styled(fmt_delta(d, metric), style))
                     }
