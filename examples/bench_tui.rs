@@ -61,6 +61,7 @@ fn record(end: u64, scheme: &str, k: usize, nll: f64) -> ResultRecord {
         ppl: nll.exp(),
         bits_per_byte: None,
         predicted_tokens: 1,
+        task: None,
         tool_version: "bench".into(),
         unix_time: 0,
     }
@@ -114,6 +115,7 @@ fn bench_state() -> State {
             data_tokens_max: None,
             dtype: "f32".into(),
             device: "cpu".into(),
+            tasks: Vec::new(),
         },
     )
 }

@@ -220,7 +220,16 @@ fn explore_average_eval_export_quit_in_tmux() {
     )
     .unwrap()
     .0;
-    assert_eq!(results.records().len(), 2);
+    // Perplexity and the demo's cloze task (its trajectory.json lists it), raw and averaged.
+    assert_eq!(results.records().len(), 4);
+    assert_eq!(
+        results
+            .records()
+            .iter()
+            .filter(|r| r.task.is_some())
+            .count(),
+        2
+    );
     assert!(results.records().iter().all(|r| r.end_step == target));
     // Headless export from the stored results gives the same tables.
     let again = tmp.path().join("export2");
@@ -241,9 +250,18 @@ fn explore_average_eval_export_quit_in_tmux() {
             .map(|l| l.split(',').take(13).collect::<Vec<_>>().join(","))
             .collect()
     };
+    // The explorer exports what it shows (perplexity here); the headless export the whole
+    // store: those rows and the cloze task's.
+    let all = key(&std::fs::read_to_string(again.join("run-results.csv")).unwrap());
+    let shown = key(&csv);
+    assert!(
+        shown.iter().all(|row| all.contains(row)),
+        "{shown:?} in {all:?}"
+    );
+    assert_eq!(all.len(), shown.len() + 2);
     assert_eq!(
-        key(&std::fs::read_to_string(again.join("run-results.csv")).unwrap()),
-        key(&csv)
+        all.iter().filter(|r| r.contains(",cloze.jsonl,")).count(),
+        2
     );
     assert!(again.join("run.png").is_file() && again.join("run.svg").is_file());
     let stderr = std::fs::read_to_string(tmp.path().join("stderr.txt")).unwrap_or_default();

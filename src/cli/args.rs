@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use lawa::device::DevicePref;
 use lawa::eval::EvalData;
-use lawa::jobs::engine::EvalConfig;
+use lawa::jobs::engine::{EvalConfig, TaskConfig};
 use lawa::results;
 use lawa::source::{Location, Trajectory};
+use lawa::tasks::{TaskName, TaskSpec};
 
 /// Default windows per forward pass for results stored per trajectory.
 pub const DEFAULT_BATCH: usize = 8;
@@ -32,6 +33,13 @@ pub struct StoreEvalArgs {
     pub batch: usize,
     #[arg(long, value_enum, default_value_t = DevicePref::Auto)]
     pub device: DevicePref,
+    /// Zero-shot task NAME=FILE (repeatable), evaluated beside the perplexity on every
+    /// checkpoint and window [default: the tasks the run folder's trajectory.json lists]
+    #[arg(long = "task", id = "task", value_name = "NAME=FILE")]
+    pub tasks: Vec<TaskSpec>,
+    /// Leave out the tasks the run folder's trajectory.json lists
+    #[arg(long, conflicts_with = "task")]
+    pub no_tasks: bool,
 }
 
 impl Default for StoreEvalArgs {
@@ -43,6 +51,8 @@ impl Default for StoreEvalArgs {
             max_tokens: None,
             batch: DEFAULT_BATCH,
             device: DevicePref::Auto,
+            tasks: Vec::new(),
+            no_tasks: false,
         }
     }
 }
@@ -72,10 +82,33 @@ impl StoreEvalArgs {
         Ok(Some((data, label, hash)))
     }
 
-    /// The eval configuration of these flags on `device`, given the data.
+    /// The tasks of `--task`, else those the run folder's `trajectory.json` lists (the
+    /// demo's cloze file), each file read and hashed: a bad file is one line naming it.
+    pub fn task_configs(&self, traj: &Trajectory, source: &str) -> anyhow::Result<Vec<TaskConfig>> {
+        let specs = if !self.tasks.is_empty() {
+            self.tasks.clone()
+        } else if self.no_tasks {
+            Vec::new()
+        } else {
+            run_folder(traj, source)
+                .map(|d| listed_tasks(&d))
+                .unwrap_or_default()
+        };
+        let mut out: Vec<TaskConfig> = Vec::new();
+        for spec in &specs {
+            if out.iter().any(|t| t.name == spec.name) {
+                anyhow::bail!("--task {}: given twice", spec.name);
+            }
+            out.push(TaskConfig::load(spec)?);
+        }
+        Ok(out)
+    }
+
+    /// The eval configuration of these flags on `device`, given the data and the tasks.
     pub fn config(
         &self,
         (data, data_label, data_hash): (EvalData, String, String),
+        tasks: Vec<TaskConfig>,
         device: candle_core::Device,
     ) -> EvalConfig {
         EvalConfig {
@@ -86,8 +119,31 @@ impl StoreEvalArgs {
             max_tokens: self.max_tokens,
             batch: self.batch.max(1),
             device,
+            tasks,
         }
     }
+}
+
+/// The tasks `DIR/trajectory.json` lists (`"tasks": {"lambada_openai": {"file": ...}}`) whose
+/// files are there; anything else in it is not ours to judge and is left out.
+fn listed_tasks(dir: &Path) -> Vec<TaskSpec> {
+    let Ok(text) = std::fs::read_to_string(dir.join("trajectory.json")) else {
+        return Vec::new();
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    let Some(tasks) = v.get("tasks").and_then(|t| t.as_object()) else {
+        return Vec::new();
+    };
+    tasks
+        .iter()
+        .filter_map(|(name, t)| {
+            let name: TaskName = name.parse().ok()?;
+            let file = dir.join(t.get("file")?.as_str()?);
+            file.is_file().then_some(TaskSpec { name, file })
+        })
+        .collect()
 }
 
 /// The folder of a local trajectory (where `heldout.txt` may be).

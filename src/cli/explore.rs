@@ -13,7 +13,7 @@ use lawa::sweep::slurm::{self, ArrayPlan};
 
 use super::args::StoreEvalArgs;
 use crate::tui::app::{self, App};
-use crate::tui::state::{EvalView, Event, State};
+use crate::tui::state::{EvalView, Event, State, TaskView};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -73,6 +73,7 @@ fn max_position_embeddings(traj: &Trajectory) -> Option<usize> {
 /// Opens the explorer on an already listed trajectory.
 pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
     let eval = args.eval.data(&traj, &args.source)?;
+    let tasks = args.eval.task_configs(&traj, &args.source)?;
     let dir = results::trajectory_dir(&traj.source)?;
     let (store, warnings) = ResultsStore::open(&dir)?;
     let records = store.records().to_vec();
@@ -92,6 +93,14 @@ pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
         data_tokens_max: eval.as_ref().and_then(|e| data_tokens_max(&e.0)),
         dtype: lawa::jobs::engine::record_dtype(&device).into(),
         device: lawa::device::describe(&device).into(),
+        tasks: tasks
+            .iter()
+            .map(|t| TaskView {
+                name: t.name,
+                label: t.label.clone(),
+                hash: t.hash.clone(),
+            })
+            .collect(),
     };
     let mut state = State::new(traj.clone(), records, view);
     state.message = warnings
@@ -104,7 +113,7 @@ pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
                 traj.checkpoints.len()
             ))
         });
-    let base = eval.map(|e| args.eval.config(e, device.clone()));
+    let base = eval.map(|e| args.eval.config(e, tasks, device.clone()));
     let store = Arc::new(Mutex::new(store));
     let store_w = store.clone();
     let traj_w = traj.clone();

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use lawa::export::chart::{self, ChartOptions, XAxis};
-use lawa::results::{self, EvalSettings, ResultRecord, ResultsStore};
+use lawa::results::{self, EvalSettings, Metric, ResultRecord, ResultsStore};
 use lawa::spikes::SpikeParams;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
@@ -38,6 +38,10 @@ pub struct Args {
     /// Leave the train loss off the chart
     #[arg(long)]
     pub no_train: bool,
+    /// Chart a zero-shot task's accuracy (NAME=FILE, as given to sweep or explore: the
+    /// results of that task file) instead of the perplexity
+    #[arg(long, value_name = "NAME=FILE")]
+    pub task: Option<lawa::tasks::TaskSpec>,
     #[command(flatten)]
     pub tokens: super::args::TokensPerStepArg,
 }
@@ -50,14 +54,41 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("warning: {w}");
     }
     let all: Vec<ResultRecord> = store.records().to_vec();
-    // The chart compares like with like: the eval settings of the newest result (data, ctx,
-    // max tokens and dtype all equal).
-    let key = all.last().map(EvalSettings::of);
+    // The chart compares like with like: the eval settings of the newest result of the
+    // metric asked for (data or task file, ctx, max tokens and dtype all equal).
+    let (metric, hash) = match &args.task {
+        Some(spec) => {
+            let hash = results::file_hash("task", &spec.file)?;
+            (Metric::Task(spec.name), Some(hash))
+        }
+        None => (Metric::Perplexity, None),
+    };
+    let newest = |m: Metric, hash: Option<&str>| {
+        all.iter()
+            .rev()
+            .find(|r| r.metric() == m && hash.is_none_or(|h| r.data_hash == h))
+            .map(EvalSettings::of)
+    };
+    let key = newest(metric, hash.as_deref());
+    if let (Some(spec), None) = (&args.task, &key) {
+        anyhow::bail!(
+            "{}: no {} results of this file in the store of {} (run lawa sweep --task first)",
+            spec.file.display(),
+            spec.name,
+            args.source
+        );
+    }
     let shown: Vec<&ResultRecord> = all
         .iter()
         .filter(|r| key.as_ref().is_some_and(|k| k.matches(r)))
         .collect();
-    let spikes = chart::detect_spikes(&traj, &shown, &SpikeParams::default());
+    // Spikes come from the train loss, else the raw perplexity curve.
+    let ppl_key = newest(Metric::Perplexity, None);
+    let ppl_shown: Vec<&ResultRecord> = all
+        .iter()
+        .filter(|r| ppl_key.as_ref().is_some_and(|k| k.matches(r)))
+        .collect();
+    let spikes = chart::detect_spikes(&traj, &ppl_shown, &SpikeParams::default());
     let x_axis = match args.x {
         XArg::Step => XAxis::Step,
         XArg::Tokens => XAxis::Tokens,
@@ -81,9 +112,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             gain: args.gain,
             ppl: args.ppl,
             hide_train: args.no_train,
+            metric,
         },
     );
-    let verdicts = lawa::export::verdict::all(&shown, &spikes);
+    let verdicts = lawa::export::verdict::all(&shown, &spikes, metric);
     for v in &verdicts {
         eprintln!("{v}");
     }

@@ -11,9 +11,10 @@ use lawa::average::{AverageInput, AverageOptions, Scheme};
 use lawa::jobs::engine::EvalConfig;
 use lawa::jobs::Target;
 use lawa::progress::{CancelToken, Reporter};
+use lawa::results::Metric;
 use lawa::results::{self, EvalSettings, ResultsStore};
 use lawa::sweep::slurm::{self, ArrayPlan, SubmitOptions, TaskState};
-use lawa::sweep::{self, SweepEngine, SweepError, SweepSpec, WindowSpec};
+use lawa::sweep::{self, SweepEngine, SweepError, SweepSpec, Todo, WindowSpec};
 
 use super::args::StoreEvalArgs;
 
@@ -126,8 +127,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.source
         )
     })?;
+    let tasks = args.eval.task_configs(&traj, &args.source)?;
     let device = lawa::device::select(args.eval.device)?;
-    let cfg = args.eval.config(data, device.clone());
+    let cfg = args.eval.config(data, tasks, device.clone());
     let dir = results::trajectory_dir(&traj.source)?;
     let (mut store, warnings) = ResultsStore::open(&dir)?;
     for w in &warnings {
@@ -153,34 +155,38 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let planned = sweep::plan(&traj, &spec, &spikes)?;
     let budget = budget(args.memory_mib);
     let mut engine = SweepEngine::new(traj.clone(), cfg, budget);
-    let settings = engine.settings()?;
-    let total = planned.len();
-    let (todo, skipped) = sweep::pending(planned, store.records(), &settings);
+    let all = engine.all_settings()?;
+    // Evaluations: each target once per metric (perplexity, each task).
+    let total = planned.len() * all.len();
+    let (todo, skipped) = sweep::pending(planned, store.records(), &all);
     if skipped > 0 && !args.json {
         eprintln!(
             "lawa sweep: {skipped} of {total} already in the store (ctx {}), skipped",
-            settings.ctx
+            all[0].ctx
         );
     }
     if args.slurm {
-        return submit(&args, &engine, &dir, store.records(), todo, settings);
+        return submit(&args, &engine, &dir, store.records(), todo, all);
     }
     let keep = args.keep_models.as_deref().map(|d| (d, &scheme));
-    let done = execute(&mut engine, &mut store, &todo, &settings, keep, args.json)?;
-    let same: Vec<&results::ResultRecord> = store
-        .records()
-        .iter()
-        .filter(|r| settings.matches(r))
-        .collect();
-    let verdicts = spec
-        .windows
-        .iter()
-        .filter_map(|w| {
-            let series = results::series_label(&w.scheme.to_string(), w.k, w.spike_aware);
-            lawa::export::verdict::verdict(&same, &series, &spikes)
-        })
-        .map(|v| v.to_string())
-        .collect();
+    let done = execute(&mut engine, &mut store, &todo, &all, keep, args.json)?;
+    let mut verdicts = Vec::new();
+    for settings in &all {
+        let same: Vec<&results::ResultRecord> = store
+            .records()
+            .iter()
+            .filter(|r| settings.matches(r))
+            .collect();
+        verdicts.extend(
+            spec.windows
+                .iter()
+                .filter_map(|w| {
+                    let series = results::series_label(&w.scheme.to_string(), w.k, w.spike_aware);
+                    lawa::export::verdict::verdict(&same, &series, &spikes, settings.metric)
+                })
+                .map(|v| v.to_string()),
+        );
+    }
     let stats = engine.stats();
     let summary = Summary::new(verdicts, &store, total, skipped, &done, &stats);
     print_summary(&traj.source, &summary, args.json);
@@ -240,8 +246,8 @@ struct Done {
 fn execute(
     engine: &mut SweepEngine,
     store: &mut ResultsStore,
-    todo: &[Target],
-    settings: &EvalSettings,
+    todo: &[Todo],
+    settings: &[EvalSettings],
     keep: Option<(&Path, &Scheme)>,
     json: bool,
 ) -> anyhow::Result<Done> {
@@ -253,17 +259,26 @@ fn execute(
     let mut failed = 0;
     let mut reused = 0;
     let result = (|| -> anyhow::Result<()> {
-        for (i, target) in todo.iter().enumerate() {
-            if let Some(record) = sweep::reuse(target, store.records(), settings) {
-                store.append(record.clone())?;
-                reused += 1;
-                print_result(&record, json)?;
+        for (i, item) in todo.iter().enumerate() {
+            let target = &item.target;
+            let mut metrics: Vec<Metric> = Vec::new();
+            for s in settings.iter().filter(|s| item.metrics.contains(&s.metric)) {
+                match sweep::reuse(target, store.records(), s) {
+                    Some(record) => {
+                        store.append(record.clone())?;
+                        reused += 1;
+                        print_result(&record, json)?;
+                    }
+                    None => metrics.push(s.metric),
+                }
+            }
+            if metrics.is_empty() {
                 continue;
             }
             if let Some(b) = &bar {
                 b.println(format!("[{}/{}] {}", i + 1, todo.len(), target.label()));
             }
-            let record = match engine.evaluate(target, &reporter) {
+            let records = match engine.evaluate(target, &metrics, &reporter) {
                 Ok(r) => r,
                 Err(SweepError::Cancelled(_)) => anyhow::bail!(
                     "sweep cancelled by {} after {evaluated} result(s); every stored result is complete",
@@ -282,9 +297,11 @@ fn execute(
             if let (Some((out, scheme)), Target::Window { steps, weights, .. }) = (keep, target) {
                 keep_model(engine, out, steps, weights, scheme, &reporter)?;
             }
-            store.append(record.clone())?;
-            evaluated += 1;
-            print_result(&record, json)?;
+            for record in records {
+                store.append(record.clone())?;
+                evaluated += 1;
+                print_result(&record, json)?;
+            }
         }
         Ok(())
     })();
@@ -338,9 +355,10 @@ fn submit(
     engine: &SweepEngine,
     dir: &Path,
     records: &[results::ResultRecord],
-    todo: Vec<Target>,
-    settings: EvalSettings,
+    todo: Vec<Todo>,
+    mut settings: Vec<EvalSettings>,
 ) -> anyhow::Result<()> {
+    let todo: Vec<Target> = todo.into_iter().map(|t| t.target).collect();
     // Windows that tasks of earlier submissions still have queued or running are theirs.
     let (plans, _) = ArrayPlan::all_in(dir);
     let flight = slurm::in_flight(&plans, &slurm::progress_all(&plans, records));
@@ -379,7 +397,8 @@ fn submit(
         store_dir: dir.to_path_buf(),
         eval,
         device: args.eval.device,
-        settings,
+        settings: settings.remove(0),
+        task_settings: settings,
         memory_mib: args.memory_mib,
         keep_models: args.keep_models.as_deref().map(absolute).transpose()?,
         scheme: args.weights.clone(),
@@ -460,8 +479,13 @@ fn plan_eval(cfg: &EvalConfig) -> anyhow::Result<EvalConfig> {
         EvalData::Tokens(p) => EvalData::Tokens(absolute(p)?),
         EvalData::TokensAs(p, w) => EvalData::TokensAs(absolute(p)?, *w),
     };
+    let mut tasks = cfg.tasks.clone();
+    for t in &mut tasks {
+        t.file = absolute(&t.file)?;
+    }
     Ok(EvalConfig {
         data,
+        tasks,
         ..cfg.clone()
     })
 }
@@ -496,18 +520,26 @@ pub fn run_task(args: TaskArgs) -> anyhow::Result<()> {
             path.display()
         );
     }
+    for t in &plan.eval.tasks {
+        if results::file_hash("task", &t.file)? != t.hash {
+            anyhow::bail!(
+                "{}: the task file changed since the sweep was submitted",
+                t.file.display()
+            );
+        }
+    }
     let traj = lawa::source::open(&plan.source)?;
     let cfg = EvalConfig {
         device: lawa::device::select(plan.device)?,
         ..plan.eval.clone()
     };
     let mut engine = SweepEngine::new(traj, cfg, budget(plan.memory_mib));
-    let settings = engine.settings()?;
-    if settings != plan.settings {
+    let settings = engine.all_settings()?;
+    if settings != plan.all_settings() {
         anyhow::bail!(
             "{}: this node resolves other eval settings ({settings:?}) than the submission ({:?})",
             args.plan.display(),
-            plan.settings
+            plan.all_settings()
         );
     }
     let (mut store, warnings) = ResultsStore::open_shard(&plan.store_dir, &plan.shard_name(index))
@@ -525,7 +557,8 @@ pub fn run_task(args: TaskArgs) -> anyhow::Result<()> {
     let keep = plan.keep_models.as_deref().map(|d| (d, &scheme));
     let done = execute(&mut engine, &mut store, &todo, &settings, keep, false)?;
     let stats = engine.stats();
-    let summary = Summary::new(Vec::new(), &store, targets.len(), skipped, &done, &stats);
+    let planned = targets.len() * settings.len();
+    let summary = Summary::new(Vec::new(), &store, planned, skipped, &done, &stats);
     print_summary(&plan.source, &summary, false);
     failures(done.failed, todo.len())
 }
@@ -596,6 +629,14 @@ fn status(args: &Args) -> anyhow::Result<()> {
 fn print_result(r: &results::ResultRecord, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(r)?);
+    } else if let Some(t) = &r.task {
+        println!(
+            "step {:>8}  {:<24} {} acc {:.4}",
+            r.end_step,
+            r.series(),
+            t.task,
+            t.acc
+        );
     } else {
         println!(
             "step {:>8}  {:<24} nll {:.5}  ppl {:.3}",

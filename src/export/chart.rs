@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::palette;
-use crate::results::ResultRecord;
+use crate::results::{Metric, ResultRecord};
 use crate::source::Trajectory;
 
 /// What the x axis counts.
@@ -140,26 +140,41 @@ pub struct ChartModel {
     pub gain: bool,
     /// Values are perplexities (exp of the losses; in the gain view, % change of perplexity).
     pub ppl: bool,
+    /// What the eval curves measure: a task's accuracy is drawn in %, higher is better.
+    pub metric: Metric,
 }
 
 impl ChartModel {
-    /// What the y axis shows, with its unit.
-    pub fn y_label(&self) -> &'static str {
-        match (self.gain, self.ppl) {
-            (true, false) => "averaged − raw eval NLL (nats)",
-            (true, true) => "averaged vs raw perplexity (%)",
-            (false, false) => "train loss, eval NLL (nats)",
-            (false, true) => "perplexity (exp of train loss, eval NLL)",
+    /// What the y axis shows, with its unit (and, for accuracy, which way is better).
+    pub fn y_label(&self) -> String {
+        match (self.metric, self.gain, self.ppl) {
+            (Metric::Task(t), true, _) => format!("averaged − raw {t} accuracy (points)"),
+            (Metric::Task(t), false, _) => format!("{t} accuracy (%, higher is better)"),
+            (_, true, false) => "averaged − raw eval NLL (nats)".into(),
+            (_, true, true) => "averaged vs raw perplexity (%)".into(),
+            (_, false, false) => "train loss, eval NLL (nats)".into(),
+            (_, false, true) => "perplexity (exp of train loss, eval NLL)".into(),
         }
     }
 
     /// [`ChartModel::y_label`] for a terminal panel title.
-    pub fn y_short(&self) -> &'static str {
-        match (self.gain, self.ppl) {
-            (true, false) => "Δ NLL vs raw (nats)",
-            (true, true) => "Δ ppl vs raw (%)",
-            (false, false) => "loss (nats)",
-            (false, true) => "perplexity",
+    pub fn y_short(&self) -> String {
+        match (self.metric, self.gain, self.ppl) {
+            (Metric::Task(t), true, _) => format!("Δ {t} acc vs raw (points)"),
+            (Metric::Task(t), false, _) => format!("{t} acc (%) ↑ better"),
+            (_, true, false) => "Δ NLL vs raw (nats)".into(),
+            (_, true, true) => "Δ ppl vs raw (%)".into(),
+            (_, false, false) => "loss (nats)".into(),
+            (_, false, true) => "perplexity".into(),
+        }
+    }
+
+    /// Where the gain view's better side is, for its axis note.
+    pub fn better_side(&self) -> &'static str {
+        if self.metric.higher_is_better() {
+            "above 0: the average is better"
+        } else {
+            "below 0: the average is better"
         }
     }
 }
@@ -181,6 +196,9 @@ pub struct ChartOptions {
     pub ppl: bool,
     /// Leave the train loss out (the eval curves alone).
     pub hide_train: bool,
+    /// What `records` measure (the caller passes one metric's records only); a task's
+    /// accuracy leaves the train loss out: it has another unit.
+    pub metric: Metric,
 }
 
 /// Debiased exponential moving average (as TensorBoard smooths): `s_t = a s_{t-1} + (1-a) x_t`
@@ -244,7 +262,7 @@ pub fn detect_spikes(
     }
     let mut raw: Vec<(u64, f64)> = records
         .iter()
-        .filter(|r| r.is_raw())
+        .filter(|r| r.is_raw() && r.task.is_none())
         .map(|r| (r.end_step, r.mean_nll))
         .collect();
     // Latest result wins for a step evaluated twice.
@@ -292,15 +310,18 @@ fn gains(series: Vec<(String, BTreeMap<u64, f64>)>) -> Vec<(String, BTreeMap<u64
 /// in order of first appearance in `records`.
 pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) -> ChartModel {
     let x = |s: u64| x_of(traj, opts.x_axis, s);
-    // Losses as drawn: nats, or perplexities (in the gain view, % change of perplexity).
-    let y = |v: f64| match (opts.ppl, opts.gain) {
-        (false, _) => v,
-        (true, false) => v.exp(),
-        (true, true) => v.exp_m1() * 100.0,
+    let task = opts.metric.higher_is_better();
+    // Losses as drawn: nats, or perplexities (in the gain view, % change of perplexity);
+    // accuracies in % (in the gain view, points).
+    let y = |v: f64| match (task, opts.ppl, opts.gain) {
+        (true, _, _) => v * 100.0,
+        (false, false, _) => v,
+        (false, true, false) => v.exp(),
+        (false, true, true) => v.exp_m1() * 100.0,
     };
     let mut curves = Vec::new();
     let loss = &traj.metrics.loss;
-    if !loss.is_empty() && !opts.gain && !opts.hide_train {
+    if !loss.is_empty() && !opts.gain && !opts.hide_train && !task {
         let raw: Vec<(f64, f64)> = loss
             .iter()
             .filter(|(_, v)| v.is_finite())
@@ -333,7 +354,7 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
     }
     // Latest result wins when the same point was evaluated twice.
     let mut series: Vec<(String, BTreeMap<u64, f64>)> = Vec::new();
-    for r in records {
+    for r in records.iter().filter(|r| r.metric() == opts.metric) {
         let name = r.series();
         let i = match series.iter().position(|(n, _)| *n == name) {
             Some(i) => i,
@@ -342,7 +363,7 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
                 series.len() - 1
             }
         };
-        series[i].1.insert(r.end_step, r.mean_nll);
+        series[i].1.insert(r.end_step, r.value());
     }
     // The raw eval curve comes first and has a fixed colour.
     series.sort_by_key(|(n, _)| n != crate::results::RAW);
@@ -401,7 +422,8 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
         cursor: opts.cursor_step.and_then(x),
         window,
         gain: opts.gain,
-        ppl: opts.ppl,
+        ppl: opts.ppl && !task,
+        metric: opts.metric,
     }
 }
 
@@ -617,6 +639,7 @@ mod tests {
             ppl: nll.exp(),
             bits_per_byte: None,
             predicted_tokens: 1,
+            task: None,
             tool_version: "0".into(),
             unix_time: 0,
         };
@@ -683,6 +706,7 @@ mod tests {
             ppl: nll.exp(),
             bits_per_byte: None,
             predicted_tokens: 1,
+            task: None,
             tool_version: "0".into(),
             unix_time: 0,
         };

@@ -101,9 +101,19 @@ fn join<T: ToString>(v: &[T]) -> String {
 pub fn results_csv(records: &[ResultRecord]) -> String {
     let mut out = String::from(
         "source,end_step,scheme,k,spike_aware,steps,weights,data,data_hash,ctx,max_tokens,\
-         dtype,device,mean_nll,ppl,bits_per_byte,predicted_tokens,tool_version,unix_time\n",
+         dtype,device,mean_nll,ppl,bits_per_byte,predicted_tokens,tool_version,unix_time,\
+         task,acc,acc_norm,task_n\n",
     );
+    // A task result has no perplexity: empty cells, not NaN.
+    let finite = |x: f64| {
+        if x.is_finite() {
+            x.to_string()
+        } else {
+            String::new()
+        }
+    };
     for r in records {
+        let task = r.task.as_ref();
         let row = [
             csv_field(&r.source),
             r.end_step.to_string(),
@@ -118,12 +128,18 @@ pub fn results_csv(records: &[ResultRecord]) -> String {
             r.max_tokens.map(|m| m.to_string()).unwrap_or_default(),
             csv_field(&r.dtype),
             csv_field(&r.device),
-            r.mean_nll.to_string(),
-            r.ppl.to_string(),
+            finite(r.mean_nll),
+            finite(r.ppl),
             r.bits_per_byte.map(|b| b.to_string()).unwrap_or_default(),
             r.predicted_tokens.to_string(),
             csv_field(&r.tool_version),
             r.unix_time.to_string(),
+            task.map(|t| t.task.to_string()).unwrap_or_default(),
+            task.map(|t| t.acc.to_string()).unwrap_or_default(),
+            task.and_then(|t| t.acc_norm)
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            task.map(|t| t.n.to_string()).unwrap_or_default(),
         ];
         out.push_str(&row.join(","));
         out.push('\n');

@@ -69,9 +69,9 @@ fn draw<DB: DrawingBackend>(
     y0 -= pad;
     y1 += pad;
     let y_desc = match (model.gain, model.log_y) {
-        (true, _) => format!("{} (below 0: the average is better)", model.y_label()),
+        (true, _) => format!("{} ({})", model.y_label(), model.better_side()),
         (false, true) => format!("{}, log scale", model.y_label()),
-        (false, false) => model.y_label().to_string(),
+        (false, false) => model.y_label(),
     };
     let mut chart = ChartBuilder::on(root)
         .caption(&model.title, (FAMILY, px(30.0)))

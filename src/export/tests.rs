@@ -58,6 +58,7 @@ fn record(end: u64, scheme: &str, nll: f64) -> ResultRecord {
         ppl: nll.exp(),
         bits_per_byte: None,
         predicted_tokens: 990,
+        task: None,
         tool_version: TOOL_VERSION.into(),
         unix_time: 5,
     }
@@ -97,7 +98,7 @@ fn csv_has_a_header_and_one_escaped_row_per_record() {
     assert_eq!(lines.len(), 6);
     assert!(lines[0].starts_with("source,end_step,scheme,k,"));
     let cols = lines[0].split(',').count();
-    assert_eq!(cols, 19);
+    assert_eq!(cols, 23);
     // The data name has a comma and quotes: quoted, quotes doubled.
     assert!(
         lines[1].contains("\"held \"\"out\"\", v2.txt\""),
@@ -231,7 +232,7 @@ fn the_verdict_is_exported_beside_the_chart() {
     let dir = tempfile::tempdir().unwrap();
     let recs = records();
     let refs: Vec<&ResultRecord> = recs.iter().collect();
-    let verdicts = super::verdict::all(&refs, &[]);
+    let verdicts = super::verdict::all(&refs, &[], crate::results::Metric::Perplexity);
     assert_eq!(verdicts.len(), 1);
     let files = export_all(&model(false), &recs, &verdicts, dir.path(), "run").unwrap();
     let txt = files.last().unwrap();

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::eval::{self, EvalData, EvalOptions};
 use crate::progress::Reporter;
-use crate::results::{now_unix, ResultRecord, ResultsStore, RAW, TOOL_VERSION};
+use crate::results::{now_unix, Metric, ResultRecord, ResultsStore, RAW, TOOL_VERSION};
 use crate::source::{self, Trajectory};
 use crate::sweep::{SweepEngine, SweepError};
+use crate::tasks::{TaskError, TaskName, TaskResult, TaskSpec};
 
 use super::{Executor, JobError, Target};
 
@@ -27,6 +28,48 @@ pub struct EvalConfig {
     pub batch: usize,
     #[serde(skip, default = "cpu")]
     pub device: candle_core::Device,
+    /// Zero-shot tasks, each evaluated beside the perplexity on every target (plans written
+    /// before tasks: none).
+    #[serde(default)]
+    pub tasks: Vec<TaskConfig>,
+}
+
+/// A task of a session: its file, checked and hashed once (results are keyed by the task's
+/// name and this content hash).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TaskConfig {
+    pub name: TaskName,
+    pub file: PathBuf,
+    /// The file's name, for people.
+    pub label: String,
+    /// `task:` + the sha256 of the file (see [`crate::results::file_hash`]).
+    pub hash: String,
+}
+
+impl TaskConfig {
+    /// Reads every document of the task file (so a bad line is one error now, not one per
+    /// target later) and hashes the file.
+    pub fn load(spec: &TaskSpec) -> Result<TaskConfig, TaskError> {
+        crate::tasks::read_docs(spec.name, &spec.file)?;
+        let hash = crate::results::file_hash("task", &spec.file).map_err(|e| TaskError::Io {
+            path: spec.file.clone(),
+            msg: e.to_string(),
+        })?;
+        Ok(TaskConfig {
+            name: spec.name,
+            file: spec.file.clone(),
+            label: spec
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| spec.file.display().to_string()),
+            hash,
+        })
+    }
+
+    pub fn metric(&self) -> Metric {
+        Metric::Task(self.name)
+    }
 }
 
 fn cpu() -> candle_core::Device {
@@ -147,6 +190,41 @@ pub fn make_record(
     cfg: &EvalConfig,
     res: &eval::EvalResult,
 ) -> ResultRecord {
+    ResultRecord {
+        data: cfg.data_label.clone(),
+        data_hash: cfg.data_hash.clone(),
+        ctx: res.ctx,
+        max_tokens: cfg.max_tokens,
+        mean_nll: res.mean_nll,
+        ppl: res.ppl,
+        bits_per_byte: res.bits_per_byte,
+        predicted_tokens: res.predicted_tokens,
+        ..record_of(source, target, cfg)
+    }
+}
+
+/// The stored record of `task` scored on `target` at the model's context `ctx` (the
+/// harness truncates to it).
+pub fn make_task_record(
+    source: &str,
+    target: &Target,
+    cfg: &EvalConfig,
+    task: &TaskConfig,
+    ctx: usize,
+    res: TaskResult,
+) -> ResultRecord {
+    ResultRecord {
+        data: task.label.clone(),
+        data_hash: task.hash.clone(),
+        ctx,
+        max_tokens: None,
+        task: Some(res),
+        ..record_of(source, target, cfg)
+    }
+}
+
+/// What every record of `target` says, whatever it measured.
+fn record_of(source: &str, target: &Target, cfg: &EvalConfig) -> ResultRecord {
     let (steps, weights, scheme, k, spike_aware) = match target {
         Target::Checkpoint { step } => (vec![*step], vec![1.0], RAW.to_string(), 1, false),
         Target::Window {
@@ -172,16 +250,17 @@ pub fn make_record(
         k,
         spike_aware,
         weights,
-        data: cfg.data_label.clone(),
-        data_hash: cfg.data_hash.clone(),
-        ctx: res.ctx,
-        max_tokens: cfg.max_tokens,
+        data: String::new(),
+        data_hash: String::new(),
+        ctx: 0,
+        max_tokens: None,
         dtype: record_dtype(&cfg.device).into(),
         device: crate::device::describe(&cfg.device).into(),
-        mean_nll: res.mean_nll,
-        ppl: res.ppl,
-        bits_per_byte: res.bits_per_byte,
-        predicted_tokens: res.predicted_tokens,
+        mean_nll: f64::NAN,
+        ppl: f64::NAN,
+        bits_per_byte: None,
+        predicted_tokens: 0,
+        task: None,
         tool_version: TOOL_VERSION.into(),
         unix_time: now_unix(),
     }
@@ -197,55 +276,84 @@ fn fail(reporter: &Reporter, e: impl std::fmt::Display) -> JobError {
 }
 
 impl Executor for EngineExecutor {
-    fn run(&mut self, target: &Target, reporter: &Reporter) -> Result<ResultRecord, JobError> {
+    /// Every metric of the session (perplexity, then each task) that the store lacks for
+    /// `target`, from one load (a window: one average) of the model.
+    fn run(&mut self, target: &Target, reporter: &Reporter) -> Result<Vec<ResultRecord>, JobError> {
         let Some(cfg) = self.eval.clone() else {
             return Err(JobError::Failed(
                 "no eval data: start lawa explore with --text FILE or --tokens FILE".into(),
             ));
         };
-        let record = match target {
-            Target::Checkpoint { step } => self.checkpoint(*step, &cfg, target, reporter)?,
-            Target::Window { .. } => {
-                let (traj, budget) = (&self.traj, self.budget);
-                let engine = self
-                    .windows
-                    .get_or_insert_with(|| SweepEngine::new(traj.clone(), cfg.clone(), budget));
+        // An engine of other settings resolves other settings: a new one.
+        if self.windows.as_ref().is_some_and(|e| {
+            let c = e.eval_config();
+            c.ctx != cfg.ctx || c.max_tokens != cfg.max_tokens
+        }) {
+            self.windows = None;
+        }
+        let (traj, budget) = (&self.traj, self.budget);
+        let engine = self
+            .windows
+            .get_or_insert_with(|| SweepEngine::new(traj.clone(), cfg.clone(), budget));
+        let all = engine.all_settings().map_err(|e| fail(reporter, e))?;
+        let mut out = Vec::new();
+        let mut missing = Vec::new();
+        {
+            let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+            for settings in crate::sweep::missing(target, store.records(), &all) {
                 // The same model stored under another curve (a spike-aware window that no
                 // spike touches) is that result, not a new evaluation.
-                let settings = engine.settings().map_err(|e| fail(reporter, e))?;
-                let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(r) = crate::sweep::reuse(target, store.records(), &settings) {
-                    store
-                        .append(r.clone())
-                        .map_err(|e| JobError::Failed(e.to_string()))?;
-                    return Ok(r);
+                match crate::sweep::reuse(target, store.records(), settings) {
+                    Some(r) => {
+                        store
+                            .append(r.clone())
+                            .map_err(|e| JobError::Failed(e.to_string()))?;
+                        out.push(r);
+                    }
+                    None => missing.push(settings.metric),
                 }
-                drop(store);
-                crate::device::prepare(&cfg.device, reporter).map_err(|e| fail(reporter, e))?;
-                engine.evaluate(target, reporter).map_err(|e| match e {
-                    SweepError::Cancelled(_) => JobError::Cancelled,
-                    e => fail(reporter, e),
-                })?
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        crate::device::prepare(&cfg.device, reporter).map_err(|e| fail(reporter, e))?;
+        let records = match target {
+            Target::Checkpoint { step } => {
+                self.checkpoint(*step, &cfg, target, &missing, reporter)?
+            }
+            Target::Window { .. } => {
+                let engine = self.windows.as_mut().expect("made above");
+                engine
+                    .evaluate(target, &missing, reporter)
+                    .map_err(|e| match e {
+                        SweepError::Cancelled(_) => JobError::Cancelled,
+                        e => fail(reporter, e),
+                    })?
             }
         };
-        self.store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .append(record.clone())
-            .map_err(|e| JobError::Failed(e.to_string()))?;
-        Ok(record)
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        for r in records {
+            store
+                .append(r.clone())
+                .map_err(|e| JobError::Failed(e.to_string()))?;
+            out.push(r);
+        }
+        Ok(out)
     }
 }
 
 impl EngineExecutor {
-    /// One checkpoint as it is, evaluated with the resident model when it is the same one.
+    /// One checkpoint as it is, evaluated with the resident model when it is the same one:
+    /// each of `metrics` on the one loaded model.
     fn checkpoint(
         &mut self,
         step: u64,
         cfg: &EvalConfig,
         target: &Target,
+        metrics: &[Metric],
         reporter: &Reporter,
-    ) -> Result<ResultRecord, JobError> {
+    ) -> Result<Vec<ResultRecord>, JobError> {
         let model_dir = self.checkpoint_path(step, reporter)?;
         reporter.check().map_err(|_| JobError::Cancelled)?;
         let opts = EvalOptions {
@@ -255,14 +363,47 @@ impl EngineExecutor {
             device: cfg.device.clone(),
             dtype: None,
         };
-        crate::device::prepare(&opts.device, reporter).map_err(|e| fail(reporter, e))?;
-        let tokens = self
-            .tokens(&cfg.data, &model_dir, opts.max_tokens)
-            .map_err(|e| fail(reporter, e))?;
-        let res = self
-            .evaluate(&model_dir, &tokens, &opts, reporter)
-            .map_err(|e| fail(reporter, e))?;
-        Ok(make_record(&self.traj.source, target, cfg, &res))
+        let mut out = Vec::new();
+        for &metric in metrics {
+            match metric {
+                Metric::Perplexity => {
+                    let tokens = self
+                        .tokens(&cfg.data, &model_dir, opts.max_tokens)
+                        .map_err(|e| fail(reporter, e))?;
+                    let res = self
+                        .evaluate(&model_dir, &tokens, &opts, reporter)
+                        .map_err(|e| fail(reporter, e))?;
+                    out.push(make_record(&self.traj.source, target, cfg, &res));
+                }
+                Metric::Task(name) => {
+                    let engine = self.windows.as_mut().expect("made by run");
+                    let (task, docs) = engine.task_docs(name).map_err(|e| fail(reporter, e))?;
+                    let mut resident = self.resident.0.lock().unwrap_or_else(|e| e.into_inner());
+                    let held = resident.as_ref().is_some_and(|m| {
+                        m.dir == model_dir && m.model.device().same_device(&opts.device)
+                    });
+                    if !held {
+                        *resident = None;
+                        *resident = Some(
+                            eval::load_model(&model_dir, &opts).map_err(|e| fail(reporter, e))?,
+                        );
+                    }
+                    let model = resident.as_ref().expect("just loaded");
+                    let res = crate::tasks::evaluate_docs(model, name, &docs, cfg.batch, reporter)
+                        .map_err(|e| fail(reporter, e))?;
+                    let ctx = model.config.max_position_embeddings;
+                    out.push(make_task_record(
+                        &self.traj.source,
+                        target,
+                        cfg,
+                        &task,
+                        ctx,
+                        res,
+                    ));
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -297,6 +438,7 @@ mod tests {
             max_tokens: None,
             batch: 2,
             device: candle_core::Device::Cpu,
+            tasks: Vec::new(),
         };
         let resident = Resident::default();
         let exec = EngineExecutor::new(
@@ -313,15 +455,28 @@ mod tests {
     fn the_last_model_stays_loaded_and_the_tokens_are_read_once() {
         let (dir, mut exec, resident) = setup();
         let target = Target::Checkpoint { step: 100 };
-        let first = exec.run(&target, &Reporter::silent()).unwrap();
+        let first = exec.run(&target, &Reporter::silent()).unwrap().remove(0);
         let held = resident.0.lock().unwrap().as_ref().map(|m| m.dir.clone());
         assert_eq!(held, Some(dir.path().join("run/step100")));
         // Neither the weights nor the token file are read again: the same result without them.
         std::fs::remove_file(dir.path().join("run/step100/model.safetensors")).unwrap();
         std::fs::remove_file(dir.path().join("ids.u32")).unwrap();
-        let again = exec.run(&target, &Reporter::silent()).unwrap();
+        // Stored already: nothing is evaluated again.
+        assert!(exec.run(&target, &Reporter::silent()).unwrap().is_empty());
+        exec.store = Arc::new(Mutex::new(
+            ResultsStore::open(&dir.path().join("results2")).unwrap().0,
+        ));
+        let again = exec.run(&target, &Reporter::silent()).unwrap().remove(0);
         assert_eq!(again.mean_nll, first.mean_nll);
-        // A new max-tokens limit reads the token file again, and it is gone.
+        // A new max-tokens limit reads the token file again, and it is gone (the weights are
+        // back: new settings are resolved from the checkpoint).
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt_neox/parallel");
+        std::fs::copy(
+            fixture.join("model.safetensors"),
+            dir.path().join("run/step100/model.safetensors"),
+        )
+        .unwrap();
         exec.eval.as_mut().unwrap().max_tokens = Some(100);
         let err = exec.run(&target, &Reporter::silent()).unwrap_err();
         assert!(

@@ -112,9 +112,10 @@ pub enum JobEvent {
         /// Time since the job started, for ETAs.
         elapsed: Duration,
     },
+    /// The job's records: each metric it evaluated (perplexity, tasks).
     Done {
         id: JobId,
-        record: Box<ResultRecord>,
+        records: Vec<ResultRecord>,
     },
     Failed {
         id: JobId,
@@ -141,7 +142,8 @@ impl JobEvent {
 
 /// Does the work of a job (on the worker thread). The real one is [`engine::EngineExecutor`].
 pub trait Executor: Send + 'static {
-    fn run(&mut self, target: &Target, reporter: &Reporter) -> Result<ResultRecord, JobError>;
+    /// The records the job stored (none when everything was stored already).
+    fn run(&mut self, target: &Target, reporter: &Reporter) -> Result<Vec<ResultRecord>, JobError>;
 }
 
 type Sink = Arc<dyn Fn(JobEvent) + Send + Sync>;
@@ -323,10 +325,7 @@ fn worker(shared: Arc<Shared>, mut exec: impl Executor) {
         });
         let outcome = catch_unwind(AssertUnwindSafe(|| exec.run(&target, &reporter)));
         let event = match outcome {
-            Ok(Ok(record)) => JobEvent::Done {
-                id,
-                record: Box::new(record),
-            },
+            Ok(Ok(records)) => JobEvent::Done { id, records },
             Ok(Err(JobError::Cancelled)) => JobEvent::Cancelled { id },
             // Engine errors that wrap the cancellation are still a cancellation.
             Ok(Err(JobError::Failed(_))) if token.is_cancelled() => JobEvent::Cancelled { id },

@@ -12,7 +12,7 @@ struct Gated {
 }
 
 impl Executor for Gated {
-    fn run(&mut self, target: &Target, reporter: &Reporter) -> Result<ResultRecord, JobError> {
+    fn run(&mut self, target: &Target, reporter: &Reporter) -> Result<Vec<ResultRecord>, JobError> {
         let step = target.end_step();
         if step == 666 {
             panic!("boom at {step}");
@@ -30,7 +30,7 @@ impl Executor for Gated {
         if step == 13 {
             return Err(JobError::Failed(format!("step {step}: unlucky")));
         }
-        Ok(record_for(target))
+        Ok(vec![record_for(target)])
     }
 }
 
@@ -63,6 +63,7 @@ fn record_for(target: &Target) -> ResultRecord {
         ppl: 1.0,
         bits_per_byte: None,
         predicted_tokens: 1,
+        task: None,
         tool_version: "t".into(),
         unix_time: 0,
     }
@@ -148,18 +149,18 @@ fn jobs_run_one_at_a_time_in_order_with_progress() {
     assert_eq!(h.runner.busy(), 2);
     h.gate.send(()).unwrap();
     match h.next() {
-        JobEvent::Done { id, record } => {
+        JobEvent::Done { id, records } => {
             assert_eq!(id, a);
-            assert_eq!(record.end_step, 10);
+            assert_eq!(records[0].end_step, 10);
         }
         e => panic!("{e:?}"),
     }
     assert_eq!(h.next(), JobEvent::Started { id: b });
     h.gate.send(()).unwrap();
     match h.next() {
-        JobEvent::Done { id, record } => {
+        JobEvent::Done { id, records } => {
             assert_eq!(id, b);
-            assert_eq!(record.steps, vec![19, 20]);
+            assert_eq!(records[0].steps, vec![19, 20]);
         }
         e => panic!("{e:?}"),
     }

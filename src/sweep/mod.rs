@@ -16,13 +16,14 @@ use candle_core::Tensor;
 
 use crate::average::{self, AverageError, AverageOptions, ResidentCheckpoint, Scheme};
 use crate::eval::{self, EvalError, EvalOptions};
-use crate::jobs::engine::{make_record, EvalConfig};
+use crate::jobs::engine::{make_record, make_task_record, EvalConfig, TaskConfig};
 use crate::jobs::Target;
 use crate::model::ModelError;
 use crate::progress::Reporter;
-use crate::results::{EvalSettings, ResultRecord, ResultsError};
+use crate::results::{EvalSettings, Metric, ResultRecord, ResultsError};
 use crate::source::Trajectory;
 use crate::spikes::SpikeRegion;
+use crate::tasks::{Doc, TaskError, TaskName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
@@ -34,6 +35,8 @@ pub enum SweepError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Results(#[from] ResultsError),
+    #[error(transparent)]
+    Task(#[from] TaskError),
     #[error("{0}")]
     Plan(String),
     #[error("sweep cancelled")]
@@ -150,23 +153,57 @@ pub fn plan(
     Ok(out)
 }
 
-/// The targets of `plan` with no stored result for `settings`, and how many were skipped.
+/// A target of a sweep and the metrics the store still lacks for it (in the order of the
+/// settings: perplexity first).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Todo {
+    pub target: Target,
+    pub metrics: Vec<Metric>,
+}
+
+/// Those of `settings` (one per metric) for which `records` hold no result of `target`.
+pub fn missing<'a>(
+    target: &Target,
+    records: &[ResultRecord],
+    settings: &'a [EvalSettings],
+) -> Vec<&'a EvalSettings> {
+    let (series, end) = (target.series(), target.end_step());
+    settings
+        .iter()
+        .filter(|s| {
+            !records
+                .iter()
+                .any(|r| r.end_step == end && s.matches(r) && r.series() == series)
+        })
+        .collect()
+}
+
+/// The targets of `plan` with a metric of `settings` not stored yet, and how many
+/// evaluations (target × metric) were stored already.
 pub fn pending(
     plan: Vec<Target>,
     records: &[ResultRecord],
-    settings: &EvalSettings,
-) -> (Vec<Target>, usize) {
-    let done: std::collections::HashSet<(String, u64)> = records
+    settings: &[EvalSettings],
+) -> (Vec<Todo>, usize) {
+    let done: std::collections::HashSet<(Metric, String, u64)> = records
         .iter()
-        .filter(|r| settings.matches(r))
-        .map(|r| (r.series(), r.end_step))
+        .filter(|r| settings.iter().any(|s| s.matches(r)))
+        .map(|r| (r.metric(), r.series(), r.end_step))
         .collect();
-    let total = plan.len();
-    let todo: Vec<Target> = plan
-        .into_iter()
-        .filter(|t| !done.contains(&(t.series(), t.end_step())))
-        .collect();
-    let skipped = total - todo.len();
+    let mut skipped = 0;
+    let mut todo = Vec::new();
+    for target in plan {
+        let key = (target.series(), target.end_step());
+        let metrics: Vec<Metric> = settings
+            .iter()
+            .map(|s| s.metric)
+            .filter(|m| !done.contains(&(*m, key.0.clone(), key.1)))
+            .collect();
+        skipped += settings.len() - metrics.len();
+        if !metrics.is_empty() {
+            todo.push(Todo { target, metrics });
+        }
+    }
     (todo, skipped)
 }
 
@@ -224,7 +261,10 @@ pub struct SweepEngine {
     stats: ReadStats,
     /// The last average's output buffers, written again by the next.
     scratch: average::Scratch,
-    settings: Option<EvalSettings>,
+    /// Perplexity's settings, then each task's (resolved once).
+    settings: Option<Vec<EvalSettings>>,
+    /// Each task's documents, read once.
+    docs: HashMap<TaskName, Arc<Vec<Doc>>>,
 }
 
 /// Default memory for checkpoints kept between windows: half the machine's memory.
@@ -243,6 +283,7 @@ impl SweepEngine {
             stats: ReadStats::default(),
             scratch: Default::default(),
             settings: None,
+            docs: HashMap::new(),
         }
     }
 
@@ -258,9 +299,15 @@ impl SweepEngine {
         &self.eval
     }
 
-    /// The eval settings every result of this engine will carry (ctx resolved against the
-    /// newest checkpoint's config, without loading weights); resolved once per engine.
+    /// The eval settings every perplexity result of this engine will carry (ctx resolved
+    /// against the newest checkpoint's config, without loading weights); resolved once.
     pub fn settings(&mut self) -> Result<EvalSettings, SweepError> {
+        Ok(self.all_settings()?.swap_remove(0))
+    }
+
+    /// The settings of every metric the engine evaluates: perplexity, then each task of the
+    /// config (at the model's full context, where the harness truncates, on the same dtype).
+    pub fn all_settings(&mut self) -> Result<Vec<EvalSettings>, SweepError> {
         if let Some(s) = &self.settings {
             return Ok(s.clone());
         }
@@ -269,7 +316,7 @@ impl SweepEngine {
         Ok(s)
     }
 
-    fn resolve_settings(&self) -> Result<EvalSettings, SweepError> {
+    fn resolve_settings(&self) -> Result<Vec<EvalSettings>, SweepError> {
         let last = self
             .traj
             .checkpoints
@@ -279,12 +326,39 @@ impl SweepEngine {
         let (cfg, source, _) = crate::model::read_config(&path)?;
         let max = cfg.info().max_position_embeddings;
         let ctx = eval::resolve_ctx_against(self.eval.ctx, max, source.path())?;
-        Ok(EvalSettings {
+        let dtype: String = crate::jobs::engine::record_dtype(&self.eval.device).into();
+        let mut all = vec![EvalSettings {
+            metric: Metric::Perplexity,
             data_hash: self.eval.data_hash.clone(),
             ctx,
             max_tokens: self.eval.max_tokens,
-            dtype: crate::jobs::engine::record_dtype(&self.eval.device).into(),
-        })
+            dtype: dtype.clone(),
+        }];
+        all.extend(self.eval.tasks.iter().map(|t| EvalSettings {
+            metric: t.metric(),
+            data_hash: t.hash.clone(),
+            ctx: max,
+            max_tokens: None,
+            dtype: dtype.clone(),
+        }));
+        Ok(all)
+    }
+
+    /// The task `name` of the config and its documents (read at the first use).
+    pub fn task_docs(&mut self, name: TaskName) -> Result<(TaskConfig, Arc<Vec<Doc>>), SweepError> {
+        let task = self
+            .eval
+            .tasks
+            .iter()
+            .find(|t| t.name == name)
+            .cloned()
+            .ok_or_else(|| SweepError::Plan(format!("no task {name} in this session")))?;
+        if let Some(d) = self.docs.get(&name) {
+            return Ok((task, d.clone()));
+        }
+        let docs = Arc::new(crate::tasks::read_docs(name, &task.file)?);
+        self.docs.insert(name, docs.clone());
+        Ok((task, docs))
     }
 
     fn local(&self, step: u64) -> Result<PathBuf, SweepError> {
@@ -329,15 +403,16 @@ impl SweepEngine {
         Ok(c)
     }
 
-    /// Evaluates one target and returns its record (not stored: the caller appends it). A
-    /// cancel, wherever it stopped the work (reading, averaging, evaluating), is
-    /// [`SweepError::Cancelled`].
+    /// Evaluates each of `metrics` on one target (one average of a window, one model) and
+    /// returns the records (not stored: the caller appends them). A cancel, wherever it
+    /// stopped the work (reading, averaging, evaluating), is [`SweepError::Cancelled`].
     pub fn evaluate(
         &mut self,
         target: &Target,
+        metrics: &[Metric],
         reporter: &Reporter,
-    ) -> Result<ResultRecord, SweepError> {
-        self.evaluate_inner(target, reporter)
+    ) -> Result<Vec<ResultRecord>, SweepError> {
+        self.evaluate_inner(target, metrics, reporter)
             .map_err(|e| match reporter.check() {
                 Err(c) => SweepError::Cancelled(c),
                 Ok(()) => e,
@@ -347,8 +422,9 @@ impl SweepEngine {
     fn evaluate_inner(
         &mut self,
         target: &Target,
+        metrics: &[Metric],
         reporter: &Reporter,
-    ) -> Result<ResultRecord, SweepError> {
+    ) -> Result<Vec<ResultRecord>, SweepError> {
         let (steps, weights) = match target {
             Target::Checkpoint { step } => (vec![*step], vec![1.0]),
             Target::Window { steps, weights, .. } => (steps.clone(), weights.clone()),
@@ -409,16 +485,44 @@ impl SweepEngine {
             dtype,
             &opts.device,
         )?;
-        let tokens = match &self.tokens {
-            Some(t) => t.clone(),
-            None => {
-                let t = eval::load_tokens(&self.eval.data, newest.path(), opts.max_tokens)?;
-                self.tokens = Some(t.clone());
-                t
+        let mut out = Vec::with_capacity(metrics.len());
+        for &metric in metrics {
+            match metric {
+                Metric::Perplexity => {
+                    let tokens = match &self.tokens {
+                        Some(t) => t.clone(),
+                        None => {
+                            let t =
+                                eval::load_tokens(&self.eval.data, newest.path(), opts.max_tokens)?;
+                            self.tokens = Some(t.clone());
+                            t
+                        }
+                    };
+                    let res = eval::evaluate(&model, &tokens, &opts, reporter)?;
+                    out.push(make_record(&self.traj.source, target, &self.eval, &res));
+                }
+                Metric::Task(name) => {
+                    let (task, docs) = self.task_docs(name)?;
+                    let res = crate::tasks::evaluate_docs(
+                        &model,
+                        name,
+                        &docs,
+                        self.eval.batch,
+                        reporter,
+                    )?;
+                    let ctx = model.config.max_position_embeddings;
+                    out.push(make_task_record(
+                        &self.traj.source,
+                        target,
+                        &self.eval,
+                        &task,
+                        ctx,
+                        res,
+                    ));
+                }
             }
-        };
-        let res = eval::evaluate(&model, &tokens, &opts, reporter)?;
-        Ok(make_record(&self.traj.source, target, &self.eval, &res))
+        }
+        Ok(out)
     }
 }
 

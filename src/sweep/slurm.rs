@@ -64,8 +64,11 @@ pub struct ArrayPlan {
     /// from `device`.
     pub eval: EvalConfig,
     pub device: DevicePref,
-    /// The resolved settings every result of the sweep carries.
+    /// The resolved settings every perplexity result of the sweep carries.
     pub settings: EvalSettings,
+    /// Those of each task's results (`--task`; plans written before tasks: none).
+    #[serde(default)]
+    pub task_settings: Vec<EvalSettings>,
     pub memory_mib: Option<u64>,
     /// `--keep-models`: where each task also writes its averaged models.
     pub keep_models: Option<PathBuf>,
@@ -82,6 +85,13 @@ pub struct ArrayPlan {
 pub const SWEEPS_DIR: &str = "sweeps";
 
 impl ArrayPlan {
+    /// The settings of every metric of the sweep: perplexity, then each task.
+    pub fn all_settings(&self) -> Vec<EvalSettings> {
+        std::iter::once(self.settings.clone())
+            .chain(self.task_settings.iter().cloned())
+            .collect()
+    }
+
     pub fn windows(&self) -> usize {
         self.tasks.iter().map(Vec::len).sum()
     }
@@ -394,10 +404,17 @@ pub fn task_status(
     records: &[ResultRecord],
     queue: Option<&HashMap<usize, String>>,
 ) -> Vec<TaskStatus> {
-    let stored: std::collections::HashSet<(String, u64)> = records
+    // A target is done when every metric of the plan is stored for it.
+    let all = plan.all_settings();
+    let stored: Vec<std::collections::HashSet<(String, u64)>> = all
         .iter()
-        .filter(|r| plan.settings.matches(r))
-        .map(|r| (r.series(), r.end_step))
+        .map(|s| {
+            records
+                .iter()
+                .filter(|r| s.matches(r))
+                .map(|r| (r.series(), r.end_step))
+                .collect()
+        })
         .collect();
     plan.tasks
         .iter()
@@ -405,7 +422,10 @@ pub fn task_status(
         .map(|(index, targets)| {
             let done = targets
                 .iter()
-                .filter(|t| stored.contains(&(t.series(), t.end_step())))
+                .filter(|t| {
+                    let key = (t.series(), t.end_step());
+                    stored.iter().all(|s| s.contains(&key))
+                })
                 .count();
             let state = if done == targets.len() {
                 TaskState::Done
@@ -613,6 +633,7 @@ mod tests {
 
     fn settings() -> EvalSettings {
         EvalSettings {
+            metric: crate::results::Metric::Perplexity,
             data_hash: "text:ab".into(),
             ctx: 16,
             max_tokens: None,
@@ -644,9 +665,11 @@ mod tests {
                 max_tokens: None,
                 batch: 8,
                 device: candle_core::Device::Cpu,
+                tasks: Vec::new(),
             },
             device: DevicePref::Cpu,
             settings: settings(),
+            task_settings: Vec::new(),
             memory_mib: None,
             keep_models: None,
             scheme: "uniform".into(),

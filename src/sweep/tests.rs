@@ -70,8 +70,20 @@ fn run_as(
         max_tokens: None,
         batch: 3,
         device: candle_core::Device::Cpu,
+        tasks: Vec::new(),
     };
     (dir, traj, cfg)
+}
+
+/// The perplexity record of one target.
+fn ppl(
+    engine: &mut SweepEngine,
+    target: &Target,
+    reporter: &Reporter,
+) -> Result<ResultRecord, SweepError> {
+    engine
+        .evaluate(target, &[Metric::Perplexity], reporter)
+        .map(|mut v| v.remove(0))
 }
 
 fn spec(ks: &[usize], scheme: &str) -> SweepSpec {
@@ -164,8 +176,8 @@ fn sweep_results_equal_average_then_eval_and_each_checkpoint_is_read_once() {
     // Windows differ from the raw checkpoint (the test would pass vacuously otherwise).
     let mut engine = SweepEngine::new(traj.clone(), cfg.clone(), 1 << 30);
     let targets = plan(&traj, &spec(&[3], "uniform"), &[]).unwrap();
-    let raw = engine.evaluate(&targets[2], &Reporter::silent()).unwrap();
-    let avg = engine.evaluate(&targets[3], &Reporter::silent()).unwrap();
+    let raw = ppl(&mut engine, &targets[2], &Reporter::silent()).unwrap();
+    let avg = ppl(&mut engine, &targets[3], &Reporter::silent()).unwrap();
     assert_eq!((raw.end_step, avg.end_step), (300, 300));
     assert_ne!(raw.mean_nll, avg.mean_nll);
 
@@ -175,10 +187,14 @@ fn sweep_results_equal_average_then_eval_and_each_checkpoint_is_read_once() {
     store.append(avg.clone()).unwrap();
     let settings = engine.settings().unwrap();
     assert_eq!(settings.ctx, 16);
-    let (todo, skipped) = pending(targets.clone(), store.records(), &settings);
+    let (todo, skipped) = pending(
+        targets.clone(),
+        store.records(),
+        std::slice::from_ref(&settings),
+    );
     assert_eq!((todo.len(), skipped), (targets.len() - 2, 2));
     let other = EvalSettings { ctx: 8, ..settings };
-    assert_eq!(pending(targets.clone(), store.records(), &other).1, 0);
+    assert_eq!(pending(targets.clone(), store.records(), &[other]).1, 0);
 }
 
 /// Every target of a k=3 sweep (uniform and linear) gives exactly the NLL of `lawa average`'s
@@ -198,7 +214,7 @@ fn equal_to_average_then_eval(
             ..Default::default()
         };
         for t in &targets {
-            let got = engine.evaluate(t, &Reporter::silent()).unwrap();
+            let got = ppl(&mut engine, t, &Reporter::silent()).unwrap();
             let model_dir = match t {
                 Target::Checkpoint { step } => dir.path().join(format!("run/step{step}")),
                 Target::Window { steps, weights, .. } => {
@@ -237,8 +253,8 @@ fn a_small_memory_budget_rereads_with_the_same_results() {
     let mut big = SweepEngine::new(traj.clone(), cfg.clone(), 1 << 30);
     let mut small = SweepEngine::new(traj, cfg, 1);
     for t in &targets {
-        let a = big.evaluate(t, &Reporter::silent()).unwrap();
-        let b = small.evaluate(t, &Reporter::silent()).unwrap();
+        let a = ppl(&mut big, t, &Reporter::silent()).unwrap();
+        let b = ppl(&mut small, t, &Reporter::silent()).unwrap();
         assert_eq!(a.mean_nll, b.mean_nll);
     }
     assert_eq!(big.stats().checkpoint_reads, 4);
@@ -252,9 +268,12 @@ fn a_small_memory_budget_rereads_with_the_same_results() {
 fn the_store_reads_shards_and_reloads_what_others_append() {
     let (_d, traj, cfg) = run(&[100, 200]);
     let mut engine = SweepEngine::new(traj, cfg, 1 << 30);
-    let r = engine
-        .evaluate(&Target::Checkpoint { step: 100 }, &Reporter::silent())
-        .unwrap();
+    let r = ppl(
+        &mut engine,
+        &Target::Checkpoint { step: 100 },
+        &Reporter::silent(),
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (mut main, _) = ResultsStore::open(dir.path()).unwrap();
     let (mut shard, _) = ResultsStore::open_shard(dir.path(), "task-0").unwrap();
@@ -281,8 +300,8 @@ fn a_cancel_is_a_sweep_cancel_at_every_stage() {
     let mut engine = SweepEngine::new(traj, cfg, 1 << 30);
     // Read and evaluated with a live reporter first, so the cancel meets the eval stage.
     let raw = Target::Checkpoint { step: 100 };
-    engine.evaluate(&raw, &Reporter::silent()).unwrap();
-    let e = engine.evaluate(&raw, &cancelled).unwrap_err();
+    ppl(&mut engine, &raw, &Reporter::silent()).unwrap();
+    let e = ppl(&mut engine, &raw, &cancelled).unwrap_err();
     assert!(matches!(e, SweepError::Cancelled(_)), "{e:?}");
     let window = Target::Window {
         end_step: 200,
@@ -292,7 +311,7 @@ fn a_cancel_is_a_sweep_cancel_at_every_stage() {
         k: 2,
         spike_aware: false,
     };
-    let e = engine.evaluate(&window, &cancelled).unwrap_err();
+    let e = ppl(&mut engine, &window, &cancelled).unwrap_err();
     assert!(matches!(e, SweepError::Cancelled(_)), "{e:?}");
 }
 
@@ -345,4 +364,85 @@ fn torch_bin_checkpoints_are_used_in_place_and_give_what_average_then_eval_gives
     let traj = crate::source::open(bin_dir.path().join("run").to_str().unwrap()).unwrap();
     equal_to_average_then_eval(&bin_dir, &traj, &cfg, 3);
     drop(dir);
+}
+
+/// A stored raw record at `step`: perplexity (`task: None`) or the lambada task's accuracy.
+fn stored(step: u64, hash: &str, ctx: usize, task: Option<f64>) -> ResultRecord {
+    let mut v = serde_json::json!({
+        "source": "run", "end_step": step, "steps": [step], "scheme": "raw", "k": 1,
+        "spike_aware": false, "weights": [1.0], "data": "d", "data_hash": hash, "ctx": ctx,
+        "max_tokens": null, "dtype": "f32", "device": "cpu", "bits_per_byte": null,
+        "tool_version": "t", "unix_time": 0
+    });
+    match task {
+        None => {
+            v["mean_nll"] = 2.0.into();
+            v["ppl"] = 7.4.into();
+            v["predicted_tokens"] = 10.into();
+        }
+        Some(acc) => {
+            v["task"] = serde_json::json!({"task": "lambada_openai", "n": 5, "acc": acc,
+                "acc_stderr": 0.1, "perplexity": 50.0});
+        }
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn pending_lists_each_missing_metric_and_another_task_file_is_not_reused() {
+    let targets = vec![
+        Target::Checkpoint { step: 100 },
+        Target::Checkpoint { step: 200 },
+    ];
+    let ppl = EvalSettings {
+        metric: Metric::Perplexity,
+        data_hash: "text:h".into(),
+        ctx: 16,
+        max_tokens: None,
+        dtype: "f32".into(),
+    };
+    let task = EvalSettings {
+        metric: Metric::Task(TaskName::LambadaOpenai),
+        data_hash: "task:aa".into(),
+        ctx: 64,
+        ..ppl.clone()
+    };
+    let records = vec![
+        stored(100, "text:h", 16, None),
+        stored(200, "text:h", 16, None),
+        stored(100, "task:aa", 64, Some(0.4)),
+    ];
+    let (todo, skipped) = pending(targets.clone(), &records, &[ppl.clone(), task.clone()]);
+    assert_eq!(skipped, 3);
+    assert_eq!(
+        todo,
+        vec![Todo {
+            target: targets[1].clone(),
+            metrics: vec![Metric::Task(TaskName::LambadaOpenai)]
+        }]
+    );
+    assert_eq!(
+        missing(&targets[1], &records, &[ppl.clone(), task.clone()]),
+        vec![&task]
+    );
+    // Another task file (another hash): none of the first file's results count for it.
+    let other = EvalSettings {
+        data_hash: "task:bb".into(),
+        ..task.clone()
+    };
+    let (todo, skipped) = pending(targets.clone(), &records, &[ppl.clone(), other.clone()]);
+    assert_eq!(skipped, 2);
+    assert_eq!(todo.len(), 2);
+    assert!(todo.iter().all(|t| t.metrics == vec![other.metric]));
+    // Nor is a stored task result reused under another name for the other file.
+    let window = Target::Window {
+        end_step: 100,
+        steps: vec![100],
+        weights: vec![1.0],
+        scheme: "uniform".into(),
+        k: 1,
+        spike_aware: true,
+    };
+    assert!(reuse(&window, &records, &task).is_some());
+    assert!(reuse(&window, &records, &other).is_none());
 }

@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub mod docs;
 pub mod score;
@@ -21,7 +21,7 @@ pub use docs::{read_docs, Doc};
 pub use score::{evaluate_task, TaskResult};
 
 /// The task names lawa computes, as lm-evaluation-harness names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskName {
     LambadaOpenai,
@@ -109,6 +109,17 @@ pub fn evaluate_model(
     reporter: &crate::progress::Reporter,
 ) -> Result<TaskResult, TaskError> {
     let docs = read_docs(spec.name, &spec.file)?;
+    evaluate_docs(model, spec.name, &docs, batch, reporter)
+}
+
+/// As [`evaluate_model`], on documents already read (a sweep reads its task file once).
+pub fn evaluate_docs(
+    model: &crate::model::LoadedModel,
+    name: TaskName,
+    docs: &[Doc],
+    batch: usize,
+    reporter: &crate::progress::Reporter,
+) -> Result<TaskResult, TaskError> {
     let tok_path = model.dir.join("tokenizer.json");
     let tok = tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| TaskError::Io {
         path: tok_path.clone(),
@@ -119,8 +130,8 @@ pub fn evaluate_model(
     let prefix = eos_token_id(&model.dir).unwrap_or(0);
     let mut forward = |x: &candle_core::Tensor| model.model.forward(x);
     evaluate_task(
-        spec.name,
-        &docs,
+        name,
+        docs,
         &encode,
         prefix,
         model.config.max_position_embeddings,

@@ -1,7 +1,7 @@
 //! Log-likelihoods of (context, continuation) pairs and the task metrics, the harness's way.
 
 use candle_core::{DType, Device, Tensor};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Doc, TaskError, TaskName};
 use crate::progress::{Reporter, Unit};
@@ -9,17 +9,17 @@ use crate::progress::{Reporter, Unit};
 /// What a task gives: `acc` for every task, `acc_norm` for multiple choice, `perplexity` (of
 /// the last word) for `lambada_openai`. Standard errors as the harness computes them (sample
 /// standard deviation over √n).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskResult {
     pub task: TaskName,
     pub n: usize,
     pub acc: f64,
     pub acc_stderr: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acc_norm: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acc_norm_stderr: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub perplexity: Option<f64>,
 }
 

@@ -245,7 +245,8 @@ async fn run_loop(mut app: App) -> anyhow::Result<()> {
 fn spawn_export(state: &State, dir: &std::path::Path, tx: UnboundedSender<Event>) {
     let model = state.chart();
     let records: Vec<_> = state.visible_results().into_iter().cloned().collect();
-    let verdicts = lawa::export::verdict::all(&state.visible_results(), &state.spikes);
+    let verdicts =
+        lawa::export::verdict::all(&state.visible_results(), &state.spikes, state.metric);
     let dir = dir.to_path_buf();
     let stem = lawa::export::file_stem(&state.traj.name);
     tokio::task::spawn_blocking(move || {

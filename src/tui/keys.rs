@@ -33,6 +33,7 @@ pub enum Action {
     /// Hide / show the chart's n-th eval series (its legend number, 1-based).
     ToggleSeries(u8),
     ToggleGain,
+    CycleMetric,
     ZoomIn,
     ZoomOut,
     ZoomReset,
@@ -175,6 +176,11 @@ pub const KEYS: &[KeyRow] = &[
         "g",
         "gain view: averaged − raw eval NLL against zero / losses",
         &[(C('g'), A::ToggleGain)],
+    ),
+    row(
+        "m",
+        "metric: perplexity / each task's accuracy (--task)",
+        &[(C('m'), A::CycleMetric)],
     ),
     row(
         "i o 0",

@@ -543,3 +543,46 @@ fn the_spike_note_is_wrapped_whole_above_the_spikes() {
         "{text}"
     );
 }
+
+#[test]
+fn with_a_task_shown_the_list_and_chart_say_accuracy_and_green_is_higher() {
+    let mut s = testdata::state_with_task();
+    for c in "--m".chars() {
+        update(&mut s, Event::Key(KeyEvent::from(KeyCode::Char(c))));
+    }
+    let area = Rect::new(0, 0, 50, 16);
+    let mut buf = Buffer::empty(area);
+    let theme = Theme { color: true };
+    panels::checkpoints::render(&mut buf, area, &s, &theme);
+    let text = buffer_text(&buf);
+    let header = text.lines().nth(1).unwrap();
+    assert!(
+        header.contains("raw acc") && header.contains("avg acc") && header.contains("Δpts"),
+        "{text}"
+    );
+    // The cell's foreground where `needle` starts on the row of `step`.
+    let fg = |step: u64, needle: &str| {
+        let (y, row) = text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains(&format!(" {step} ")))
+            .unwrap();
+        let byte = row
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} at {step}:\n{text}"));
+        let x = row[..byte].chars().count() as u16;
+        buf[(x, y as u16)].fg
+    };
+    // 700: the average's accuracy is 5 points above raw's: green, +5.0.
+    assert_eq!(fg(700, "22.0%"), theme.ok().fg.unwrap());
+    assert_eq!(fg(700, "+5.0"), theme.ok().fg.unwrap());
+    // 900: 3 points below (its perplexity is better, the accuracy is not): not green, red Δ.
+    assert_ne!(fg(900, "16.0%"), theme.ok().fg.unwrap());
+    assert_eq!(fg(900, "−3.0"), theme.error().fg.unwrap());
+    // The whole screen: the chart's y axis says what it shows and which way is better.
+    let screen = screen(&mut s, 100, 30);
+    assert!(
+        screen.contains("lambada_openai acc (%) ↑ better"),
+        "{screen}"
+    );
+}

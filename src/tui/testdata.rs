@@ -4,7 +4,7 @@
 use lawa::results::{ResultRecord, RAW, TOOL_VERSION};
 use lawa::source::{Checkpoint, Location, Metrics, Series, Trajectory};
 
-use super::state::{EvalView, State};
+use super::state::{EvalView, State, TaskView};
 
 pub const STEPS: [u64; 12] = [
     100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200,
@@ -79,6 +79,7 @@ pub fn record(end: u64, scheme: &str, k: usize, nll: f64) -> ResultRecord {
         ppl: nll.exp(),
         bits_per_byte: Some(nll / std::f64::consts::LN_2 / 4.0),
         predicted_tokens: 4032,
+        task: None,
         tool_version: TOOL_VERSION.into(),
         unix_time: 1_700_000_000,
     }
@@ -107,9 +108,58 @@ pub fn eval_view() -> EvalView {
         data_tokens_max: Some(100_000),
         dtype: "f32".into(),
         device: "cpu".into(),
+        tasks: Vec::new(),
     }
 }
 
 pub fn state() -> State {
     State::new(trajectory(), records(), eval_view())
+}
+
+pub const TASK_HASH: &str = "task:fedcba9876543210";
+
+/// A stored lambada_openai result (`acc` in 0..1) of the task file `TASK_HASH`.
+pub fn task_record(end: u64, scheme: &str, k: usize, acc: f64) -> ResultRecord {
+    ResultRecord {
+        data: "cloze.jsonl".into(),
+        data_hash: TASK_HASH.into(),
+        mean_nll: f64::NAN,
+        ppl: f64::NAN,
+        bits_per_byte: None,
+        predicted_tokens: 0,
+        task: Some(lawa::tasks::TaskResult {
+            task: lawa::tasks::TaskName::LambadaOpenai,
+            n: 200,
+            acc,
+            acc_stderr: 0.03,
+            acc_norm: None,
+            acc_norm_stderr: None,
+            perplexity: Some(900.0),
+        }),
+        ..record(end, scheme, k, 0.0)
+    }
+}
+
+/// [`state`] with the cloze task in the session, and its results: raw at every other
+/// checkpoint, uniform k=3 over the second half. Where perplexity says the average is better
+/// (everywhere), the accuracy says so at 700 and 1100 only: a view that does not follow the
+/// metric shows the wrong winner.
+pub fn state_with_task() -> State {
+    let mut records = records();
+    for &s in STEPS.iter().step_by(2) {
+        records.push(task_record(s, RAW, 1, 0.10 + s as f64 / 10_000.0));
+    }
+    for (&s, d) in STEPS[6..]
+        .iter()
+        .zip([0.05, -0.02, -0.03, 0.0, 0.04, -0.01])
+    {
+        records.push(task_record(s, "uniform", 3, 0.10 + s as f64 / 10_000.0 + d));
+    }
+    let mut view = eval_view();
+    view.tasks = vec![TaskView {
+        name: lawa::tasks::TaskName::LambadaOpenai,
+        label: "cloze.jsonl".into(),
+        hash: TASK_HASH.into(),
+    }];
+    State::new(trajectory(), records, view)
 }

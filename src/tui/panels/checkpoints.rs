@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Row, Table, Widget};
 
 use lawa::export::chart::{three_digits, tokens_at};
-use lawa::results::RAW;
+use lawa::results::{Metric, ResultRecord, RAW};
 
 use super::{fmt_ppl, panel_block, rows_below_header};
 use crate::tui::state::{Focus, JobStatus, State};
@@ -79,16 +79,21 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
         header.push("loss".into());
         widths.push(Constraint::Length(5));
     }
+    let metric = state.metric;
+    let (unit, delta_head) = match metric {
+        Metric::Perplexity => ("ppl", "  Δ%"),
+        Metric::Task(_) => ("acc", " Δpts"),
+    };
     if show_raw {
-        header.push("raw ppl".into());
+        header.push(format!("raw {unit}"));
         widths.push(Constraint::Length(7));
     }
     if show_avg {
-        header.push("avg ppl".into());
+        header.push(format!("avg {unit}"));
         widths.push(Constraint::Length(7));
     }
     if show_delta {
-        header.push("  Δ%".into());
+        header.push(delta_head.into());
         widths.push(Constraint::Length(6));
     }
     header.push(String::new());
@@ -126,14 +131,15 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
             }
             let raw = index.get(&(RAW.to_string(), c.step));
             if show_raw {
-                cells.push(Line::from(raw.map(|r| fmt_ppl(r.ppl)).unwrap_or_default()));
+                cells.push(Line::from(raw.map(|r| fmt_value(r)).unwrap_or_default()));
             }
             let avg = index.get(&(series.clone(), c.step));
+            // Green where the average is better: lower perplexity, higher accuracy.
             let avg_cell = match (avg, raw) {
-                (Some(a), Some(r)) if a.ppl < r.ppl => {
-                    Line::from(Span::styled(fmt_ppl(a.ppl), theme.ok()))
+                (Some(a), Some(r)) if metric.better(a.value(), r.value()) => {
+                    Line::from(Span::styled(fmt_value(a), theme.ok()))
                 }
-                (Some(a), _) => Line::from(fmt_ppl(a.ppl)),
+                (Some(a), _) => Line::from(fmt_value(a)),
                 _ => Line::from(""),
             };
             if show_avg {
@@ -142,9 +148,16 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
             if show_delta {
                 cells.push(match (avg, raw) {
                     (Some(a), Some(r)) => {
-                        let d = lawa::export::verdict::ppl_change(a.mean_nll, r.mean_nll);
-                        let style = if d < 0.0 { theme.ok() } else { theme.error() };
-                        Line::from(Span::styled(fmt_delta(d), style))
+                        let d = metric.change(a.value(), r.value());
+                        // A tie (common for accuracy over a few hundred items) is neither.
+                        let style = if metric.improves(d) {
+                            theme.ok()
+                        } else if metric.improves(-d) {
+                            theme.error()
+                        } else {
+                            ratatui::style::Style::default()
+                        };
+                        Line::from(Span::styled(fmt_delta(d, metric), style))
                     }
                     _ => Line::from(""),
                 });
@@ -186,14 +199,27 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
     rows_area
 }
 
-/// A perplexity change for a 6-cell column: `−5.4%`, `+12%`, `−100%`.
-fn fmt_delta(d: f64) -> String {
+/// A result's value for a 7-cell column: the perplexity, or the accuracy in %.
+fn fmt_value(r: &ResultRecord) -> String {
+    match &r.task {
+        None => fmt_ppl(r.ppl),
+        Some(t) => format!("{:.1}%", t.acc * 100.0),
+    }
+}
+
+/// A change for a 6-cell column: perplexity `−5.4%`, `+12%`, `−100%`; accuracy points
+/// `+1.2`, `−12`.
+fn fmt_delta(d: f64, metric: Metric) -> String {
     let sign = if d < 0.0 { "−" } else { "+" };
+    let unit = match metric {
+        Metric::Perplexity => "%",
+        Metric::Task(_) => "",
+    };
     let a = d.abs();
     let s = if a < 10.0 {
-        format!("{sign}{a:.1}%")
+        format!("{sign}{a:.1}{unit}")
     } else {
-        format!("{sign}{a:.0}%")
+        format!("{sign}{a:.0}{unit}")
     };
     format!("{s:>6}")
 }

@@ -130,14 +130,16 @@ impl State {
             }
             A::ToggleGain => {
                 self.gain = !self.gain;
-                self.message = Some(
-                    if self.gain {
-                        "gain view: each average's eval NLL minus raw's (below 0: the average is better)"
-                    } else {
-                        "loss view: train loss and eval NLL"
+                self.message = Some(match (self.gain, self.metric) {
+                    (true, Metric::Perplexity) => {
+                        "gain view: each average's eval NLL minus raw's (below 0: the average is better)".into()
                     }
-                    .into(),
-                );
+                    (true, Metric::Task(t)) => format!(
+                        "gain view: each average's {t} accuracy minus raw's (above 0: the average is better)"
+                    ),
+                    (false, Metric::Perplexity) => "loss view: train loss and eval NLL".into(),
+                    (false, m) => format!("{m} of each checkpoint and average"),
+                });
             }
             A::ToggleTrain => {
                 self.hide_train = !self.hide_train;
@@ -151,6 +153,7 @@ impl State {
                 );
             }
             A::ToggleSeries(n) => self.toggle_series(n),
+            A::CycleMetric => self.cycle_metric(),
             A::TogglePpl => {
                 self.ppl = !self.ppl;
                 self.message = Some(format!("y axis: {}", self.chart().y_label()));
@@ -209,6 +212,36 @@ impl State {
             }
         }
         Vec::new()
+    }
+
+    /// `m`: the next metric of the session (perplexity, each task, perplexity again).
+    pub(super) fn cycle_metric(&mut self) {
+        let all = self.eval.metrics();
+        if all.len() < 2 {
+            self.message = Some(
+                "only perplexity: start lawa explore with --task NAME=FILE for a zero-shot task"
+                    .into(),
+            );
+            return;
+        }
+        let i = all.iter().position(|m| *m == self.metric).unwrap_or(0);
+        self.metric = all[(i + 1) % all.len()];
+        self.message = Some(match self.metric {
+            Metric::Perplexity => "metric: perplexity (lower is better)".into(),
+            Metric::Task(name) => {
+                let file = self
+                    .eval
+                    .tasks
+                    .iter()
+                    .find(|t| t.name == name)
+                    .map(|t| t.label.clone())
+                    .unwrap_or_default();
+                format!(
+                    "metric: {name} accuracy (higher is better) · {}",
+                    lawa::display::escape(&file)
+                )
+            }
+        });
     }
 
     pub(super) fn move_selection(&mut self, delta: isize) {

@@ -119,7 +119,12 @@ impl State {
             parts.push(format!("{} cancelled", b.cancelled));
         }
         let verdict = b.sweep.as_deref().and_then(|series| {
-            lawa::export::verdict::verdict(&self.visible_results(), series, &self.spikes)
+            lawa::export::verdict::verdict(
+                &self.visible_results(),
+                series,
+                &self.spikes,
+                self.metric,
+            )
         });
         let mut m = match verdict {
             Some(v) if b.failed + b.cancelled == 0 => v.to_string(),
@@ -201,23 +206,32 @@ impl State {
                 j.progress = Some(progress);
                 j.elapsed = elapsed;
             }),
-            JobEvent::Done { id, record } => {
+            JobEvent::Done { id, records } => {
                 let took = self.jobs.iter().find(|j| j.id == id).map(|j| j.elapsed);
                 if self.finish_job(id, JobStatus::Done) {
                     self.batch.done += 1;
                     self.batch.busy += took.unwrap_or_default();
                 }
-                // The model's default context, when its config was not readable at open.
-                let e = &self.eval;
-                if e.ctx().is_none()
-                    && record.data_hash == e.data_hash
-                    && record.max_tokens == e.max_tokens
-                    && record.dtype == e.dtype
-                {
-                    self.eval.learnt_ctx = Some(record.ctx);
+                let mut raw = false;
+                for record in records {
+                    // The model's default context, when its config was not readable at
+                    // open (a task result is at the model's full context: that is it).
+                    let e = &self.eval;
+                    if record.task.is_some() {
+                        if e.max_ctx.is_none() && e.tasks.iter().any(|t| t.hash == record.data_hash)
+                        {
+                            self.eval.max_ctx = Some(record.ctx);
+                        }
+                    } else if e.ctx().is_none()
+                        && record.data_hash == e.data_hash
+                        && record.max_tokens == e.max_tokens
+                        && record.dtype == e.dtype
+                    {
+                        self.eval.learnt_ctx = Some(record.ctx);
+                    }
+                    raw |= record.is_raw() && record.task.is_none();
+                    self.results.push(record);
                 }
-                let raw = record.is_raw();
-                self.results.push(*record);
                 if raw && self.traj.metrics.loss.len() < 3 {
                     self.redetect_spikes();
                 }

@@ -17,7 +17,7 @@ use lawa::average::Scheme;
 use lawa::export::chart::{self, ChartModel, ChartOptions, XAxis};
 use lawa::jobs::{JobEvent, JobId, Target};
 use lawa::progress::Progress;
-use lawa::results::{series_label, EvalSettings, ResultRecord, RAW};
+use lawa::results::{series_label, EvalSettings, Metric, ResultRecord, RAW};
 use lawa::source::Trajectory;
 use lawa::spikes::{SpikeParams, SpikeRegion};
 use lawa::sweep::slurm::SweepProgress;
@@ -84,6 +84,17 @@ pub struct EvalView {
     /// The dtype results name (see `jobs::engine::record_dtype`).
     pub dtype: String,
     pub device: String,
+    /// Zero-shot tasks evaluated beside the perplexity (`--task`, or the run's own).
+    pub tasks: Vec<TaskView>,
+}
+
+/// A task of the session as results are matched on it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskView {
+    pub name: lawa::tasks::TaskName,
+    /// The task file's name.
+    pub label: String,
+    pub hash: String,
 }
 
 impl EvalView {
@@ -94,17 +105,35 @@ impl EvalView {
             .or(self.learnt_ctx)
     }
 
-    pub fn settings(&self) -> Option<EvalSettings> {
-        Some(EvalSettings {
-            data_hash: self.data_hash.clone(),
-            ctx: self.ctx()?,
-            max_tokens: self.max_tokens,
-            dtype: self.dtype.clone(),
-        })
+    /// The settings of `metric`'s results: a task is scored at the model's full context
+    /// (`None` while that is unknown, or for a task not in the session).
+    pub fn settings_for(&self, metric: Metric) -> Option<EvalSettings> {
+        match metric {
+            Metric::Perplexity => Some(EvalSettings {
+                metric,
+                data_hash: self.data_hash.clone(),
+                ctx: self.ctx()?,
+                max_tokens: self.max_tokens,
+                dtype: self.dtype.clone(),
+            }),
+            Metric::Task(name) => {
+                let t = self.tasks.iter().find(|t| t.name == name)?;
+                Some(EvalSettings {
+                    metric,
+                    data_hash: t.hash.clone(),
+                    ctx: self.max_ctx?,
+                    max_tokens: None,
+                    dtype: self.dtype.clone(),
+                })
+            }
+        }
     }
 
-    pub fn matches(&self, r: &ResultRecord) -> bool {
-        self.settings().is_some_and(|s| s.matches(r))
+    /// Every metric of the session: perplexity, then each task.
+    pub fn metrics(&self) -> Vec<Metric> {
+        std::iter::once(Metric::Perplexity)
+            .chain(self.tasks.iter().map(|t| Metric::Task(t.name)))
+            .collect()
     }
 
     /// The settings line: which set of results is shown, in full.
@@ -206,6 +235,8 @@ pub struct State {
     pub gain: bool,
     /// The chart shows perplexities instead of losses (`y`).
     pub ppl: bool,
+    /// What the chart, the list and the verdict show (`m`): perplexity or a task's accuracy.
+    pub metric: Metric,
     /// The chart leaves the train loss out (`v`).
     pub hide_train: bool,
     /// Eval series left off the chart (`1`–`9`), by stored series (`raw`, `uniform k=5`): the
@@ -278,6 +309,7 @@ impl State {
             log_y: false,
             gain: false,
             ppl: false,
+            metric: Metric::Perplexity,
             hide_train: false,
             hidden: BTreeSet::new(),
             smoothing: 0.6,
@@ -308,11 +340,19 @@ impl State {
         self.traj.checkpoints.get(self.cursor).map(|c| c.step)
     }
 
-    /// Results computed with the current eval settings.
+    /// Results of the shown metric computed with the current eval settings.
     pub fn visible_results(&self) -> Vec<&ResultRecord> {
+        self.results_of(self.metric)
+    }
+
+    /// Results of `metric` computed with the current eval settings.
+    pub fn results_of(&self, metric: Metric) -> Vec<&ResultRecord> {
+        let Some(settings) = self.eval.settings_for(metric) else {
+            return Vec::new();
+        };
         self.results
             .iter()
-            .filter(|r| self.eval.matches(r))
+            .filter(|r| settings.matches(r))
             .collect()
     }
 
@@ -384,10 +424,14 @@ impl State {
         m
     }
 
+    /// Whether every metric of the session (perplexity, each task) has a result of `series`
+    /// at `end_step`: a job computes all that are missing, from one model.
     fn has_result(&self, series: &str, end_step: u64) -> bool {
-        self.visible_results()
-            .iter()
-            .any(|r| r.end_step == end_step && r.series() == series)
+        self.eval.metrics().into_iter().all(|m| {
+            self.results_of(m)
+                .iter()
+                .any(|r| r.end_step == end_step && r.series() == series)
+        })
     }
 
     fn has_active_job(&self, series: &str, end_step: u64) -> bool {
@@ -398,7 +442,8 @@ impl State {
 
     /// Spike regions: on the train loss when the run logged one, else on the raw eval curve.
     pub fn redetect_spikes(&mut self) {
-        let records = self.visible_results();
+        // From the loss, whatever metric is shown.
+        let records = self.results_of(Metric::Perplexity);
         self.spikes = chart::detect_spikes(&self.traj, &records, &self.spike_params);
         self.spike_sel = self.spike_sel.min(self.spikes.len().saturating_sub(1));
     }
@@ -445,6 +490,7 @@ impl State {
                 ppl: self.ppl,
                 // Hidden in `shown`: the legend still lists it.
                 hide_train: false,
+                metric: self.metric,
             },
         )
     }

@@ -425,7 +425,7 @@ fn job_events_update_the_jobs_and_results() {
         &mut s,
         Event::Job(JobEvent::Done {
             id: 7,
-            record: Box::new(rec.clone()),
+            records: vec![rec.clone()],
         }),
     );
     assert_eq!(s.jobs[0].status, JobStatus::Done);
@@ -506,7 +506,7 @@ fn c_cancels_the_highlighted_job_even_when_the_queue_moves_under_it() {
         &mut s,
         JobEvent::Done {
             id: 1,
-            record: Box::new(testdata::record(100, RAW, 1, 3.0)),
+            records: vec![testdata::record(100, RAW, 1, 3.0)],
         },
     );
     job(&mut s, JobEvent::Started { id: 2 });
@@ -548,7 +548,7 @@ fn a_failed_job_stays_failed_counts_clear_and_the_status_line_says_how_it_ended(
         &mut s,
         JobEvent::Done {
             id: 1,
-            record: Box::new(testdata::record(1100, RAW, 1, 3.0)),
+            records: vec![testdata::record(1100, RAW, 1, 3.0)],
         },
     );
     assert!(matches!(s.jobs[0].status, JobStatus::Failed(_)));
@@ -558,7 +558,7 @@ fn a_failed_job_stays_failed_counts_clear_and_the_status_line_says_how_it_ended(
         &mut s,
         JobEvent::Done {
             id: 2,
-            record: Box::new(testdata::record(1200, RAW, 1, 2.6)),
+            records: vec![testdata::record(1200, RAW, 1, 2.6)],
         },
     );
     assert_eq!(s.jobs[1].status, JobStatus::Done);
@@ -765,7 +765,7 @@ fn without_a_loss_log_spikes_come_from_the_raw_eval_curve() {
             &mut s,
             Event::Job(JobEvent::Done {
                 id: i as u64,
-                record: Box::new(testdata::record(step, lawa::results::RAW, 1, nll)),
+                records: vec![testdata::record(step, lawa::results::RAW, 1, nll)],
             }),
         );
     }
@@ -846,7 +846,7 @@ fn a_sweep_shows_progress_with_an_eta_and_ends_with_the_verdict() {
             &mut s,
             Event::Job(JobEvent::Done {
                 id,
-                record: Box::new(rec),
+                records: vec![rec],
             }),
         );
         if i == 0 {
@@ -858,7 +858,13 @@ fn a_sweep_shows_progress_with_an_eta_and_ends_with_the_verdict() {
     }
     assert_eq!(s.sweep_progress(), None);
     let records = s.visible_results();
-    let v = lawa::export::verdict::verdict(&records, "uniform k=3", &s.spikes).unwrap();
+    let v = lawa::export::verdict::verdict(
+        &records,
+        "uniform k=3",
+        &s.spikes,
+        lawa::results::Metric::Perplexity,
+    )
+    .unwrap();
     assert_eq!(s.message.as_deref(), Some(v.to_string().as_str()));
     assert!(
         v.to_string()
@@ -1044,4 +1050,127 @@ fn number_keys_hide_and_show_an_eval_series_which_keeps_its_colour() {
         .curves
         .iter()
         .all(|c| c.series.as_deref() != Some("linear k=3")));
+}
+
+#[test]
+fn m_switches_the_metric_and_the_chart_and_the_gain_view_follow_its_direction() {
+    use lawa::export::chart::CurveKind;
+    use lawa::tasks::TaskName;
+    let mut s = testdata::state_with_task();
+    press(&mut s, "--");
+    assert_eq!(s.series(), "uniform k=3");
+    assert_eq!(s.metric, Metric::Perplexity);
+    let ppl = s.visible_results().len();
+    assert!(s.visible_results().iter().all(|r| r.task.is_none()));
+    press(&mut s, "m");
+    let task = Metric::Task(TaskName::LambadaOpenai);
+    assert_eq!(s.metric, task);
+    let m = s.message.clone().unwrap();
+    assert!(
+        m.contains("lambada_openai accuracy (higher is better)") && m.contains("cloze.jsonl"),
+        "{m}"
+    );
+    assert_eq!(s.visible_results().len(), 12);
+    assert!(s.visible_results().iter().all(|r| r.metric() == task));
+    let chart = s.chart();
+    assert_eq!(
+        chart.y_label(),
+        "lambada_openai accuracy (%, higher is better)"
+    );
+    // Accuracy has no common axis with the train loss: only the eval curves, in %.
+    assert!(chart
+        .curves
+        .iter()
+        .all(|c| matches!(c.kind, CurveKind::EvalRaw | CurveKind::Average)));
+    let raw = chart
+        .curves
+        .iter()
+        .find(|c| c.kind == CurveKind::EvalRaw)
+        .unwrap();
+    let at = |c: &lawa::export::chart::Curve, x: f64| {
+        c.points.iter().find(|p| p.0 == x).map(|p| p.1).unwrap()
+    };
+    assert!((at(raw, 700.0) - 17.0).abs() < 1e-9);
+    // The gain view: averaged minus raw accuracy, in points; above zero is better.
+    press(&mut s, "g");
+    assert!(
+        s.message.as_deref().unwrap().contains("above 0"),
+        "{:?}",
+        s.message
+    );
+    let g = s.chart();
+    let avg = g
+        .curves
+        .iter()
+        .find(|c| c.kind == CurveKind::Average)
+        .unwrap();
+    assert!((at(avg, 700.0) - 5.0).abs() < 1e-9);
+    assert!((at(avg, 900.0) + 3.0).abs() < 1e-9);
+    assert_eq!(g.better_side(), "above 0: the average is better");
+    // Back to perplexity: the perplexity results again, lower is better.
+    press(&mut s, "gm");
+    assert_eq!(s.metric, Metric::Perplexity);
+    assert_eq!(s.visible_results().len(), ppl);
+    assert_eq!(s.chart().y_label(), "train loss, eval NLL (nats)");
+}
+
+#[test]
+fn m_without_a_task_stays_on_perplexity_and_says_how_to_add_one() {
+    let mut s = testdata::state();
+    press(&mut s, "m");
+    assert_eq!(s.metric, Metric::Perplexity);
+    assert!(
+        s.message.as_deref().unwrap().contains("--task"),
+        "{:?}",
+        s.message
+    );
+}
+
+#[test]
+fn a_window_is_evaluated_again_while_a_task_result_is_missing() {
+    let mut s = testdata::state_with_task();
+    press(&mut s, "--");
+    s.cursor = 6; // step 700: raw and k=3 stored for perplexity and the task
+    let e = update(&mut s, code(KeyCode::Enter));
+    assert!(submitted(&e).is_empty(), "{:?}", s.message);
+    // Without the task's window result there: the window is queued (perplexity is
+    // stored, the job computes what is missing); the raw checkpoint is complete.
+    s.results
+        .retain(|r| !(r.task.is_some() && r.end_step == 700 && !r.is_raw()));
+    let e = update(&mut s, code(KeyCode::Enter));
+    let t = submitted(&e);
+    assert_eq!(t.len(), 1);
+    assert!(matches!(t[0], Target::Window { end_step: 700, .. }));
+}
+
+#[test]
+fn a_sweep_shown_on_a_task_ends_with_the_accuracy_verdict() {
+    let mut s = testdata::state_with_task();
+    press(&mut s, "--m");
+    let effects = press(&mut s, "s");
+    // Everything missing is queued; finishing them all says the verdict of the shown metric.
+    let ids: Vec<u64> = (0..submitted(&effects).len() as u64)
+        .map(|i| 9000 + i)
+        .collect();
+    for (id, t) in ids.iter().zip(submitted(&effects)) {
+        update(
+            &mut s,
+            Event::Job(JobEvent::Queued {
+                id: *id,
+                target: t.clone(),
+            }),
+        );
+    }
+    for id in &ids {
+        update(
+            &mut s,
+            Event::Job(JobEvent::Done {
+                id: *id,
+                records: vec![],
+            }),
+        );
+    }
+    let m = s.message.clone().unwrap();
+    assert!(m.contains("pp lambada_openai acc"), "{m}");
+    assert!(m.starts_with("uniform k=3 beat raw at 2/3 steps"), "{m}");
 }
