@@ -479,10 +479,26 @@ fn a_slurm_sweep_equals_local_average_and_eval_and_a_cancelled_task_reruns_witho
         (Some(3), Some(14)),
         "{out}"
     );
-    let records = store_records(&store);
-    assert_eq!(records.len(), 14);
+    // The run's trajectory.json lists its cloze task: every window has its accuracy too.
+    let (records, tasks): (Vec<_>, Vec<_>) = store_records(&store)
+        .into_iter()
+        .partition(|r| r["task"].is_null());
+    assert_eq!((records.len(), tasks.len()), (14, 14));
     assert_eq!(std::fs::read_dir(store.join("shards")).unwrap().count(), 3);
     let heldout = run.join("heldout.txt");
+    let raw = tasks
+        .iter()
+        .find(|r| r["steps"].as_array().unwrap().len() == 1)
+        .unwrap();
+    let model = run.join(format!("step{}", raw["steps"][0]));
+    let cloze = format!("lambada_openai={}", p(&run.join("cloze.jsonl")));
+    let (ok, e, err) = lawa(&[p(&model), "--task", &cloze, "--json"]);
+    assert!(ok, "{err}");
+    let direct: serde_json::Value = serde_json::from_str(&e).unwrap();
+    assert_eq!(
+        raw["task"]["acc"], direct["tasks"]["lambada_openai"]["acc"],
+        "{raw}"
+    );
     for r in &records {
         let steps: Vec<u64> = r["steps"]
             .as_array()

@@ -446,3 +446,114 @@ fn eval_and_compare_run_on_every_family() {
         previous = Some(m);
     }
 }
+
+/// `lawa average` of a nanoGPT run (two `ckpt_N.pt` with `model_args`, bias=False) writes
+/// transformers' GPT-2: the config, names, order and shapes GPT2LMHeadModel saves
+/// (tests/fixtures/gen_nanogpt_run.py), and logits equal to transformers' on the average.
+#[test]
+fn a_nanogpt_average_is_written_as_transformers_gpt2_and_computes_its_logits() {
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nanogpt_run");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("avg");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lawa"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&[
+        "average",
+        fx.join("run").to_str().unwrap(),
+        "--steps",
+        "1000,2000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("converted to transformers' GPT-2"),
+        "{stderr}"
+    );
+    let json = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let want = json(&fx.join("reference.json"));
+    let cfg = json(&out.join("config.json"));
+    for (k, v) in want["config"].as_object().unwrap() {
+        // transformers reads n_inner null as 4 * n_embd.
+        let v = match (k.as_str(), v) {
+            ("n_inner", serde_json::Value::Null) => {
+                serde_json::json!(4 * cfg["n_embd"].as_u64().unwrap())
+            }
+            _ => v.clone(),
+        };
+        assert_eq!(cfg[k], v, "config.json {k}");
+    }
+    assert_eq!(cfg["architectures"], serde_json::json!(["GPT2LMHeadModel"]));
+    let written: Vec<(String, Vec<usize>)> = lawa::checkpoint::WeightsReader::open(&out)
+        .unwrap()
+        .tensors()
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone()))
+        .collect();
+    let saved: Vec<(String, Vec<usize>)> =
+        serde_json::from_value(want["state_dict"].clone()).unwrap();
+    let mut sorted = saved.clone();
+    sorted.sort();
+    let mut written_sorted = written.clone();
+    written_sorted.sort();
+    assert_eq!(written_sorted, sorted, "names and shapes");
+    let lawa_json = json(&out.join("lawa.json"));
+    assert!(
+        lawa_json["converted"]
+            .as_str()
+            .unwrap()
+            .starts_with("nanoGPT checkpoints converted"),
+        "{lawa_json}"
+    );
+    assert!(!out.join(".nanogpt-average").exists());
+    // The output loads from its config.json and computes transformers' logits.
+    let m = load_model_dir(&out, Some(DType::F32), &Device::Cpu).unwrap();
+    assert_eq!(m.config.family, Family::Gpt2);
+    assert_eq!(
+        m.config_source,
+        ConfigSource::ConfigJson(out.join("config.json"))
+    );
+    let r = reference(&fx);
+    let logits = m.model.forward(&r.ids).unwrap();
+    let diff = max_abs_diff(&logits, &r.logits);
+    assert!(diff <= 1e-4, "logits differ by {diff}");
+    let ce = mean_ce(&logits, &r.ids);
+    assert!(
+        ((ce - r.mean_ce) / r.mean_ce).abs() <= 1e-4,
+        "{ce} vs {}",
+        r.mean_ce
+    );
+
+    // nanoGPT checkpoints of another architecture (bias=True) are refused in one line.
+    let mixed = tmp.path().join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    std::fs::copy(fx.join("run/ckpt_1000.pt"), mixed.join("ckpt_1000.pt")).unwrap();
+    std::fs::copy(
+        fixture("nanogpt").join("ckpt.pt"),
+        mixed.join("ckpt_2000.pt"),
+    )
+    .unwrap();
+    let o = run(&[
+        "average",
+        mixed.to_str().unwrap(),
+        "--steps",
+        "1000,2000",
+        "--out",
+        tmp.path().join("bad").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(!tmp.path().join("bad").exists());
+    assert!(
+        stderr.contains("ckpt_1000.pt") && stderr.contains("ckpt_2000.pt"),
+        "{stderr}"
+    );
+}

@@ -8,9 +8,12 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Instant;
 
+use super::convert;
 use super::kernel::{self, all_finite, FileInput, Input};
 use super::plan::{self, file_of, non_finite, plan, Planned, TensorRule};
-use super::side::{config_json, mixed_dtypes_note, provenance, retag_config, side_files};
+use super::side::{
+    any_config, config_json, mixed_dtypes_note, provenance, retag_config, side_files,
+};
 use super::{AverageError, AverageInput, AverageOptions, AverageSummary};
 use crate::checkpoint::{CheckpointError, DType, OutputDir, SafetensorsWriter, WeightsReader};
 use crate::progress::{Reporter, Unit};
@@ -50,8 +53,22 @@ pub fn average(
         .max_by_key(|&i| (inputs[i].step, i))
         .expect("non-empty");
     let plan = plan(&readers, newest, opts)?;
+    // nanoGPT checkpoints are averaged in their own layout into a staging folder, then written
+    // as transformers' GPT-2 (see `convert`).
+    let nanogpt = convert::nanogpt_window(inputs, &readers, newest, any_config(inputs))?;
+    let staging = outdir.path().join(convert::STAGING);
+    let weights_dir = match &nanogpt {
+        Some(_) => {
+            fs::create_dir(&staging).map_err(|e| AverageError::Write {
+                path: staging.clone(),
+                error: e,
+            })?;
+            staging.as_path()
+        }
+        None => outdir.path(),
+    };
     let writer = SafetensorsWriter::create(
-        outdir.path(),
+        weights_dir,
         plan.iter().map(|p| p.out.clone()).collect(),
         opts.shard_size,
     )?;
@@ -86,7 +103,26 @@ pub fn average(
 
     let mut notes = outdir.notes().to_vec();
     notes.extend(mixed_dtypes_note(inputs, &readers, &plan, newest, opts));
-    let side = side_files(inputs, newest)?;
+    if let Some(n) = &nanogpt {
+        bytes_written = n.write_gpt2(&staging, outdir.path(), opts.shard_size, reporter)?;
+        fs::remove_dir_all(&staging).map_err(|e| AverageError::Write {
+            path: staging.clone(),
+            error: e,
+        })?;
+        let dtype = WeightsReader::open(outdir.path())?.main_dtype();
+        let cfg = outdir.path().join("config.json");
+        let text = n.config_json(dtype);
+        fs::write(&cfg, &text).map_err(|e| AverageError::Write {
+            path: cfg.clone(),
+            error: e,
+        })?;
+        bytes_written += text.len() as u64;
+        notes.push(format!(
+            "nanoGPT checkpoints: converted to transformers' GPT-2 (GPT2LMHeadModel; config.json from the model_args of {})",
+            n.args_from.display()
+        ));
+    }
+    let side = side_files(inputs, newest, nanogpt.is_some())?;
     notes.extend(side.notes);
     for (name, _src, text) in side.files {
         let dst = outdir.path().join(name);
@@ -102,7 +138,8 @@ pub fn average(
         })?;
         bytes_written += text.len() as u64;
     }
-    let lawa = provenance(inputs, &readers, opts, &plan, newest);
+    let converted = nanogpt.as_ref().map(|_| convert::PROVENANCE);
+    let lawa = provenance(inputs, &readers, opts, &plan, newest, converted);
     let lawa_path = outdir.path().join("lawa.json");
     let text = serde_json::to_string_pretty(&lawa).expect("JSON of plain values");
     fs::write(&lawa_path, &text).map_err(|e| AverageError::Io {

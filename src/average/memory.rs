@@ -199,7 +199,7 @@ pub fn average_in_memory<'a>(
             weight,
         })
         .collect();
-    let config = side_files(&as_inputs, newest)?
+    let config = side_files(&as_inputs, newest, false)?
         .files
         .into_iter()
         .find(|(name, ..)| *name == "config.json")

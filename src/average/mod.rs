@@ -12,6 +12,7 @@ use std::str::FromStr;
 use crate::checkpoint::{CheckpointError, DType};
 use crate::progress::Cancelled;
 
+mod convert;
 mod engine;
 pub mod kernel;
 mod memory;

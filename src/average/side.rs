@@ -125,12 +125,20 @@ fn read_side(path: &Path) -> Result<Vec<u8>, AverageError> {
     })
 }
 
+/// Whether any input has a `config.json` beside its weights (readable or not).
+pub(crate) fn any_config(inputs: &[AverageInput]) -> bool {
+    inputs
+        .iter()
+        .any(|i| side_file(&side_dir(&i.path), "config.json").is_some())
+}
+
 /// The side files of the output: the window's `config.json` (every input's config checked to
 /// parse and to describe the same architecture; the newest one that has a config is used), and
 /// the newest input's tokenizer files. Only regular files inside a checkpoint are read.
 pub(crate) fn side_files(
     inputs: &[AverageInput],
     newest: usize,
+    config_made: bool,
 ) -> Result<SideFiles, AverageError> {
     let mut notes = Vec::new();
     // Newest first, so the first config found is the one the output gets.
@@ -188,6 +196,7 @@ pub(crate) fn side_files(
             }
             files.push(("config.json", p, text));
         }
+        None if config_made => {}
         None => notes.push(
             "no input has a config.json: the output holds the weights only (eval needs a config)"
                 .into(),
@@ -279,6 +288,9 @@ pub(crate) struct Provenance<'a> {
     dtype: String,
     device: &'static str,
     created_unix: u64,
+    /// How the output's layout differs from the inputs' (nanoGPT → GPT-2), when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    converted: Option<&'static str>,
     inputs: Vec<ProvenanceInput<'a>>,
 }
 
@@ -297,6 +309,7 @@ pub(crate) fn provenance<'a>(
     opts: &'a AverageOptions,
     plan: &[Planned],
     newest: usize,
+    converted: Option<&'static str>,
 ) -> Provenance<'a> {
     // The dtype of most output weights, as `lawa list` would report it.
     let main = plan
@@ -315,6 +328,7 @@ pub(crate) fn provenance<'a>(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
+        converted,
         inputs: inputs
             .iter()
             .zip(readers)
