@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::object::{class_name, lookup_global, pairs, Arena, Fault, Global, ObjId, Object};
+use super::object::{class_name, lookup_global, pairs, Arena, Fault, Global, Items, ObjId, Object};
 use super::opcode::Op;
 use super::{Pickle, PickleError};
 
@@ -133,6 +133,21 @@ impl<'a> Machine<'a> {
             return Err(self.malformed("mark above the stack"));
         }
         Ok(self.stack.split_off(m))
+    }
+
+    /// The memo key of a PUT or GET opcode: a text line, one byte, four bytes, or (MEMOIZE) the
+    /// next free key.
+    fn memo_index(&mut self, op: Op) -> Result<u64, PickleError> {
+        Ok(match op {
+            Op::Put | Op::Get => {
+                let line = self.line()?;
+                line.parse::<u64>()
+                    .map_err(|_| self.malformed(format!("bad {} index", op.name())))?
+            }
+            Op::BinPut | Op::BinGet => self.u8()? as u64,
+            Op::LongBinPut | Op::LongBinGet => self.u32()? as u64,
+            _ => self.memo.len() as u64,
+        })
     }
 
     fn memo_put(&mut self, idx: u64) -> Result<(), PickleError> {
@@ -345,14 +360,14 @@ impl<'a> Machine<'a> {
                     let v = self.pop()?;
                     let list = self.top()?;
                     self.objs
-                        .extend_list(list, &[v])
+                        .extend(list, Items::List(&[v]))
                         .map_err(|e| self.fault(e))?;
                 }
                 Op::Appends => {
                     let items = self.pop_mark()?;
                     let list = self.top()?;
                     self.objs
-                        .extend_list(list, &items)
+                        .extend(list, Items::List(&items))
                         .map_err(|e| self.fault(e))?;
                 }
                 Op::EmptyDict => self.push(Object::Dict(Vec::new())),
@@ -366,57 +381,35 @@ impl<'a> Machine<'a> {
                     let k = self.pop()?;
                     let d = self.top()?;
                     self.objs
-                        .extend_dict(d, vec![(k, v)])
+                        .extend(d, Items::Dict(vec![(k, v)]))
                         .map_err(|e| self.fault(e))?;
                 }
                 Op::SetItems => {
                     let items = self.pop_mark()?;
                     let pairs = pairs(&items).map_err(|e| self.fault(e))?;
                     let d = self.top()?;
-                    self.objs.extend_dict(d, pairs).map_err(|e| self.fault(e))?;
+                    self.objs
+                        .extend(d, Items::Dict(pairs))
+                        .map_err(|e| self.fault(e))?;
                 }
                 Op::EmptySet => self.push(Object::Set(Vec::new())),
                 Op::AddItems => {
                     let items = self.pop_mark()?;
                     let s = self.top()?;
-                    self.objs.extend_set(s, items).map_err(|e| self.fault(e))?;
+                    self.objs
+                        .extend(s, Items::Set(items))
+                        .map_err(|e| self.fault(e))?;
                 }
                 Op::FrozenSet => {
                     let items = self.pop_mark()?;
                     self.push(Object::Set(items));
                 }
-                Op::Put => {
-                    let idx = self
-                        .line()?
-                        .parse::<u64>()
-                        .map_err(|_| self.malformed("bad PUT index"))?;
+                Op::Put | Op::BinPut | Op::LongBinPut | Op::Memoize => {
+                    let idx = self.memo_index(op)?;
                     self.memo_put(idx)?;
                 }
-                Op::BinPut => {
-                    let idx = self.u8()? as u64;
-                    self.memo_put(idx)?;
-                }
-                Op::LongBinPut => {
-                    let idx = self.u32()? as u64;
-                    self.memo_put(idx)?;
-                }
-                Op::Memoize => {
-                    let idx = self.memo.len() as u64;
-                    self.memo_put(idx)?;
-                }
-                Op::Get => {
-                    let idx = self
-                        .line()?
-                        .parse::<u64>()
-                        .map_err(|_| self.malformed("bad GET index"))?;
-                    self.memo_get(idx)?;
-                }
-                Op::BinGet => {
-                    let idx = self.u8()? as u64;
-                    self.memo_get(idx)?;
-                }
-                Op::LongBinGet => {
-                    let idx = self.u32()? as u64;
+                Op::Get | Op::BinGet | Op::LongBinGet => {
+                    let idx = self.memo_index(op)?;
                     self.memo_get(idx)?;
                 }
                 Op::Global => {

@@ -255,6 +255,24 @@ mod tests {
     }
 
     #[test]
+    fn containers_take_only_their_own_opcodes() {
+        for (p, msg) in [
+            (&b"\x80\x02}K\x01a."[..], "APPEND to a dict"),
+            (b"\x80\x02]K\x01K\x02s.", "SETITEM on a list"),
+            (b"\x80\x04](K\x01\x90.", "ADDITEMS on a list"),
+        ] {
+            let e = run(p).unwrap_err();
+            assert_eq!(
+                e,
+                PickleError::Malformed {
+                    pos: p.len() - 2,
+                    problem: msg.into()
+                }
+            );
+        }
+    }
+
+    #[test]
     fn self_referencing_containers_stay_bounded() {
         // l = []; l.append(l) many times: ids, not copies.
         let mut p = vec![0x80, 2, b']', b'q', 0];

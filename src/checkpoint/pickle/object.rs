@@ -196,8 +196,6 @@ pub(super) fn class_name(module: &str, name: &str) -> String {
     s
 }
 
-/// Runs the pickle in `data` and returns its value tree. Never executes code; memory is bounded
-
 /// Why the object model refused an operation; the machine adds the opcode's position.
 #[derive(Debug)]
 pub(super) enum Fault {
@@ -216,6 +214,24 @@ impl Fault {
 
 fn malformed(problem: impl Into<String>) -> Fault {
     Fault::Malformed(problem.into())
+}
+
+/// What an opcode adds to a container.
+pub(super) enum Items<'a> {
+    List(&'a [ObjId]),
+    Dict(Vec<(ObjId, ObjId)>),
+    Set(Vec<ObjId>),
+}
+
+impl Items<'_> {
+    /// The opcode, for an error message.
+    fn op(&self) -> &'static str {
+        match self {
+            Items::List(_) => "APPEND to",
+            Items::Dict(_) => "SETITEM on",
+            Items::Set(_) => "ADDITEMS on",
+        }
+    }
 }
 
 /// The objects of one pickle, indexed by [`ObjId`].
@@ -245,44 +261,18 @@ impl Arena {
         }
     }
 
-    pub(super) fn extend_list(&mut self, list: ObjId, items: &[ObjId]) -> Result<(), Fault> {
-        match &mut self.objs[list] {
-            Object::List(v) => {
-                v.extend_from_slice(items);
-                Ok(())
-            }
-            other => {
-                let k = other.kind();
-                Err(malformed(format!("APPEND to a {k}")))
-            }
-        }
-    }
-
-    pub(super) fn extend_dict(
-        &mut self,
-        dict: ObjId,
-        pairs: Vec<(ObjId, ObjId)>,
-    ) -> Result<(), Fault> {
-        match &mut self.objs[dict] {
-            Object::Dict(v) => {
-                v.extend(pairs);
-                Ok(())
-            }
-            other => {
-                let k = other.kind();
-                Err(malformed(format!("SETITEM on a {k}")))
+    /// APPEND(S), SETITEM(S), ADDITEMS: adds `items` to the container `target`, which must be
+    /// of their kind.
+    pub(super) fn extend(&mut self, target: ObjId, items: Items) -> Result<(), Fault> {
+        match (&mut self.objs[target], items) {
+            (Object::List(v), Items::List(i)) => v.extend_from_slice(i),
+            (Object::Dict(v), Items::Dict(i)) => v.extend(i),
+            (Object::Set(v), Items::Set(i)) => v.extend(i),
+            (other, items) => {
+                return Err(malformed(format!("{} a {}", items.op(), other.kind())));
             }
         }
-    }
-
-    pub(super) fn extend_set(&mut self, set: ObjId, items: Vec<ObjId>) -> Result<(), Fault> {
-        match &mut self.objs[set] {
-            Object::Set(v) => {
-                v.extend(items);
-                Ok(())
-            }
-            other => Err(malformed(format!("ADDITEMS on a {}", other.kind()))),
-        }
+        Ok(())
     }
 
     fn tuple_items(&self, id: ObjId, what: &str) -> Result<Vec<ObjId>, Fault> {
