@@ -428,15 +428,12 @@ impl<'a> Machine<'a> {
                     };
                     self.global(&module, &name)?;
                 }
-                Op::Reduce | Op::NewObj => {
+                Op::Reduce | Op::NewObj | Op::NewObjEx => {
                     // REDUCE f(*args) / NEWOBJ cls.__new__(cls, *args): both only build nodes.
-                    let args = self.pop()?;
-                    let f = self.pop()?;
-                    self.call(f, args)?;
-                }
-                Op::NewObjEx => {
-                    // NEWOBJ_EX: keyword arguments are not used by anything we allow.
-                    let _kwargs = self.pop()?;
+                    // NEWOBJ_EX's keyword arguments are not used by anything we allow.
+                    if op == Op::NewObjEx {
+                        self.pop()?;
+                    }
                     let args = self.pop()?;
                     let f = self.pop()?;
                     self.call(f, args)?;
