@@ -138,7 +138,8 @@ fn main() {
     let mut opens = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let traj = lawa::source::open(&tmp.display().to_string()).expect("the run opens");
+        let traj = lawa::source::open(&tmp.display().to_string(), &lawa::Config::default().hub)
+            .expect("the run opens");
         opens.push(t.elapsed());
         assert_eq!(traj.checkpoints.len(), n);
     }

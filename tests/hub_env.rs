@@ -18,6 +18,14 @@ const REPO: &str = "EleutherAI/pythia-tiny";
 
 static ENV: Mutex<()> = Mutex::new(());
 
+/// The hub options as the CLI builds them: from the process environment, read now.
+fn hf() -> lawa::HubOptions {
+    lawa::Config::builder()
+        .env(lawa::Env::from_process())
+        .build()
+        .hub
+}
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hub/pythia-tiny")
 }
@@ -47,7 +55,7 @@ fn hf_sources_list_download_and_work_offline_through_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     set_env(&server, dir.path());
 
-    let t = source::open(&format!("hf:{REPO}")).unwrap();
+    let t = source::open(&format!("hf:{REPO}"), &hf()).unwrap();
     assert_eq!(t.steps(), vec![1, 2, 4, 1000, 2000, 3000]);
     assert_eq!(t.checkpoints[4].tokens, Some(2000 * 2_097_152));
     let ck = t.checkpoint(2000).unwrap();
@@ -60,7 +68,7 @@ fn hf_sources_list_download_and_work_offline_through_the_environment() {
     );
 
     // local_path downloads into $HF_HOME/hub in huggingface_hub's layout.
-    let p = source::local_path(ck, &Reporter::silent()).unwrap();
+    let p = source::local_path(ck, &hf(), &Reporter::silent()).unwrap();
     let repo_dir = dir.path().join("hf/hub/models--EleutherAI--pythia-tiny");
     assert_eq!(
         p,
@@ -72,22 +80,22 @@ fn hf_sources_list_download_and_work_offline_through_the_environment() {
             std::fs::read(fixtures().join("step2000").join(f)).unwrap()
         );
     }
-    assert_eq!(hub::cached_location(&ck.location), Some(p.clone()));
+    assert_eq!(hub::cached_location(&ck.location, &hf()), Some(p.clone()));
     assert_eq!(
-        hub::cached_location(&t.checkpoint(4).unwrap().location),
+        hub::cached_location(&t.checkpoint(4).unwrap().location, &hf()),
         None
     );
-    let p3 = source::local_path(t.checkpoint(3000).unwrap(), &Reporter::silent()).unwrap();
+    let p3 = source::local_path(t.checkpoint(3000).unwrap(), &hf(), &Reporter::silent()).unwrap();
     assert!(p3.join("pytorch_model-00002-of-00002.bin").exists());
 
     // The HF-cache source (ORG/NAME without hf:) reads what the hub source downloaded.
-    let cached = source::open(REPO).unwrap();
+    let cached = source::open(REPO, &hf()).unwrap();
     assert_eq!(cached.steps(), vec![2000, 3000]);
 
     // Offline: the whole run is listed, the missing checkpoints named, nothing fetched.
     server.clear_log();
     std::env::set_var("HF_HUB_OFFLINE", "1");
-    let t = source::open(&format!("hf:{REPO}")).unwrap();
+    let t = source::open(&format!("hf:{REPO}"), &hf()).unwrap();
     assert_eq!(t.steps(), vec![1, 2, 4, 1000, 2000, 3000]);
     assert!(
         t.warnings[0].contains("4 of 6 checkpoints are not in the cache"),
@@ -95,10 +103,10 @@ fn hf_sources_list_download_and_work_offline_through_the_environment() {
         t.warnings
     );
     assert_eq!(
-        source::local_path(t.checkpoint(2000).unwrap(), &Reporter::silent()).unwrap(),
+        source::local_path(t.checkpoint(2000).unwrap(), &hf(), &Reporter::silent()).unwrap(),
         p
     );
-    let e = source::local_path(t.checkpoint(4).unwrap(), &Reporter::silent()).unwrap_err();
+    let e = source::local_path(t.checkpoint(4).unwrap(), &hf(), &Reporter::silent()).unwrap_err();
     assert!(
         matches!(e, SourceError::Hub(HubError::NotCached { .. })),
         "{e}"

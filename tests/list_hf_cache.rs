@@ -25,6 +25,14 @@ fn add_branch(cache: &Path, repo: &str, branch: &str, sha: &str, files: &[&str])
 
 const PYTHIA_FILES: &[&str] = &["config.json", "pytorch_model.bin", "tokenizer.json"];
 
+/// The hub options as the CLI builds them: from the process environment, read now.
+fn hf() -> lawa::HubOptions {
+    lawa::Config::builder()
+        .env(lawa::Env::from_process())
+        .build()
+        .hub
+}
+
 fn pythia_cache(cache: &Path) {
     let repo = "EleutherAI/pythia-70m";
     for (i, step) in [0u64, 1, 2, 4, 512, 1000, 143000].iter().enumerate() {
@@ -131,7 +139,7 @@ fn opening_by_path_of_the_repo_folder() {
     let d = tempfile::tempdir().unwrap();
     pythia_cache(d.path());
     let dir = d.path().join("models--EleutherAI--pythia-70m");
-    let t = source::open(dir.to_str().unwrap()).unwrap();
+    let t = source::open(dir.to_str().unwrap(), &hf()).unwrap();
     assert_eq!(t.name, "EleutherAI/pythia-70m");
     assert_eq!(t.checkpoints.len(), 7);
 }
@@ -164,12 +172,12 @@ fn org_name_is_found_through_hf_home() {
     std::env::remove_var("HF_HUB_CACHE");
     std::env::remove_var("HUGGINGFACE_HUB_CACHE");
     std::env::set_var("HF_HOME", d.path());
-    assert_eq!(hf_cache::cache_dir(), d.path().join("hub"));
-    let t = source::open("EleutherAI/pythia-70m").unwrap();
+    assert_eq!(hf().cache_dir, d.path().join("hub"));
+    let t = source::open("EleutherAI/pythia-70m", &hf()).unwrap();
     assert_eq!(t.source, "EleutherAI/pythia-70m");
     assert_eq!(t.checkpoints.len(), 7);
 
-    let e = source::open("EleutherAI/pythia-160m")
+    let e = source::open("EleutherAI/pythia-160m", &hf())
         .unwrap_err()
         .to_string();
     assert_eq!(
@@ -183,6 +191,6 @@ fn org_name_is_found_through_hf_home() {
     // HF_HUB_CACHE wins over HF_HOME.
     let other = tempfile::tempdir().unwrap();
     std::env::set_var("HF_HUB_CACHE", other.path());
-    assert!(source::open("EleutherAI/pythia-70m").is_err());
+    assert!(source::open("EleutherAI/pythia-70m", &hf()).is_err());
     std::env::remove_var("HF_HUB_CACHE");
 }

@@ -21,7 +21,7 @@ fn model_dir(root: &Path, name: &str, weights: &str) {
 }
 
 fn open(dir: &Path) -> Trajectory {
-    source::open(dir.to_str().unwrap()).unwrap()
+    source::open(dir.to_str().unwrap(), &lawa::Config::default().hub).unwrap()
 }
 
 fn names(t: &Trajectory) -> Vec<&str> {
@@ -57,7 +57,10 @@ fn folders_in_every_naming_style_sorted_numerically() {
     };
     assert!(path.is_absolute());
     assert_eq!(path, &fs::canonicalize(d.path().join("step1000")).unwrap());
-    assert_eq!(source::local_path(c, &Reporter::silent()).unwrap(), *path);
+    assert_eq!(
+        source::local_path(c, &lawa::Config::default().hub, &Reporter::silent()).unwrap(),
+        *path
+    );
     // No tokens per step anywhere: tokens unknown.
     assert!(t.tokens_per_step.is_none());
     assert!(t.checkpoints.iter().all(|c| c.tokens.is_none()));
@@ -259,7 +262,9 @@ fn checkpoints_in_a_checkpoints_subfolder() {
 }
 
 fn err(spec: &str) -> String {
-    source::open(spec).unwrap_err().to_string()
+    source::open(spec, &lawa::Config::default().hub)
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -323,7 +328,12 @@ fn local_path_of_a_vanished_checkpoint_is_an_error() {
     model_dir(d.path(), "step2", "model.safetensors");
     let t = open(d.path());
     fs::remove_dir_all(d.path().join("step2")).unwrap();
-    let e = source::local_path(t.checkpoint(2).unwrap(), &Reporter::silent()).unwrap_err();
+    let e = source::local_path(
+        t.checkpoint(2).unwrap(),
+        &lawa::Config::default().hub,
+        &Reporter::silent(),
+    )
+    .unwrap_err();
     assert!(matches!(e, SourceError::NotFound(_)), "{e}");
     assert!(
         e.to_string().ends_with("step2: no such file or folder"),

@@ -34,7 +34,7 @@ fn a_logged_spike_marks_the_checkpoints_inside_it() {
     }
     fs::write(d.path().join("metrics.jsonl"), log).unwrap();
 
-    let t = source::open(d.path().to_str().unwrap()).unwrap();
+    let t = source::open(d.path().to_str().unwrap(), &lawa::Config::default().hub).unwrap();
     assert!(t.warnings.is_empty(), "{:?}", t.warnings);
     let loss = &t.metrics.loss;
     assert_eq!(loss.len(), 2000);

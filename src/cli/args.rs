@@ -1,5 +1,5 @@
-//! Flags that several subcommands share, declared once and flattened into each (`explore`,
-//! `sweep`): the eval data and settings of results that go to a trajectory's store.
+//! Flags that several subcommands share, declared once and flattened into each: the eval data
+//! and settings (`eval`, `explore`, `sweep`), the tokens per step (`list`, `explore`, `export`).
 
 use std::path::{Path, PathBuf};
 
@@ -10,29 +10,38 @@ use lawa::results;
 use lawa::source::{Location, Trajectory};
 use lawa::tasks::{TaskName, TaskSpec};
 
-/// Default windows per forward pass for results stored per trajectory.
+/// Default windows per forward pass, for `eval`, `explore` and `sweep` alike.
 pub const DEFAULT_BATCH: usize = 8;
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct StoreEvalArgs {
+/// The eval data and settings. `explore` and `sweep` default the data to the run's own
+/// `heldout.txt`; `eval` requires data (or a task) and says so in its own help for `--text`.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct EvalArgs {
     /// Eval text (UTF-8), tokenised with the checkpoints' tokenizer.json
     /// [default: heldout.txt in the run folder, if there is one]
     #[arg(long, conflicts_with = "tokens")]
     pub text: Option<PathBuf>,
-    /// Pre-tokenised eval ids (.npy, .bin/.u16 as uint16, .u32)
+    /// Pre-tokenised ids: .npy, raw little-endian uint16 (.bin as nanoGPT writes, .u16) or
+    /// uint32 (.u32)
     #[arg(long)]
     pub tokens: Option<PathBuf>,
-    /// Eval context length [default: the model's, capped at 2048]
+    /// Tokens per window [default: the model's max_position_embeddings, at most 2048]
     #[arg(long)]
     pub ctx: Option<usize>,
     /// Evaluate only the first N tokens
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub max_tokens: Option<u64>,
-    /// Eval windows per forward pass
+    /// Windows per forward pass
     #[arg(long, default_value_t = DEFAULT_BATCH)]
     pub batch: usize,
     #[arg(long, value_enum, default_value_t = DevicePref::Auto)]
     pub device: DevicePref,
+}
+
+/// The zero-shot tasks of a store's evaluations (`explore`, `sweep`): evaluated beside the
+/// perplexity on every target. (`eval` declares its own `--task`, with its own help.)
+#[derive(clap::Args, Debug, Clone, Default, PartialEq)]
+pub struct StoreTaskArgs {
     /// Zero-shot task NAME=FILE (repeatable), evaluated beside the perplexity on every
     /// checkpoint and window [default: the tasks the run folder's trajectory.json lists]
     #[arg(long = "task", id = "task", value_name = "NAME=FILE")]
@@ -42,22 +51,44 @@ pub struct StoreEvalArgs {
     pub no_tasks: bool,
 }
 
-impl Default for StoreEvalArgs {
+impl Default for EvalArgs {
     fn default() -> Self {
-        StoreEvalArgs {
+        EvalArgs {
             text: None,
             tokens: None,
             ctx: None,
             max_tokens: None,
             batch: DEFAULT_BATCH,
             device: DevicePref::Auto,
-            tasks: Vec::new(),
-            no_tasks: false,
         }
     }
 }
 
-impl StoreEvalArgs {
+impl StoreTaskArgs {
+    /// The tasks of `--task`, else those the run folder's `trajectory.json` lists (the
+    /// demo's cloze file), each file read and hashed: a bad file is one line naming it.
+    pub fn configs(&self, traj: &Trajectory, source: &str) -> anyhow::Result<Vec<TaskConfig>> {
+        let specs = if !self.tasks.is_empty() {
+            self.tasks.clone()
+        } else if self.no_tasks {
+            Vec::new()
+        } else {
+            run_folder(traj, source)
+                .map(|d| listed_tasks(&d))
+                .unwrap_or_default()
+        };
+        let mut out: Vec<TaskConfig> = Vec::new();
+        for spec in &specs {
+            if out.iter().any(|t| t.name == spec.name) {
+                anyhow::bail!("--task {}: given twice", spec.name);
+            }
+            out.push(TaskConfig::load(spec)?);
+        }
+        Ok(out)
+    }
+}
+
+impl EvalArgs {
     /// The eval data from the flags, else the run's own `heldout.txt`: (data, label, hash).
     pub fn data(
         &self,
@@ -82,26 +113,10 @@ impl StoreEvalArgs {
         Ok(Some((data, label, hash)))
     }
 
-    /// The tasks of `--task`, else those the run folder's `trajectory.json` lists (the
-    /// demo's cloze file), each file read and hashed: a bad file is one line naming it.
-    pub fn task_configs(&self, traj: &Trajectory, source: &str) -> anyhow::Result<Vec<TaskConfig>> {
-        let specs = if !self.tasks.is_empty() {
-            self.tasks.clone()
-        } else if self.no_tasks {
-            Vec::new()
-        } else {
-            run_folder(traj, source)
-                .map(|d| listed_tasks(&d))
-                .unwrap_or_default()
-        };
-        let mut out: Vec<TaskConfig> = Vec::new();
-        for spec in &specs {
-            if out.iter().any(|t| t.name == spec.name) {
-                anyhow::bail!("--task {}: given twice", spec.name);
-            }
-            out.push(TaskConfig::load(spec)?);
-        }
-        Ok(out)
+    /// `--max-tokens` as a length in memory (a count beyond the address space is "all").
+    pub fn max_tokens_len(&self) -> Option<usize> {
+        self.max_tokens
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     /// The eval configuration of these flags on `device`, given the data and the tasks.
@@ -159,7 +174,7 @@ fn run_folder(traj: &Trajectory, source: &str) -> Option<PathBuf> {
 }
 
 /// `--tokens-per-step N`, shared by the commands that draw or list a trajectory's x axis.
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone, Default, PartialEq)]
 pub struct TokensPerStepArg {
     /// Tokens per optimizer step, where neither the checkpoint names nor the metrics carry
     /// tokens (the x axis in tokens = N × step)
@@ -169,8 +184,8 @@ pub struct TokensPerStepArg {
 
 impl TokensPerStepArg {
     /// The trajectory at `source`, with the tokens per step when given.
-    pub fn open(&self, source: &str) -> anyhow::Result<Trajectory> {
-        let mut t = lawa::source::open(source)?;
+    pub fn open(&self, source: &str, config: &lawa::Config) -> anyhow::Result<Trajectory> {
+        let mut t = lawa::source::open(source, &config.hub)?;
         if let Some(n) = self.tokens_per_step {
             lawa::source::set_tokens_per_step(&mut t, n);
         }

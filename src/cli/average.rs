@@ -88,11 +88,11 @@ fn size_in_bytes(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: Args, config: &lawa::Config) -> anyhow::Result<()> {
     let scheme: Scheme = args.weights.parse()?;
     let dtype: OutDType = args.dtype.parse()?;
     let shard_size = size_in_bytes(&args.shard_size).map_err(anyhow::Error::msg)?;
-    let traj = lawa::source::open(&args.path)?;
+    let traj = lawa::source::open(&args.path, &config.hub)?;
     let all = traj.steps();
     let chosen = match (&args.steps, args.at, args.last) {
         (Some(steps), _, _) => select_steps(&all, steps),
@@ -111,7 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let ckpt = traj
             .checkpoint(step)
             .expect("chosen from the trajectory's steps");
-        let path = lawa::source::local_path(ckpt, &reporter)?;
+        let path = lawa::source::local_path(ckpt, &config.hub, &reporter)?;
         inputs.push(AverageInput { path, step, weight });
     }
     let opts = AverageOptions {

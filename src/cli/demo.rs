@@ -8,7 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lawa::progress::{CancelToken, Reporter};
 use lawa::train::{self, DemoConfig};
 
-#[derive(clap::Args, Debug)]
+/// Every field is optional, so `Args::default()` is `lawa demo` with no flags.
+#[derive(clap::Args, Debug, Default, PartialEq)]
 pub struct Args {
     /// Where to write the demo (default: $LAWA_HOME/demo, else the platform data dir's lawa/demo)
     #[arg(long, value_name = "DIR")]
@@ -50,14 +51,17 @@ pub fn config(args: &Args) -> DemoConfig {
     cfg
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: Args, lawa_config: &lawa::Config) -> anyhow::Result<()> {
     // Measured on 2 shared cores: one thread is faster than two for this tiny model (candle's
     // thread pool spins while the other core is busy). Set before any pool starts.
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
     let cfg = config(&args);
-    let out = args.out.clone().unwrap_or_else(train::demo_dir);
+    let out = match &args.out {
+        Some(o) => o.clone(),
+        None => lawa_config.demo_dir()?,
+    };
     if !args.force && train::existing_config(&out).as_ref() == Some(&cfg) {
         eprintln!(
             "a complete demo is already at {} (use --force to retrain)",

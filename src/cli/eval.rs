@@ -4,45 +4,36 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use candle_core::DType;
-use lawa::device::{self, DevicePref};
+use lawa::device;
 use lawa::eval::{self, Comparison, EvalData, EvalOptions, EvalResult, TokenDType, Tokens};
 use lawa::model::LoadedModel;
 use lawa::progress::{CancelToken, Reporter};
 use lawa::tasks::{TaskResult, TaskSpec};
+
+use super::args::EvalArgs;
 
 #[derive(clap::Args, Debug)]
 #[command(
     after_help = "Windows: the first --max-tokens tokens (all by default) are cut into \
 consecutive non-overlapping windows of --ctx tokens; a remainder shorter than ctx is dropped, \
 unless the whole input is shorter than ctx, in which case it is one window; in each window \
-every token after the first is predicted."
+every token after the first is predicted.",
+    // The shared --text, as `lawa eval` needs it: no run folder to default to.
+    mut_arg("text", |a| a
+        .help("UTF-8 text, tokenised with the model's tokenizer.json")
+        .required_unless_present_any(["tokens", "task"]))
 )]
 pub struct Args {
     /// A model dir (config.json + weights), an averaged output, or a run (with --step)
     pub model: PathBuf,
-    /// UTF-8 text, tokenised with the model's tokenizer.json
-    #[arg(long, required_unless_present_any = ["tokens", "task"], conflicts_with = "tokens")]
-    pub text: Option<PathBuf>,
-    /// Pre-tokenised ids: .npy, raw little-endian uint16 (.bin as nanoGPT writes, .u16) or uint32 (.u32)
-    #[arg(long)]
-    pub tokens: Option<PathBuf>,
+    #[command(flatten)]
+    pub eval: EvalArgs,
     /// Width of the ids of a raw --tokens file, whatever its extension
     #[arg(long, value_enum, requires = "tokens")]
     pub token_dtype: Option<TokenDType>,
     /// The checkpoint of the run MODEL at this step
     #[arg(long)]
     pub step: Option<u64>,
-    /// Tokens per window [default: the model's max_position_embeddings, at most 2048]
-    #[arg(long)]
-    pub ctx: Option<usize>,
-    /// Evaluate only the first N tokens
-    #[arg(long)]
-    pub max_tokens: Option<usize>,
-    /// Windows per forward pass
-    #[arg(long, default_value_t = 4)]
-    pub batch: usize,
-    #[arg(long, value_enum, default_value_t)]
-    pub device: DevicePref,
     /// Compute dtype [default: f32 on CPU, the checkpoint's dtype on a GPU]
     #[arg(long, value_enum)]
     pub dtype: Option<DTypeArg>,
@@ -76,17 +67,17 @@ impl DTypeArg {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let model_dir = resolve_model(&args.model, args.step)?;
-    let device = device::select(args.device)?;
+pub fn run(args: Args, config: &lawa::Config) -> anyhow::Result<()> {
+    let model_dir = resolve_model(&args.model, args.step, config)?;
+    let device = device::select(args.eval.device)?;
     let opts = EvalOptions {
-        ctx: args.ctx,
-        max_tokens: args.max_tokens,
-        batch: args.batch,
+        ctx: args.eval.ctx,
+        max_tokens: args.eval.max_tokens_len(),
+        batch: args.eval.batch,
         device,
         dtype: args.dtype.map(DTypeArg::to_candle),
     };
-    let data = match (&args.text, &args.tokens, args.token_dtype) {
+    let data = match (&args.eval.text, &args.eval.tokens, args.token_dtype) {
         (Some(t), _, _) => EvalData::Text(t.clone()),
         (None, Some(t), Some(w)) => EvalData::TokensAs(t.clone(), w),
         (None, Some(t), None) => EvalData::Tokens(t.clone()),
@@ -222,7 +213,10 @@ fn run_tasks(
         .iter()
         .map(|spec| {
             Ok(lawa::tasks::evaluate_model(
-                model, spec, args.batch, reporter,
+                model,
+                spec,
+                args.eval.batch,
+                reporter,
             )?)
         })
         .collect()
@@ -279,12 +273,16 @@ fn finite_or_fail(model: &Path, values: &[(&str, f64)]) -> anyhow::Result<()> {
 }
 
 /// The model dir MODEL names: itself, or with `--step N` the checkpoint of that run.
-fn resolve_model(model: &Path, step: Option<u64>) -> anyhow::Result<PathBuf> {
+fn resolve_model(
+    model: &Path,
+    step: Option<u64>,
+    config: &lawa::Config,
+) -> anyhow::Result<PathBuf> {
     let Some(step) = step else {
         return Ok(model.to_path_buf());
     };
     let source = model.to_string_lossy();
-    let traj = lawa::source::open(&source)?;
+    let traj = lawa::source::open(&source, &config.hub)?;
     let ckpt = traj.checkpoint(step).with_context(|| {
         let steps = traj.steps();
         match (steps.first(), steps.last()) {
@@ -295,7 +293,11 @@ fn resolve_model(model: &Path, step: Option<u64>) -> anyhow::Result<PathBuf> {
             _ => format!("{source}: no checkpoint at step {step}"),
         }
     })?;
-    Ok(lawa::source::local_path(ckpt, &Reporter::silent())?)
+    Ok(lawa::source::local_path(
+        ckpt,
+        &config.hub,
+        &Reporter::silent(),
+    )?)
 }
 
 fn print_result(model: &LoadedModel, tokens: &Tokens, r: &EvalResult) {

@@ -10,19 +10,25 @@ use lawa::jobs::JobRunner;
 use lawa::results::{self, ResultsStore};
 use lawa::source::{Location, Trajectory};
 use lawa::sweep::slurm::{self, ArrayPlan};
+use lawa::Config;
 
-use super::args::StoreEvalArgs;
+use super::args::{EvalArgs, StoreTaskArgs};
 use crate::tui::app::{self, App};
 use crate::tui::state::{EvalView, Event, State, TaskView};
 
-#[derive(clap::Args, Debug, Clone)]
+/// `--export-dir`'s default.
+const EXPORT_DIR: &str = "lawa-export";
+
+#[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct Args {
     /// The trajectory: a run folder, a repo folder in the Hugging Face cache, or hf:ORG/NAME
     pub source: String,
     #[command(flatten)]
-    pub eval: StoreEvalArgs,
+    pub eval: EvalArgs,
+    #[command(flatten)]
+    pub zero_shot: StoreTaskArgs,
     /// Where `e` writes the chart and tables
-    #[arg(long, default_value = "lawa-export")]
+    #[arg(long, default_value = EXPORT_DIR)]
     pub export_dir: PathBuf,
     /// Memory for checkpoints kept between window jobs, in MiB [default: a quarter of the
     /// machine's]
@@ -33,20 +39,22 @@ pub struct Args {
 }
 
 impl Args {
+    /// `lawa explore SOURCE` with no flags.
     pub fn for_source(source: String) -> Self {
         Args {
             source,
-            eval: StoreEvalArgs::default(),
-            export_dir: PathBuf::from("lawa-export"),
+            eval: EvalArgs::default(),
+            zero_shot: StoreTaskArgs::default(),
+            export_dir: PathBuf::from(EXPORT_DIR),
             memory_mib: None,
             tokens: Default::default(),
         }
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let traj = args.tokens.open(&args.source)?;
-    open(traj, &args)
+pub fn run(args: Args, config: &Config) -> anyhow::Result<()> {
+    let traj = args.tokens.open(&args.source, config)?;
+    open(traj, &args, config)
 }
 
 /// The model's `max_position_embeddings` from the config of the first local checkpoint that
@@ -71,10 +79,10 @@ fn max_position_embeddings(traj: &Trajectory) -> Option<usize> {
 }
 
 /// Opens the explorer on an already listed trajectory.
-pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
+pub fn open(traj: Trajectory, args: &Args, config: &Config) -> anyhow::Result<()> {
     let eval = args.eval.data(&traj, &args.source)?;
-    let tasks = args.eval.task_configs(&traj, &args.source)?;
-    let dir = results::trajectory_dir(&traj.source)?;
+    let tasks = args.zero_shot.configs(&traj, &args.source)?;
+    let dir = results::trajectory_dir(config.home()?, &traj.source);
     let (store, warnings) = ResultsStore::open(&dir)?;
     let records = store.records().to_vec();
     let budget = args
@@ -118,13 +126,15 @@ pub fn open(traj: Trajectory, args: &Args) -> anyhow::Result<()> {
     let store_w = store.clone();
     let traj_w = traj.clone();
     let resident = lawa::jobs::engine::Resident::default();
+    let hub = config.hub.clone();
     let make_runner: app::RunnerFactory = Box::new(move |ctx, max_tokens, sink| {
         let cfg = base.clone().map(|c| EvalConfig {
             ctx,
             max_tokens,
             ..c
         });
-        let exec = EngineExecutor::new(traj.clone(), cfg, store.clone(), budget, resident.clone());
+        let exec = EngineExecutor::new(traj.clone(), cfg, store.clone(), budget, resident.clone())
+            .with_hub(hub.clone());
         JobRunner::start(exec, sink)
     });
     let watch = watcher(store_w, dir, traj_w);
@@ -193,8 +203,8 @@ fn watcher(store: Arc<Mutex<ResultsStore>>, dir: PathBuf, traj: Trajectory) -> a
 }
 
 /// `lawa` with no arguments: the explorer on the demo trajectory, trained first if needed.
-pub fn run_demo(train: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let dir = lawa::train::demo_dir();
+pub fn run_demo(config: &Config, train: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let dir = config.demo_dir()?;
     if !lawa::train::is_complete(&dir) {
         eprintln!(
             "lawa: no demo trajectory yet; training it into {} (once, about 2 minutes)",
@@ -203,5 +213,5 @@ pub fn run_demo(train: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()
         train().context("training the demo trajectory")?;
     }
     let source = dir.display().to_string();
-    run(Args::for_source(source))
+    run(Args::for_source(source), config)
 }

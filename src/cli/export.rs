@@ -46,9 +46,9 @@ pub struct Args {
     pub tokens: super::args::TokensPerStepArg,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let traj = args.tokens.open(&args.source)?;
-    let dir = results::trajectory_dir(&traj.source)?;
+pub fn run(args: Args, config: &lawa::Config) -> anyhow::Result<()> {
+    let traj = args.tokens.open(&args.source, config)?;
+    let dir = results::trajectory_dir(config.home()?, &traj.source);
     let (store, warnings) = ResultsStore::open(&dir)?;
     for w in warnings {
         eprintln!("warning: {w}");

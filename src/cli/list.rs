@@ -293,8 +293,8 @@ fn table(l: &Listing) -> String {
     out
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let t = args.tokens.open(&args.source)?;
+pub fn run(args: Args, config: &lawa::Config) -> anyhow::Result<()> {
+    let t = args.tokens.open(&args.source, config)?;
     let listing = describe(&t);
     if args.json {
         let text = serde_json::to_string_pretty(&listing).context("writing JSON")?;

@@ -67,27 +67,23 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    if cli.offline {
-        lawa::source::hub::set_offline(true);
-    }
+    // The environment is read here, once; everything below is told.
+    let config = lawa::Config::builder()
+        .env(lawa::Env::from_process())
+        .offline(cli.offline)
+        .build();
+    let config = &config;
     let result: anyhow::Result<()> = match cli.command {
         // `lawa` alone: the explorer on the demo trajectory, trained first (with its progress).
-        None => explore::run_demo(|| match Cli::try_parse_from(["lawa", "demo"]) {
-            Ok(Cli {
-                command: Some(Command::Demo(a)),
-                ..
-            }) => demo::run(a),
-            Ok(_) => anyhow::bail!("internal: `lawa demo` did not parse as the demo command"),
-            Err(e) => Err(e.into()),
-        }),
-        Some(Command::List(a)) => list::run(a),
-        Some(Command::Average(a)) => average::run(a),
-        Some(Command::Eval(a)) => eval::run(a),
-        Some(Command::Demo(a)) => demo::run(a),
-        Some(Command::Explore(a)) => explore::run(a),
-        Some(Command::Sweep(a)) => sweep::run(a),
-        Some(Command::SweepTask(a)) => sweep::run_task(a),
-        Some(Command::Export(a)) => export::run(a),
+        None => explore::run_demo(config, || demo::run(demo::Args::default(), config)),
+        Some(Command::List(a)) => list::run(a, config),
+        Some(Command::Average(a)) => average::run(a, config),
+        Some(Command::Eval(a)) => eval::run(a, config),
+        Some(Command::Demo(a)) => demo::run(a, config),
+        Some(Command::Explore(a)) => explore::run(a, config),
+        Some(Command::Sweep(a)) => sweep::run(a, config),
+        Some(Command::SweepTask(a)) => sweep::run_task(a, config),
+        Some(Command::Export(a)) => export::run(a, config),
         Some(Command::Doctor(a)) => doctor::run(a),
     };
     match result {
@@ -148,6 +144,15 @@ pub fn one_line(e: &anyhow::Error) -> String {
 mod tests {
     use super::*;
 
+    /// clap's own checks of every subcommand (two flags of one name, a `conflicts_with` naming
+    /// nothing): they run only when a command is parsed, so a command no test parses would
+    /// panic in the user's hands.
+    #[test]
+    fn every_command_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
     #[test]
     fn usage_errors_are_one_line() {
         for args in [
@@ -168,5 +173,52 @@ mod tests {
         let e = Cli::try_parse_from(["lawa", "average", "run"]).unwrap_err();
         let line = usage_line(&e.render().to_string());
         assert!(line.contains("--out"), "{line}");
+    }
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(args).unwrap().command.unwrap()
+    }
+
+    /// The defaults built in code (`lawa` alone trains the demo and opens the explorer without
+    /// parsing a command line) are the ones clap gives the same commands with no flags.
+    #[test]
+    fn defaults_in_code_match_the_parsed_defaults() {
+        let Command::Demo(a) = parse(&["lawa", "demo"]) else {
+            panic!("not demo")
+        };
+        assert_eq!(a, demo::Args::default());
+        let Command::Explore(a) = parse(&["lawa", "explore", "run"]) else {
+            panic!("not explore")
+        };
+        assert_eq!(a, explore::Args::for_source("run".into()));
+        let Command::Sweep(a) = parse(&["lawa", "sweep", "run"]) else {
+            panic!("not sweep")
+        };
+        assert_eq!(a.eval, args::EvalArgs::default());
+    }
+
+    /// `eval`, `explore` and `sweep` share one set of eval flags: the same types and defaults;
+    /// only `eval` requires data.
+    #[test]
+    fn eval_flags_are_shared() {
+        let flags = ["--text", "t.txt", "--ctx", "64", "--max-tokens", "1000"];
+        fn with<'a>(cmd: &[&'a str], flags: &[&'a str]) -> Vec<&'a str> {
+            [cmd, flags].concat()
+        }
+        let Command::Eval(e) = parse(&with(&["lawa", "eval", "model"], &flags)) else {
+            panic!("not eval")
+        };
+        let Command::Explore(x) = parse(&with(&["lawa", "explore", "run"], &flags)) else {
+            panic!("not explore")
+        };
+        let Command::Sweep(s) = parse(&with(&["lawa", "sweep", "run"], &flags)) else {
+            panic!("not sweep")
+        };
+        assert_eq!(e.eval, x.eval);
+        assert_eq!(e.eval, s.eval);
+        assert_eq!(e.eval.batch, args::DEFAULT_BATCH);
+        assert_eq!(e.eval.max_tokens_len(), Some(1000));
+        assert!(Cli::try_parse_from(["lawa", "eval", "model"]).is_err());
+        assert!(Cli::try_parse_from(["lawa", "sweep", "run"]).is_ok());
     }
 }

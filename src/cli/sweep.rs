@@ -15,8 +15,9 @@ use lawa::results::Metric;
 use lawa::results::{self, EvalSettings, ResultsStore};
 use lawa::sweep::slurm::{self, ArrayPlan, SubmitOptions, TaskState};
 use lawa::sweep::{self, SweepEngine, SweepError, SweepSpec, Todo, WindowSpec};
+use lawa::Config;
 
-use super::args::StoreEvalArgs;
+use super::args::{EvalArgs, StoreTaskArgs};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -49,7 +50,9 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub every: usize,
     #[command(flatten)]
-    pub eval: StoreEvalArgs,
+    pub eval: EvalArgs,
+    #[command(flatten)]
+    pub zero_shot: StoreTaskArgs,
     /// Memory for checkpoints kept between windows, in MiB [default: half the machine's]
     #[arg(long)]
     pub memory_mib: Option<u64>,
@@ -112,25 +115,25 @@ struct Summary<'a> {
     reads: &'a sweep::ReadStats,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: Args, config: &Config) -> anyhow::Result<()> {
     if args.status {
-        return status(&args);
+        return status(&args, config);
     }
     let scheme: Scheme = args.weights.parse()?;
     if args.ks.contains(&0) {
         anyhow::bail!("--last 0: a window needs at least one checkpoint");
     }
-    let traj = lawa::source::open(&args.source)?;
+    let traj = lawa::source::open(&args.source, &config.hub)?;
     let data = args.eval.data(&traj, &args.source)?.ok_or_else(|| {
         anyhow::anyhow!(
             "{}: no eval data: pass --text FILE or --tokens FILE (or put heldout.txt in the run folder)",
             args.source
         )
     })?;
-    let tasks = args.eval.task_configs(&traj, &args.source)?;
+    let tasks = args.zero_shot.configs(&traj, &args.source)?;
     let device = lawa::device::select(args.eval.device)?;
     let cfg = args.eval.config(data, tasks, device.clone());
-    let dir = results::trajectory_dir(&traj.source)?;
+    let dir = results::trajectory_dir(config.home()?, &traj.source);
     let (mut store, warnings) = ResultsStore::open(&dir)?;
     for w in &warnings {
         eprintln!("warning: {}", lawa::display::escape(w));
@@ -154,7 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let planned = sweep::plan(&traj, &spec, &spikes)?;
     let budget = budget(args.memory_mib);
-    let mut engine = SweepEngine::new(traj.clone(), cfg, budget);
+    let mut engine = SweepEngine::new(traj.clone(), cfg, budget).with_hub(config.hub.clone());
     let all = engine.all_settings()?;
     // Evaluations: each target once per metric (perplexity, each task).
     let total = planned.len() * all.len();
@@ -492,7 +495,7 @@ fn plan_eval(cfg: &EvalConfig) -> anyhow::Result<EvalConfig> {
 
 /// `lawa sweep-task PLAN`: runs one array task's chunk into its own shard, skipping what the
 /// store already holds (a rerun after a failure or preemption does only what is missing).
-pub fn run_task(args: TaskArgs) -> anyhow::Result<()> {
+pub fn run_task(args: TaskArgs, config: &Config) -> anyhow::Result<()> {
     let plan = ArrayPlan::load(&args.plan)?;
     let index = match args.index {
         Some(i) => i,
@@ -528,12 +531,13 @@ pub fn run_task(args: TaskArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let traj = lawa::source::open(&plan.source)?;
+    let traj = lawa::source::open(&plan.source, &config.hub)?;
     let cfg = EvalConfig {
         device: lawa::device::select(plan.device)?,
         ..plan.eval.clone()
     };
-    let mut engine = SweepEngine::new(traj, cfg, budget(plan.memory_mib));
+    let mut engine =
+        SweepEngine::new(traj, cfg, budget(plan.memory_mib)).with_hub(config.hub.clone());
     let settings = engine.all_settings()?;
     if settings != plan.all_settings() {
         anyhow::bail!(
@@ -564,9 +568,9 @@ pub fn run_task(args: TaskArgs) -> anyhow::Result<()> {
 }
 
 /// `--status`: each Slurm sweep of the trajectory, from the store and `squeue`.
-fn status(args: &Args) -> anyhow::Result<()> {
-    let traj = lawa::source::open(&args.source)?;
-    let dir = results::trajectory_dir(&traj.source)?;
+fn status(args: &Args, config: &Config) -> anyhow::Result<()> {
+    let traj = lawa::source::open(&args.source, &config.hub)?;
+    let dir = results::trajectory_dir(config.home()?, &traj.source);
     let (plans, warnings) = ArrayPlan::all_in(&dir);
     for w in &warnings {
         eprintln!("warning: {}", lawa::display::escape(w));
@@ -664,7 +668,7 @@ fn keep_model(
         let ckpt = traj
             .checkpoint(step)
             .with_context(|| format!("step {step} is not in {}", traj.source))?;
-        let path = lawa::source::local_path(ckpt, reporter)?;
+        let path = lawa::source::local_path(ckpt, engine.hub(), reporter)?;
         inputs.push(AverageInput { path, step, weight });
     }
     std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::eval::{self, EvalData, EvalOptions};
 use crate::progress::Reporter;
 use crate::results::{now_unix, Metric, ResultRecord, ResultsStore, RAW, TOOL_VERSION};
-use crate::source::{self, Trajectory};
+use crate::source::{self, hub::HubOptions, Trajectory};
 use crate::sweep::{SweepEngine, SweepError};
 use crate::tasks::{TaskError, TaskName, TaskResult, TaskSpec};
 
@@ -89,6 +89,8 @@ type TokensKey = (Option<PathBuf>, Option<usize>);
 /// Runs average and eval jobs with the lawa engine.
 pub struct EngineExecutor {
     traj: Trajectory,
+    /// Where hub checkpoints are fetched from and cached.
+    hub: HubOptions,
     /// `None`: no eval data was given; every job fails with a clear line.
     eval: Option<EvalConfig>,
     store: Arc<Mutex<ResultsStore>>,
@@ -112,6 +114,7 @@ impl EngineExecutor {
     ) -> Self {
         Self {
             traj,
+            hub: crate::Config::default().hub,
             eval,
             store,
             budget,
@@ -119,6 +122,13 @@ impl EngineExecutor {
             resident,
             tokens: None,
         }
+    }
+
+    /// Fetches hub checkpoints with `hub` (default: [`crate::Config::default`]'s, the public
+    /// hub; local trajectories never need it).
+    #[must_use]
+    pub fn with_hub(self, hub: HubOptions) -> Self {
+        Self { hub, ..self }
     }
 
     /// The model at `dir` for `opts` (loaded unless it is the one kept resident), evaluated.
@@ -169,7 +179,7 @@ impl EngineExecutor {
         let ckpt = self.traj.checkpoint(step).ok_or_else(|| {
             JobError::Failed(format!("step {step} is not in {}", self.traj.source))
         })?;
-        source::local_path(ckpt, reporter).map_err(|e| fail(reporter, e))
+        source::local_path(ckpt, &self.hub, reporter).map_err(|e| fail(reporter, e))
     }
 }
 
@@ -291,10 +301,10 @@ impl Executor for EngineExecutor {
         }) {
             self.windows = None;
         }
-        let (traj, budget) = (&self.traj, self.budget);
-        let engine = self
-            .windows
-            .get_or_insert_with(|| SweepEngine::new(traj.clone(), cfg.clone(), budget));
+        let (traj, hub, budget) = (&self.traj, &self.hub, self.budget);
+        let engine = self.windows.get_or_insert_with(|| {
+            SweepEngine::new(traj.clone(), cfg.clone(), budget).with_hub(hub.clone())
+        });
         let all = engine.all_settings().map_err(|e| fail(reporter, e))?;
         let mut out = Vec::new();
         let mut missing = Vec::new();
@@ -428,7 +438,11 @@ mod tests {
             .collect();
         let tokens = dir.path().join("ids.u32");
         std::fs::write(&tokens, ids).unwrap();
-        let traj = source::open(dir.path().join("run").to_str().unwrap()).unwrap();
+        let traj = source::open(
+            dir.path().join("run").to_str().unwrap(),
+            &crate::Config::default().hub,
+        )
+        .unwrap();
         let (store, _) = ResultsStore::open(&dir.path().join("results")).unwrap();
         let cfg = EvalConfig {
             data: EvalData::TokensAs(tokens, eval::TokenDType::U32),

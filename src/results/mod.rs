@@ -33,8 +33,6 @@ pub enum ResultsError {
     },
     #[error("{}: {msg}", path.display())]
     Json { path: PathBuf, msg: String },
-    #[error("no data directory for lawa on this system: set LAWA_HOME")]
-    NoHome,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
@@ -256,16 +254,6 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// lawa's data dir: `$LAWA_HOME`, else the platform data dir + `lawa`.
-pub fn lawa_home() -> Result<PathBuf, ResultsError> {
-    if let Some(h) = std::env::var_os("LAWA_HOME").filter(|h| !h.is_empty()) {
-        return Ok(PathBuf::from(h));
-    }
-    dirs::data_dir()
-        .map(|d| d.join("lawa"))
-        .ok_or(ResultsError::NoHome)
-}
-
 /// Stable key of a trajectory source: an existing path is canonicalised first, so `./run` and
 /// `/abs/run` share one store.
 pub fn source_key(source: &str) -> String {
@@ -275,9 +263,10 @@ pub fn source_key(source: &str) -> String {
     hex16(canonical.as_bytes())
 }
 
-/// The data dir of one trajectory: `$LAWA_HOME/trajectories/<source key>`.
-pub fn trajectory_dir(source: &str) -> Result<PathBuf, ResultsError> {
-    Ok(lawa_home()?.join("trajectories").join(source_key(source)))
+/// The data dir of one trajectory: `HOME/trajectories/<source key>`, where `home` is lawa's
+/// data dir ([`crate::config::Config::home`]: `$LAWA_HOME`).
+pub fn trajectory_dir(home: &Path, source: &str) -> PathBuf {
+    home.join("trajectories").join(source_key(source))
 }
 
 /// First 16 hex digits of the sha256 of `bytes`.
@@ -443,8 +432,12 @@ impl ResultsStore {
         Ok((self.records.len() - before, warnings))
     }
 
-    pub fn open_for_source(source: &str) -> Result<(ResultsStore, Vec<String>), ResultsError> {
-        Self::open(&trajectory_dir(source)?)
+    /// The store of `source` under lawa's data dir `home`.
+    pub fn open_for_source(
+        home: &Path,
+        source: &str,
+    ) -> Result<(ResultsStore, Vec<String>), ResultsError> {
+        Self::open(&trajectory_dir(home, source))
     }
 
     pub fn path(&self) -> &Path {

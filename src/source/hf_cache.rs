@@ -9,20 +9,9 @@ use std::path::{Path, PathBuf};
 
 use super::{metrics, run_dir, steps, Checkpoint, Location, Metrics, SourceError, Trajectory};
 
-/// The hub cache dir, resolved as hf-hub and `huggingface_hub` do: `HF_HUB_CACHE`, then
-/// `HUGGINGFACE_HUB_CACHE`, then `$HF_HOME/hub`, then `$XDG_CACHE_HOME/huggingface/hub`, then
-/// `~/.cache/huggingface/hub`.
-pub fn cache_dir() -> PathBuf {
-    let var = |k: &str| std::env::var_os(k);
-    cache_dir_from(
-        var("HF_HUB_CACHE").or_else(|| var("HUGGINGFACE_HUB_CACHE")),
-        var("HF_HOME"),
-        var("XDG_CACHE_HOME"),
-        dirs::home_dir(),
-    )
-}
-
-/// [`cache_dir`] from explicit values (pure; empty values count as unset).
+/// The hub cache dir, resolved as hf-hub and `huggingface_hub` do: `HF_HUB_CACHE` (or
+/// `HUGGINGFACE_HUB_CACHE`), then `$HF_HOME/hub`, then `$XDG_CACHE_HOME/huggingface/hub`, then
+/// `~/.cache/huggingface/hub`, from values [`crate::config`] read (pure; empty counts as unset).
 pub fn cache_dir_from(
     hub_cache: Option<OsString>,
     hf_home: Option<OsString>,
@@ -81,11 +70,6 @@ pub fn looks_like_repo_id(spec: &str) -> bool {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     };
     matches!(spec.split_once('/'), Some((org, name)) if ok(org) && ok(name))
-}
-
-/// Opens `ORG/NAME` from the cache dir given by the environment.
-pub fn open_repo(repo: &str, source: &str) -> Result<Trajectory, SourceError> {
-    open_repo_in(&cache_dir(), repo, source)
 }
 
 /// Opens `ORG/NAME` from the cache dir `cache`.

@@ -54,10 +54,11 @@ impl SourceError {
 
 /// Opens a trajectory from what the user typed: a run folder, a `models--ORG--NAME` folder of
 /// the HF cache, `ORG/NAME` (looked up in the HF cache when no such local path exists), or
-/// `hf:ORG/NAME` (the hub). Reads metadata only, never tensor data.
-pub fn open(spec: &str) -> Result<Trajectory, SourceError> {
+/// `hf:ORG/NAME` (the hub), with the hub and cache `hf` names. Reads metadata only, never
+/// tensor data.
+pub fn open(spec: &str, hf: &hub::HubOptions) -> Result<Trajectory, SourceError> {
     if spec.starts_with("hf:") {
-        return Ok(hub::open(spec, &hub::HubOptions::from_env())?);
+        return Ok(hub::open(spec, hf)?);
     }
     let path = Path::new(spec);
     if path.exists() {
@@ -67,7 +68,7 @@ pub fn open(spec: &str) -> Result<Trajectory, SourceError> {
         return run_dir::open(path, spec);
     }
     if hf_cache::looks_like_repo_id(spec) {
-        return hf_cache::open_repo(spec, spec);
+        return hf_cache::open_repo_in(&hf.cache_dir, spec, spec);
     }
     Err(SourceError::NotFound(path.to_path_buf()))
 }
@@ -87,9 +88,14 @@ pub fn unreadable(traj: &Trajectory) -> Vec<(u64, String)> {
 }
 
 /// The local model dir or weights file of a checkpoint, checked to exist. A hub checkpoint is
-/// downloaded into the Hugging Face cache first (only its missing files; progress in bytes and
-/// retry messages through `reporter`, cancellable; an error in offline mode if not cached).
-pub fn local_path(ckpt: &Checkpoint, reporter: &Reporter) -> Result<PathBuf, SourceError> {
+/// downloaded into the Hugging Face cache `hf` names first (only its missing files; progress in
+/// bytes and retry messages through `reporter`, cancellable; an error in offline mode if not
+/// cached).
+pub fn local_path(
+    ckpt: &Checkpoint,
+    hf: &hub::HubOptions,
+    reporter: &Reporter,
+) -> Result<PathBuf, SourceError> {
     match &ckpt.location {
         Location::Local { path } => {
             if path.exists() {
@@ -98,12 +104,9 @@ pub fn local_path(ckpt: &Checkpoint, reporter: &Reporter) -> Result<PathBuf, Sou
                 Err(SourceError::NotFound(path.clone()))
             }
         }
-        Location::Hub { repo, revision } => Ok(hub::download_checkpoint(
-            repo,
-            revision,
-            &hub::HubOptions::from_env(),
-            reporter,
-        )?),
+        Location::Hub { repo, revision } => {
+            Ok(hub::download_checkpoint(repo, revision, hf, reporter)?)
+        }
     }
 }
 
@@ -274,7 +277,7 @@ mod tests {
             b"not a checkpoint",
         )
         .unwrap();
-        let traj = open(dir.path().to_str().unwrap()).unwrap();
+        let traj = open(dir.path().to_str().unwrap(), &crate::Config::default().hub).unwrap();
         let bad = unreadable(&traj);
         let steps: Vec<u64> = bad.iter().map(|b| b.0).collect();
         assert_eq!(steps, vec![20, 30], "{bad:?}");

@@ -21,6 +21,7 @@ use crate::jobs::Target;
 use crate::model::ModelError;
 use crate::progress::Reporter;
 use crate::results::{EvalSettings, Metric, ResultRecord, ResultsError};
+use crate::source::hub::HubOptions;
 use crate::source::Trajectory;
 use crate::spikes::SpikeRegion;
 use crate::tasks::{Doc, TaskError, TaskName};
@@ -254,6 +255,8 @@ pub struct ReadStats {
 /// first, above `budget` bytes). One engine serves a whole sweep.
 pub struct SweepEngine {
     traj: Trajectory,
+    /// Where hub checkpoints are fetched from and cached.
+    hub: HubOptions,
     eval: EvalConfig,
     budget: u64,
     resident: VecDeque<Arc<ResidentCheckpoint>>,
@@ -276,6 +279,7 @@ impl SweepEngine {
     pub fn new(traj: Trajectory, eval: EvalConfig, budget: u64) -> Self {
         SweepEngine {
             traj,
+            hub: crate::Config::default().hub,
             eval,
             budget,
             resident: VecDeque::new(),
@@ -287,12 +291,23 @@ impl SweepEngine {
         }
     }
 
+    /// Fetches hub checkpoints with `hub` (default: [`crate::Config::default`]'s, the public
+    /// hub; local trajectories never need it).
+    #[must_use]
+    pub fn with_hub(self, hub: HubOptions) -> Self {
+        SweepEngine { hub, ..self }
+    }
+
     pub fn stats(&self) -> ReadStats {
         self.stats
     }
 
     pub fn trajectory(&self) -> &Trajectory {
         &self.traj
+    }
+
+    pub fn hub(&self) -> &HubOptions {
+        &self.hub
     }
 
     pub fn eval_config(&self) -> &EvalConfig {
@@ -365,7 +380,7 @@ impl SweepEngine {
         let ckpt = self.traj.checkpoint(step).ok_or_else(|| {
             SweepError::Plan(format!("step {step} is not in {}", self.traj.source))
         })?;
-        crate::source::local_path(ckpt, &Reporter::silent())
+        crate::source::local_path(ckpt, &self.hub, &Reporter::silent())
             .map_err(|e| SweepError::Plan(e.to_string()))
     }
 

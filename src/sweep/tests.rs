@@ -61,7 +61,11 @@ fn run_as(
         .collect();
     let tokens = dir.path().join("ids.u32");
     std::fs::write(&tokens, ids).unwrap();
-    let traj = crate::source::open(dir.path().join("run").to_str().unwrap()).unwrap();
+    let traj = crate::source::open(
+        dir.path().join("run").to_str().unwrap(),
+        &crate::Config::default().hub,
+    )
+    .unwrap();
     let cfg = EvalConfig {
         data: EvalData::TokensAs(tokens, TokenDType::U32),
         data_label: "ids.u32".into(),
@@ -361,7 +365,11 @@ fn torch_bin_checkpoints_are_used_in_place_and_give_what_average_then_eval_gives
         WeightsReader::open(&step100).unwrap().format(),
         crate::checkpoint::Format::TorchBin
     );
-    let traj = crate::source::open(bin_dir.path().join("run").to_str().unwrap()).unwrap();
+    let traj = crate::source::open(
+        bin_dir.path().join("run").to_str().unwrap(),
+        &crate::Config::default().hub,
+    )
+    .unwrap();
     equal_to_average_then_eval(&bin_dir, &traj, &cfg, 3);
     drop(dir);
 }

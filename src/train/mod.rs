@@ -14,7 +14,7 @@ pub mod tokenizer;
 use std::path::PathBuf;
 
 pub use run::{
-    demo_dir, existing_config, is_complete, run_demo, train_into, train_with_observer, DemoConfig,
+    existing_config, is_complete, run_demo, train_into, train_with_observer, DemoConfig,
     DemoSummary, DemoText, CLOZE,
 };
 

@@ -210,15 +210,6 @@ pub struct DemoSummary {
     pub seconds: f64,
 }
 
-/// `$LAWA_HOME/demo`, else the platform data dir's `lawa/demo` (e.g. `~/.local/share/lawa/demo`).
-pub fn demo_dir() -> PathBuf {
-    let home = std::env::var_os("LAWA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| dirs::data_dir().map(|d| d.join("lawa")))
-        .unwrap_or_else(|| PathBuf::from(".lawa"));
-    home.join("demo")
-}
-
 const TRAJECTORY: &str = "trajectory.json";
 const METRICS: &str = "metrics.jsonl";
 const HELDOUT: &str = "heldout.txt";
@@ -510,9 +501,6 @@ pub fn train_with_observer(
 fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        if std::env::var_os("LAWA_NO_MALLOPT").is_some() {
-            return;
-        }
         extern "C" {
             fn mallopt(param: i32, value: i32) -> i32;
         }

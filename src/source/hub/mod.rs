@@ -8,13 +8,9 @@
 //! cache, `models--ORG--NAME/{blobs,refs,snapshots}`, the layout Python's `huggingface_hub` uses,
 //! so downloads are shared with the user's other tools.
 //!
-//! Environment (read by [`HubOptions::from_env`]): `HF_ENDPOINT`; `HF_HUB_CACHE`, else
-//! `HF_HOME/hub`, else `~/.cache/huggingface/hub`; `HF_TOKEN`, else `HF_TOKEN_PATH`, else
-//! `HF_HOME/token`; `HF_HUB_OFFLINE=1` (or [`set_offline`], the CLI's `--offline`). lawa's own:
-//! `LAWA_CACHE_DIR` (where listings are kept, default the user cache dir `lawa/`),
-//! `LAWA_HUB_RETRIES` and `LAWA_HUB_RETRY_DELAY_MS` (backoff for rate limits and dropped
-//! connections; default 5 retries from 1 s, doubling), `LAWA_HUB_READ_TIMEOUT_S` (a transfer
-//! silent this long is retried; default 60).
+//! Everything here is told where and how by [`HubOptions`] (built from `HF_ENDPOINT`,
+//! `HF_HUB_CACHE`/`HF_HOME`, `HF_TOKEN`, `HF_HUB_OFFLINE`, `--offline` and lawa's retry knobs by
+//! [`crate::config`]); nothing here reads the environment.
 //!
 //! Everything here is blocking: each call runs its own small tokio runtime on a scoped thread,
 //! so it may be called from plain threads, `spawn_blocking` jobs, or even async code.
@@ -27,7 +23,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -94,13 +89,6 @@ pub fn branch_step(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-static FORCE_OFFLINE: AtomicBool = AtomicBool::new(false);
-
-/// Forces offline mode for the rest of the process (the CLI's `--offline`).
-pub fn set_offline(on: bool) {
-    FORCE_OFFLINE.store(on, Ordering::SeqCst);
-}
-
 /// Where and how to reach the hub, and where the cache is.
 #[derive(Clone, Debug)]
 pub struct HubOptions {
@@ -120,67 +108,6 @@ pub struct HubOptions {
     /// A connection that sends nothing for this long is dropped and retried (hf-hub sets no
     /// timeout of its own, so a stalled transfer would otherwise hang forever).
     pub read_timeout: Duration,
-}
-
-impl HubOptions {
-    pub fn from_env() -> Self {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let endpoint = env("HF_ENDPOINT")
-            .unwrap_or_else(|| "https://huggingface.co".to_string())
-            .trim_end_matches('/')
-            .to_string();
-        let offline = FORCE_OFFLINE.load(Ordering::SeqCst)
-            || env("HF_HUB_OFFLINE").is_some_and(|v| {
-                matches!(
-                    v.trim().to_ascii_uppercase().as_str(),
-                    "1" | "ON" | "YES" | "TRUE"
-                )
-            });
-        let listing_dir = env("LAWA_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| dirs::cache_dir().map(|d| d.join("lawa")))
-            .map(|d| d.join("hub-listings"));
-        Self {
-            endpoint,
-            cache_dir: hf_hub::resolve_cache_dir(),
-            token: token_from_env(),
-            offline,
-            retries: env("LAWA_HUB_RETRIES")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(5),
-            retry_delay: Duration::from_millis(
-                env("LAWA_HUB_RETRY_DELAY_MS")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1000),
-            ),
-            listing_dir,
-            read_timeout: Duration::from_secs(
-                env("LAWA_HUB_READ_TIMEOUT_S")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(60),
-            ),
-        }
-    }
-}
-
-/// The token `huggingface_hub` would use: `HF_TOKEN`, else the file at `HF_TOKEN_PATH`, else
-/// `HF_HOME/token` (written by `huggingface-cli login`); none if
-/// `HF_HUB_DISABLE_IMPLICIT_TOKEN` is set.
-fn token_from_env() -> Option<String> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    if env("HF_HUB_DISABLE_IMPLICIT_TOKEN").is_some() {
-        return None;
-    }
-    if let Some(t) = env("HF_TOKEN") {
-        return Some(t.trim().to_string());
-    }
-    let file = env("HF_TOKEN_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| hf_hub::hf_home().join("token"));
-    std::fs::read_to_string(file)
-        .ok()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
 }
 
 /// Lists the step branches of a hub repo as a trajectory (no retry messages).
@@ -359,14 +286,14 @@ pub fn cached_checkpoint(repo: &RepoId, revision: &str, opts: &HubOptions) -> Op
 }
 
 /// Where a checkpoint already is on disk, without downloading anything: a local one's path if
-/// it exists, a hub one's snapshot folder if it is complete in the cache (`HF_HUB_CACHE` /
-/// `HF_HOME`). Lets `lawa list` and the explorer show what is local.
-pub fn cached_location(location: &Location) -> Option<PathBuf> {
+/// it exists, a hub one's snapshot folder if it is complete in the cache `opts.cache_dir`.
+/// Lets `lawa list` and the explorer show what is local.
+pub fn cached_location(location: &Location, opts: &HubOptions) -> Option<PathBuf> {
     match location {
         Location::Local { path } => path.exists().then(|| path.clone()),
         Location::Hub { repo, revision } => {
             let repo = RepoId::parse(repo).ok()?;
-            let repo_dir = cache::repo_dir(&hf_hub::resolve_cache_dir(), &repo);
+            let repo_dir = cache::repo_dir(&opts.cache_dir, &repo);
             let commit = cache::resolve_ref(&repo_dir, revision)?;
             let snapshot = repo_dir.join("snapshots").join(commit);
             cache::complete_snapshot(&snapshot).map(|_| snapshot)
