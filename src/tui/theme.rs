@@ -24,9 +24,10 @@ const PALETTE: [Color; palette::SLOTS] = [
     Color::Indexed(180), // tan (#d7af87)
 ];
 
-/// Marker glyphs of the eval series: the raw checkpoints' dot, then the averages' shapes. Seven
-/// shapes against five average colours: a colour and shape pair repeats only after 35 schemes.
-const MARKERS: [char; 8] = ['•', '◆', '■', '▲', '○', '□', '◇', '×'];
+/// Marker glyphs of the eval series: the raw checkpoints' dot, then the averages' shapes, light
+/// ones (a series evaluated at every checkpoint is a row of them). Seven shapes against five
+/// average colours: a colour and shape pair repeats only after 35 schemes.
+const MARKERS: [char; 8] = ['•', '◆', '×', '▪', '○', '+', '◇', '▴'];
 
 /// The spike shading's background.
 const SPIKE_BG: Color = Color::Indexed(52);

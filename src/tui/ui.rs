@@ -4,7 +4,7 @@
 //! panels below. On a small terminal (`compact`), the chart gets the rows: the list keeps its
 //! priority columns (step, raw and averaged perplexity), and the bottom panels become one line
 //! each under the eval settings, which are always shown whole; the focused jobs or spikes
-//! panel opens up in full.
+//! panel opens up (a third of the screen at most).
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -111,23 +111,25 @@ fn spikes_panel_rows(state: &State, width: u16) -> u16 {
 
 fn draw_compact(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Areas {
     let [main, status] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
-    // Rows by priority: the chart keeps 8 (as the screen allows); then the eval settings whole,
-    // the focused panel opened (up to half the screen), the window, jobs and spikes lines.
-    let mut room = main.height.saturating_sub(8);
+    // Rows by priority: the chart keeps 12 (8 on a very small screen); then the eval settings
+    // whole, the window line, the focused panel opened (up to a third of the screen), the jobs
+    // and spikes lines.
+    let keep = if main.height >= 20 { 12 } else { 8 };
+    let mut room = main.height.saturating_sub(keep);
     let mut take = |want: u16| {
         let t = want.min(room);
         room -= t;
         t
     };
     let eval_h = take(summary::eval_lines(state, main.width).len() as u16);
-    let open = (main.height / 2).max(4);
+    let window_h = take(1);
+    let open = (main.height / 3).max(4);
     let (mut jobs_h, mut spikes_h) = (0, 0);
     match state.focus {
         Focus::Jobs => jobs_h = take(jobs_panel_rows(state, main.width).clamp(4, open)),
         Focus::Spikes => spikes_h = take(spikes_panel_rows(state, main.width).clamp(4, open)),
         Focus::Checkpoints => {}
     }
-    let window_h = take(1);
     if state.focus != Focus::Jobs {
         jobs_h = take(1);
     }
