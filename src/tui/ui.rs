@@ -111,10 +111,10 @@ fn spikes_panel_rows(state: &State, width: u16) -> u16 {
 
 fn draw_compact(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Areas {
     let [main, status] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
-    // Rows by priority: the chart keeps 12 (8 on a very small screen); then the eval settings
+    // Rows by priority: the chart keeps 12 (8 below 19 rows); then the eval settings
     // whole, the window line, the focused panel opened (up to a third of the screen), the jobs
     // and spikes lines.
-    let keep = if main.height >= 20 { 12 } else { 8 };
+    let keep = if main.height >= 18 { 12 } else { 8 };
     let mut room = main.height.saturating_sub(keep);
     let mut take = |want: u16| {
         let t = want.min(room);
