@@ -15,6 +15,9 @@ use super::panel_block;
 use crate::tui::state::State;
 use crate::tui::theme::Theme;
 
+/// Points of a curve in plotted units.
+type Points = Vec<(f64, f64)>;
+
 /// What the mouse needs from a drawn chart.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Drawn {
@@ -278,8 +281,8 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Dra
     // Owned point lists first (datasets borrow them): lines, then markers on top.
     // Train curves end at the top edge where the warm-up is clipped; eval curves are lines only
     // between neighbouring evaluated checkpoints, with a marker at every evaluated point.
-    let mut lines: Vec<(Vec<(f64, f64)>, Style)> = Vec::new();
-    let mut markers: Vec<(Vec<(f64, f64)>, Style, char)> = Vec::new();
+    let mut lines: Vec<(Points, Style)> = Vec::new();
+    let mut markers: Vec<(Points, Style, char)> = Vec::new();
     let mut clipped: Vec<f64> = Vec::new();
     for c in &model.curves {
         let style = theme.curve(c.color);
