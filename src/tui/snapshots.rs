@@ -151,6 +151,19 @@ fn whole_screen_80x24() {
 }
 
 #[test]
+fn whole_screen_60x20() {
+    let mut s = busy_state();
+    check("screen_60x20", &screen(&mut s, 60, 20));
+}
+
+#[test]
+fn whole_screen_80x24_jobs_focused() {
+    let mut s = busy_state();
+    s.focus = Focus::Jobs;
+    check("screen_80x24_jobs", &screen(&mut s, 80, 24));
+}
+
+#[test]
 fn whole_screen_120x36() {
     let mut s = busy_state();
     check("screen_120x36", &screen(&mut s, 120, 36));
@@ -395,8 +408,8 @@ fn a_hidden_series_leaves_the_chart_and_is_marked_in_the_legend() {
     assert_eq!(cells_in(&buf, drawn.graph, avg), 0, "hidden: not drawn");
     let text = buffer_text(&buf);
     let legend = text.lines().nth(1).unwrap();
-    assert!(legend.contains("2┈ uniform k=3"), "{legend}");
-    assert!(legend.contains("1━ raw ckpt"), "{legend}");
+    assert!(legend.contains("2┈◆ uniform k=3"), "{legend}");
+    assert!(legend.contains("1━• raw ckpt"), "{legend}");
     let x = legend.chars().position(|c| c == 'u').unwrap() as u16;
     assert!(buf[(x, 1)]
         .modifier
@@ -451,13 +464,16 @@ fn eight_schemes_get_average_colours_and_never_the_train_raw_or_spike_ones() {
         Color::Red,
         Color::LightRed,
     ];
-    // Each legend entry of an average: its line sample's colour.
+    // Each legend entry of an average: its line sample's and marker's colour (`━◆ linear`).
     let mut found = 0;
     for (row, line) in text.lines().enumerate().take(4) {
-        for (col, _) in line.match_indices("━ linear") {
+        for (col, _) in line.match_indices(" linear") {
             let x = line[..col].chars().count() as u16;
-            let fg = buf[(x, row as u16)].fg;
-            assert!(!taken.contains(&fg), "{line}: {fg:?}");
+            for sample in [x - 2, x - 1] {
+                let fg = buf[(sample, row as u16)].fg;
+                assert!(!taken.contains(&fg), "{line}: {fg:?}");
+            }
+            assert_eq!(buf[(x - 2, row as u16)].symbol(), "━", "{line}");
             found += 1;
         }
     }
@@ -585,4 +601,189 @@ fn with_a_task_shown_the_list_and_chart_say_accuracy_and_green_is_higher() {
         screen.contains("lambada_openai acc (%) ↑ better"),
         "{screen}"
     );
+}
+
+/// Every checkpoint row of the list on `text` shows its step whole.
+fn assert_steps_whole(text: &str, rows: Rect, s: &State) {
+    let lines: Vec<&str> = text.lines().collect();
+    let offset = s.list_offset_for(rows.height as usize);
+    for r in 0..rows.height as usize {
+        let Some(step) = testdata::STEPS.get(offset + r) else {
+            break;
+        };
+        let row: String = lines[rows.y as usize + r]
+            .chars()
+            .take(rows.right() as usize)
+            .collect();
+        assert!(row.contains(&format!(" {step} ")), "step {step}:\n{text}");
+    }
+}
+
+#[test]
+fn at_80x24_the_chart_takes_the_rows_and_the_panels_are_lines() {
+    let mut s = busy_state();
+    let text = screen(&mut s, 80, 24);
+    let g = s.areas.graph;
+    // The chart panel (graph, legend, axis, labels, border) has at least 60% of the rows.
+    assert!(g.height >= 12, "{g:?}\n{text}");
+    assert!(g.height + 6 >= 24 * 6 / 10, "{g:?}\n{text}");
+    assert!(g.width >= 44, "{g:?}\n{text}");
+    // The settings of the results shown, whole on one line.
+    let settings = panels::window::settings_text(&s);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("Eval") && l.contains(&settings)),
+        "{settings}\n{text}"
+    );
+    let line = |head: &str| {
+        text.lines()
+            .find(|l| l.starts_with(head))
+            .unwrap_or_else(|| panic!("no {head} line:\n{text}"))
+            .to_string()
+    };
+    let window = line("Window");
+    assert!(
+        window.contains("w uniform")
+            && window.contains("k 5")
+            && window.contains("steps 800..1200")
+            && window.contains("spike-aware off"),
+        "{window}"
+    );
+    // The jobs: how many are active and failed, and the running one with its progress.
+    let jobs = line("Jobs");
+    assert!(
+        jobs.contains("2 active · 1 failed · * eval step 1200") && jobs.contains("37%"),
+        "{jobs}"
+    );
+    let spikes = line("Spikes");
+    let r = &s.spikes[0];
+    assert!(
+        spikes.contains(&format!("{}..{}", r.start_step, r.end_step)),
+        "{spikes}"
+    );
+    assert!(!text.contains("Window & weights"), "{text}");
+    assert_steps_whole(&text, s.areas.list_rows, &s);
+}
+
+#[test]
+fn at_60x20_the_settings_wrap_whole_and_the_step_column_stays() {
+    let mut s = busy_state();
+    let text = screen(&mut s, 60, 20);
+    let lines: Vec<&str> = text.lines().collect();
+    let first = lines.iter().position(|l| l.starts_with("Eval")).unwrap();
+    let settings: String = lines[first..]
+        .iter()
+        .take_while(|l| l.starts_with("Eval") || l.starts_with("       "))
+        .map(|l| l[7..].trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(settings, panels::window::settings_text(&s), "{text}");
+    assert!(s.areas.graph.height >= 8, "{:?}\n{text}", s.areas.graph);
+    assert_steps_whole(&text, s.areas.list_rows, &s);
+}
+
+#[test]
+fn in_a_small_terminal_the_focused_panel_opens_and_a_click_on_a_line_focuses_it() {
+    use crossterm::event::{KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+    let mut s = busy_state();
+    let collapsed = screen(&mut s, 80, 24);
+    let graph_rows = s.areas.graph.height;
+    let line = s.areas.jobs_line;
+    assert_eq!(line.height, 1, "{collapsed}");
+    assert!(collapsed
+        .lines()
+        .nth(line.y as usize)
+        .unwrap()
+        .starts_with("Jobs"));
+    // A click on the jobs line focuses the jobs, and the panel opens with every job.
+    update(
+        &mut s,
+        Event::Mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: line.x + 10,
+            row: line.y,
+            modifiers: KeyModifiers::NONE,
+        }),
+    );
+    assert_eq!(s.focus, Focus::Jobs);
+    let open = screen(&mut s, 80, 24);
+    assert!(open.contains("Jobs 2 active"), "{open}");
+    for label in [
+        "eval step 1200",
+        "uniform k=5 800",
+        "eval step 400",
+        "eval step 200",
+    ] {
+        assert!(open.contains(&format!(" {label}")), "{label}:\n{open}");
+    }
+    assert!(s.areas.jobs_rows.height >= 4, "{open}");
+    assert!(s.areas.graph.height >= 6, "the chart stays:\n{open}");
+    // Tab: the spikes open (the whole note), the jobs are a line again.
+    update(&mut s, Event::Key(KeyEvent::from(KeyCode::Tab)));
+    assert_eq!(s.focus, Focus::Spikes);
+    let spikes = screen(&mut s, 80, 24);
+    assert!(spikes.contains("Spikes 1"), "{spikes}");
+    let joined: String = spikes
+        .lines()
+        .map(|l| l.trim_matches(|c| c == '│' || c == ' '))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(joined.contains(&s.traj.notes[0]), "{spikes}");
+    assert!(spikes.lines().any(|l| l.starts_with("Jobs")), "{spikes}");
+    // Back on the list: every panel is a line and the chart has its rows back.
+    update(&mut s, Event::Key(KeyEvent::from(KeyCode::Tab)));
+    let again = screen(&mut s, 80, 24);
+    assert_eq!(again, collapsed);
+    assert_eq!(s.areas.graph.height, graph_rows);
+}
+
+#[test]
+fn a_large_terminal_keeps_the_full_layout() {
+    let mut s = busy_state();
+    for (w, h) in [(160u16, 48u16), (110, 34), (100, 30)] {
+        let text = screen(&mut s, w, h);
+        for title in ["Window & weights", "Jobs 2 active", "Spikes 1"] {
+            assert!(text.contains(title), "{w}x{h}: {title}\n{text}");
+        }
+        assert!(!text.lines().any(|l| l.starts_with("Eval")), "{text}");
+    }
+}
+
+#[test]
+fn without_colour_each_eval_series_has_its_own_marker_in_the_chart_and_legend() {
+    let mut s = testdata::state();
+    let recs = testdata::STEPS[4..]
+        .iter()
+        .map(|&st| testdata::record(st, "linear", 2, testdata::loss(st) + 0.02))
+        .collect();
+    update(&mut s, Event::Stored(recs));
+    let area = Rect::new(0, 0, 100, 24);
+    let mut buf = Buffer::empty(area);
+    let drawn = panels::chart::render(&mut buf, area, &s, &Theme::plain());
+    let text = buffer_text(&buf);
+    let legend: String = text.lines().skip(1).take(3).collect::<Vec<_>>().join(" ");
+    let mut glyphs = Vec::new();
+    for name in ["raw ckpt", "linear k=2", "uniform k=3"] {
+        // `2━◆ linear k=2`: the key, the line sample, the marker, the name.
+        let at = legend
+            .find(&format!(" {name}"))
+            .unwrap_or_else(|| panic!("{name}: {legend}"));
+        let head: Vec<char> = legend[..at].chars().rev().take(3).collect();
+        assert!(head[2].is_ascii_digit() && head[1] == '━', "{legend}");
+        glyphs.push(head[0]);
+    }
+    let mut distinct = glyphs.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "one marker each: {glyphs:?}");
+    // Each marker is drawn in the graph, at most once per evaluated point.
+    let g = drawn.graph;
+    let points = [6usize, 8, 6];
+    for (glyph, max) in glyphs.iter().zip(points) {
+        let n = (g.top()..g.bottom())
+            .flat_map(|y| (g.left()..g.right()).map(move |x| (x, y)))
+            .filter(|&p| buf[p].symbol() == glyph.to_string())
+            .count();
+        assert!(n >= 1 && n <= max, "{glyph}: {n}\n{text}");
+    }
 }

@@ -24,6 +24,11 @@ const PALETTE: [Color; palette::SLOTS] = [
     Color::Indexed(180), // tan (#d7af87)
 ];
 
+/// Marker glyphs of the eval series: the raw checkpoints' dot, then the averages' shapes, light
+/// ones (a series evaluated at every checkpoint is a row of them). Seven shapes against five
+/// average colours: a colour and shape pair repeats only after 35 schemes.
+const MARKERS: [char; 8] = ['•', '◆', '×', '▪', '○', '+', '◇', '▴'];
+
 /// The spike shading's background.
 const SPIKE_BG: Color = Color::Indexed(52);
 
@@ -49,6 +54,16 @@ impl Theme {
 
     pub fn curve(&self, index: usize) -> Style {
         self.fg(PALETTE[palette::slot(index)])
+    }
+
+    /// The marker of the eval curve with colour index `index` (`Curve::color`), in the chart and
+    /// its legend, with or without colour: with `NO_COLOR` the shape is what tells series apart.
+    pub fn marker(index: usize) -> char {
+        if index < palette::FIRST_AVERAGE {
+            MARKERS[0]
+        } else {
+            MARKERS[1 + (index - palette::FIRST_AVERAGE) % (MARKERS.len() - 1)]
+        }
     }
 
     pub fn faint(&self) -> Style {

@@ -15,6 +15,9 @@ use super::panel_block;
 use crate::tui::state::State;
 use crate::tui::theme::Theme;
 
+/// Points of a curve in plotted units.
+type Points = Vec<(f64, f64)>;
+
 /// What the mouse needs from a drawn chart.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Drawn {
@@ -90,7 +93,7 @@ fn y_ticks(model: &ChartModel, y0: f64, y1: f64, n: usize) -> Vec<(f64, String)>
 /// One legend entry: the key that hides it (eval series), a line sample, the name.
 struct Item {
     key: Option<String>,
-    glyph: &'static str,
+    glyph: String,
     style: Style,
     name: String,
     hidden: bool,
@@ -121,9 +124,15 @@ fn legend_items(all: &ChartModel, state: &State, theme: &Theme) -> Vec<Item> {
             }
         };
         let hidden = state.is_hidden(c);
+        let line = if hidden { "┈" } else { "━" };
+        // An eval series' sample has its marker: without colour it is what tells them apart.
+        let glyph = match c.kind {
+            CurveKind::EvalRaw | CurveKind::Average => format!("{line}{}", Theme::marker(c.color)),
+            _ => line.to_string(),
+        };
         items.push(Item {
             key,
-            glyph: if hidden { "┈" } else { "━" },
+            glyph,
             style: if hidden {
                 theme.faint()
             } else {
@@ -140,7 +149,7 @@ fn legend_items(all: &ChartModel, state: &State, theme: &Theme) -> Vec<Item> {
         };
         items.push(Item {
             key: None,
-            glyph: if theme.color { " " } else { "≈" },
+            glyph: if theme.color { " " } else { "≈" }.to_string(),
             style,
             name: "spike".into(),
             hidden: false,
@@ -272,8 +281,8 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Dra
     // Owned point lists first (datasets borrow them): lines, then markers on top.
     // Train curves end at the top edge where the warm-up is clipped; eval curves are lines only
     // between neighbouring evaluated checkpoints, with a marker at every evaluated point.
-    let mut lines: Vec<(Vec<(f64, f64)>, Style)> = Vec::new();
-    let mut markers: Vec<(Vec<(f64, f64)>, Style)> = Vec::new();
+    let mut lines: Vec<(Points, Style)> = Vec::new();
+    let mut markers: Vec<(Points, Style, char)> = Vec::new();
     let mut clipped: Vec<f64> = Vec::new();
     for c in &model.curves {
         let style = theme.curve(c.color);
@@ -303,7 +312,7 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Dra
                     .filter(|p| p.0 >= x0 && p.0 <= x1)
                     .filter_map(|&(x, y)| Some((x, model.y_value(y)?)))
                     .collect();
-                markers.push((pts, style));
+                markers.push((pts, style, Theme::marker(c.color)));
             }
         }
     }
@@ -317,10 +326,10 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Dra
                 .style(*style)
         })
         .collect();
-    datasets.extend(markers.iter().map(|(pts, style)| {
+    datasets.extend(markers.iter().map(|(pts, style, glyph)| {
         Dataset::default()
             .data(pts)
-            .marker(Marker::Dot)
+            .marker(Marker::Custom(*glyph))
             .graph_type(GraphType::Scatter)
             .style(*style)
     }));

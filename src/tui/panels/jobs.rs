@@ -9,7 +9,7 @@ use lawa::jobs::eta;
 use lawa::progress::Progress;
 
 use super::{fit, fmt_duration, panel_block};
-use crate::tui::state::{Focus, JobStatus, State};
+use crate::tui::state::{Focus, JobStatus, JobView, State};
 use crate::tui::theme::Theme;
 
 /// `████░░░░` of `width` cells for `done/total`.
@@ -25,7 +25,7 @@ pub fn bar(done: u64, total: u64, width: usize) -> String {
 
 /// One line per Slurm sweep that is still running, else the newest one:
 /// `slurm 12 ██░░ 30/42 · 2/3 tasks done · 1 running · 1 failed`.
-fn cluster_lines(state: &State, theme: &Theme, max: usize) -> Vec<Line<'static>> {
+pub fn cluster_lines(state: &State, theme: &Theme, max: usize) -> Vec<Line<'static>> {
     use lawa::sweep::slurm::TaskState;
     let live: Vec<_> = state.cluster.iter().filter(|s| !s.finished()).collect();
     let shown = if live.is_empty() {
@@ -139,69 +139,75 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
         .unwrap_or(0)
         .clamp(8, (w / 2).max(8));
     for (row, (i, j)) in jobs.iter().enumerate().skip(offset).take(h).enumerate() {
-        let (glyph, gstyle) = match j.status {
-            JobStatus::Queued => ("…", theme.busy()),
-            JobStatus::Running => ("*", theme.busy()),
-            JobStatus::Done => ("✓", theme.ok()),
-            JobStatus::Failed(_) => ("!", theme.error()),
-            JobStatus::Cancelled => ("x", theme.faint()),
-        };
-        let label = j.target.label();
-        let mut spans = vec![
-            Span::styled(glyph, gstyle),
-            Span::raw(" "),
-            Span::raw(format!("{:<label_w$}", fit(&label, label_w))),
-            Span::raw(" "),
-        ];
-        let rest = w.saturating_sub(label_w + 3);
-        let tail = match (&j.status, &j.progress) {
-            // A stage of unknown length says what it is doing ("preparing GPU kernels ...").
-            (
-                JobStatus::Running,
-                Some(Progress {
-                    total: None,
-                    detail: Some(d),
-                    ..
-                }),
-            ) => vec![Span::styled(fit(d, rest), theme.busy())],
-            (JobStatus::Running, Some(p)) => {
-                let pct = p
-                    .total
-                    .filter(|t| *t > 0)
-                    .map(|t| format!("{:>3}%", (p.done * 100 / t).min(100)))
-                    .unwrap_or_default();
-                let eta = eta(p, j.elapsed)
-                    .map(|d| format!(" {}", fmt_duration(d)))
-                    .unwrap_or_default();
-                let stage = fit(&p.stage, 10);
-                let fixed = stage.chars().count() + 1 + pct.len() + eta.len() + 1;
-                let bw = rest.saturating_sub(fixed).min(20);
-                let bar = if bw >= 3 {
-                    format!(" {}", bar(p.done, p.total.unwrap_or(0), bw))
-                } else {
-                    String::new()
-                };
-                vec![
-                    Span::raw(stage),
-                    Span::styled(bar, theme.busy()),
-                    Span::raw(format!(" {pct}{eta}")),
-                ]
-            }
-            (JobStatus::Running, None) => vec![Span::raw("starting")],
-            (JobStatus::Queued, _) => vec![Span::styled("queued", theme.faint())],
-            (JobStatus::Done, _) => vec![Span::styled(
-                format!("done in {}", fmt_duration(j.elapsed)),
-                theme.faint(),
-            )],
-            (JobStatus::Failed(e), _) => vec![Span::styled(fit(e, rest), theme.error())],
-            (JobStatus::Cancelled, _) => vec![Span::styled("cancelled", theme.faint())],
-        };
-        spans.extend(tail);
-        let mut line = Line::from(spans);
+        let mut line = job_line(j, theme, label_w, w);
         if state.focus == Focus::Jobs && i == sel {
             line = line.style(theme.selected());
         }
         buf.set_line(inner.x, inner.y + row as u16, &line, inner.width);
     }
     inner
+}
+
+/// One job's row in `w` cells: status glyph, its label padded to `label_w`, then progress and
+/// ETA, the queue state, how long it took, or the error's line.
+pub fn job_line(j: &JobView, theme: &Theme, label_w: usize, w: usize) -> Line<'static> {
+    let (glyph, gstyle) = match j.status {
+        JobStatus::Queued => ("…", theme.busy()),
+        JobStatus::Running => ("*", theme.busy()),
+        JobStatus::Done => ("✓", theme.ok()),
+        JobStatus::Failed(_) => ("!", theme.error()),
+        JobStatus::Cancelled => ("x", theme.faint()),
+    };
+    let label = j.target.label();
+    let mut spans = vec![
+        Span::styled(glyph, gstyle),
+        Span::raw(" "),
+        Span::raw(format!("{:<label_w$}", fit(&label, label_w))),
+        Span::raw(" "),
+    ];
+    let rest = w.saturating_sub(label_w + 3);
+    let tail = match (&j.status, &j.progress) {
+        // A stage of unknown length says what it is doing ("preparing GPU kernels ...").
+        (
+            JobStatus::Running,
+            Some(Progress {
+                total: None,
+                detail: Some(d),
+                ..
+            }),
+        ) => vec![Span::styled(fit(d, rest), theme.busy())],
+        (JobStatus::Running, Some(p)) => {
+            let pct = p
+                .total
+                .filter(|t| *t > 0)
+                .map(|t| format!("{:>3}%", (p.done * 100 / t).min(100)))
+                .unwrap_or_default();
+            let eta = eta(p, j.elapsed)
+                .map(|d| format!(" {}", fmt_duration(d)))
+                .unwrap_or_default();
+            let stage = fit(&p.stage, 10);
+            let fixed = stage.chars().count() + 1 + pct.len() + eta.len() + 1;
+            let bw = rest.saturating_sub(fixed).min(20);
+            let bar = if bw >= 3 {
+                format!(" {}", bar(p.done, p.total.unwrap_or(0), bw))
+            } else {
+                String::new()
+            };
+            vec![
+                Span::raw(stage),
+                Span::styled(bar, theme.busy()),
+                Span::raw(format!(" {pct}{eta}")),
+            ]
+        }
+        (JobStatus::Running, None) => vec![Span::raw("starting")],
+        (JobStatus::Queued, _) => vec![Span::styled("queued", theme.faint())],
+        (JobStatus::Done, _) => vec![Span::styled(
+            format!("done in {}", fmt_duration(j.elapsed)),
+            theme.faint(),
+        )],
+        (JobStatus::Failed(e), _) => vec![Span::styled(fit(e, rest), theme.error())],
+        (JobStatus::Cancelled, _) => vec![Span::styled("cancelled", theme.faint())],
+    };
+    spans.extend(tail);
+    Line::from(spans)
 }

@@ -6,6 +6,7 @@ pub mod help;
 pub mod jobs;
 pub mod spikes;
 pub mod status;
+pub mod summary;
 pub mod window;
 
 use ratatui::layout::Rect;

@@ -23,6 +23,11 @@ fn scheme_text(s: &Scheme) -> String {
     }
 }
 
+/// Which set of results is shown: the eval data and the resolved settings, in full.
+pub fn settings_text(state: &State) -> String {
+    format!("{} · {}", state.eval.data, state.eval.describe())
+}
+
 /// Vertical bars, one per weight, scaled to the largest, in `area`.
 pub fn bars(buf: &mut Buffer, area: Rect, weights: &[f64], style: ratatui::style::Style) {
     if area.width == 0 || area.height == 0 || weights.is_empty() {
@@ -53,6 +58,19 @@ pub fn bars(buf: &mut Buffer, area: Rect, weights: &[f64], style: ratatui::style
             }
         }
     }
+}
+
+/// The last `max` weights as one row of bars scaled to the largest (`▂▄▆█`).
+pub fn sparkline(weights: &[f64], max: usize) -> String {
+    let shown = &weights[weights.len().saturating_sub(max)..];
+    let top = shown.iter().cloned().fold(0.0f64, f64::max);
+    if top <= 0.0 {
+        return String::new();
+    }
+    shown
+        .iter()
+        .map(|w| EIGHTHS[((w / top) * 8.0).round().clamp(0.0, 8.0) as usize])
+        .collect()
 }
 
 /// Words of `s` on lines of at most `width` characters (a longer word is cut into pieces).
@@ -118,8 +136,10 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) {
         ]),
     ];
     // The settings of the results shown, wrapped so that all of it stays visible.
-    let settings = format!("eval {} · {}", state.eval.data, state.eval.describe());
-    for l in wrap(&settings, inner.width as usize) {
+    for l in wrap(
+        &format!("eval {}", settings_text(state)),
+        inner.width as usize,
+    ) {
         lines.push(Line::from(Span::styled(l, theme.faint())));
     }
     let text_rows = (lines.len() as u16).min(inner.height);

@@ -299,6 +299,10 @@ impl State {
                     if let Some(j) = self.jobs_in_order().get(i) {
                         self.job_sel = Some(j.id);
                     }
+                } else if a.jobs_line.contains(at) {
+                    self.focus = Focus::Jobs;
+                } else if a.spikes_line.contains(at) {
+                    self.focus = Focus::Spikes;
                 } else if a.spikes_rows.contains(at) {
                     self.focus = Focus::Spikes;
                     let i = (m.row - a.spikes_rows.y) as usize;

@@ -207,6 +207,9 @@ pub struct Areas {
     /// Rows of the jobs and spikes panels.
     pub jobs_rows: Rect,
     pub spikes_rows: Rect,
+    /// The jobs and spikes panels as one line each (compact screen): a click focuses (opens) it.
+    pub jobs_line: Rect,
+    pub spikes_line: Rect,
 }
 
 /// The explorer's state.

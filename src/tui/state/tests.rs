@@ -677,6 +677,7 @@ fn mouse_clicks_drags_and_wheel() {
         graph_x: (0.0, 1000.0),
         jobs_rows: Rect::new(40, 20, 30, 3),
         spikes_rows: Rect::new(80, 20, 20, 3),
+        ..Areas::default()
     };
     let mouse = |kind, column, row| {
         Event::Mouse(MouseEvent {
