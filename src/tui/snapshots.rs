@@ -787,3 +787,30 @@ fn without_colour_each_eval_series_has_its_own_marker_in_the_chart_and_legend() 
         assert!(n >= 1 && n <= max, "{glyph}: {n}\n{text}");
     }
 }
+
+/// The settings line says which set of results is shown: with a task shown, the task and its
+/// file at the model's context, not the perplexity data the other metric uses.
+#[test]
+fn with_a_task_shown_the_settings_line_names_the_task_file() {
+    for (w, h) in [(120u16, 36u16), (80, 24)] {
+        let mut s = testdata::state_with_task();
+        let ppl = screen(&mut s, w, h);
+        let data = s.eval.data.clone();
+        assert!(ppl.contains(&data), "{ppl}");
+        update(&mut s, Event::Key(KeyEvent::from(KeyCode::Char('m'))));
+        let text = screen(&mut s, w, h);
+        let line = panels::window::settings_text(&s);
+        assert!(
+            line.starts_with("lambada_openai · cloze.jsonl · ctx "),
+            "{line}"
+        );
+        assert!(!line.contains(&data), "{line}");
+        // Wrapped in the window panel at 120x36: read it without the borders.
+        let joined: String = text
+            .replace(['│', '┃'], " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(joined.contains(&line), "{w}x{h}:\n{text}");
+    }
+}

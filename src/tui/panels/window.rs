@@ -25,7 +25,7 @@ fn scheme_text(s: &Scheme) -> String {
 
 /// Which set of results is shown: the eval data and the resolved settings, in full.
 pub fn settings_text(state: &State) -> String {
-    format!("{} · {}", state.eval.data, state.eval.describe())
+    state.eval.settings_line(state.metric)
 }
 
 /// Vertical bars, one per weight, scaled to the largest, in `area`.

@@ -148,6 +148,30 @@ impl EvalView {
             .map_or("all tokens".into(), |m| format!("first {m} tokens"));
         format!("{ctx} · {max} · {} · {}", self.dtype, self.device)
     }
+
+    /// The settings line of `metric`'s results, in full: the eval data and [`Self::describe`]
+    /// for perplexity; for a task, its name and file at the model's full context (where the
+    /// harness truncates), every item scored.
+    pub fn settings_line(&self, metric: Metric) -> String {
+        let task = match metric {
+            Metric::Perplexity => None,
+            Metric::Task(name) => self.tasks.iter().find(|t| t.name == name),
+        };
+        match task {
+            None => format!("{} · {}", self.data, self.describe()),
+            Some(t) => {
+                let ctx = self
+                    .max_ctx
+                    .map_or("ctx model default (not known yet)".into(), |c| {
+                        format!("ctx {c} (the model's context)")
+                    });
+                format!(
+                    "{} · {} · {ctx} · every item · {} · {}",
+                    t.name, t.label, self.dtype, self.device
+                )
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
