@@ -44,8 +44,10 @@ impl State {
     pub(super) fn sweep(&mut self) -> Vec<Effect> {
         let k = self.window_k();
         let mut targets = Vec::new();
+        let mut skipped = Vec::new();
         for i in 0..self.traj.checkpoints.len() {
             if self.window_steps_at(i).len() < k {
+                skipped.push(i);
                 continue;
             }
             if let Err(e) = self.requests_at(i, &mut targets) {
@@ -53,11 +55,15 @@ impl State {
                 return Vec::new();
             }
         }
-        self.message = Some(format!(
-            "sweep {}: queued {} job(s)",
-            self.series(),
-            targets.len()
-        ));
+        let mut m = format!("sweep {}: queued {} job(s)", self.series(), targets.len());
+        if !skipped.is_empty() {
+            let steps: Vec<u64> = self.traj.checkpoints.iter().map(|c| c.step).collect();
+            m.push_str(&format!(
+                "; skips {} (no full window of {k} checkpoints)",
+                index_runs(&skipped, &steps)
+            ));
+        }
+        self.message = Some(m);
         if !targets.is_empty() {
             self.batch.sweep = Some(self.series());
         }
@@ -308,5 +314,46 @@ impl State {
         {
             self.job_sel = None;
         }
+    }
+}
+
+/// Runs of consecutive checkpoint indices as step ranges: `20–80, 400`; after three runs,
+/// how many more.
+fn index_runs(indices: &[usize], steps: &[u64]) -> String {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &i in indices {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == i => *end = i,
+            _ => runs.push((i, i)),
+        }
+    }
+    let mut parts: Vec<String> = runs
+        .iter()
+        .take(3)
+        .map(|&(a, b)| match a == b {
+            true => format!("step {}", steps[a]),
+            false => format!("steps {}–{}", steps[a], steps[b]),
+        })
+        .collect();
+    if runs.len() > 3 {
+        parts.push(format!("{} more", runs.len() - 3));
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn index_runs_are_step_ranges_and_single_steps() {
+        let steps = [10, 20, 30, 40, 50, 60, 70, 80, 90];
+        assert_eq!(super::index_runs(&[0, 1, 2], &steps), "steps 10–30");
+        assert_eq!(
+            super::index_runs(&[0, 1, 4, 6, 7, 8], &steps),
+            "steps 10–20, step 50, steps 70–90"
+        );
+        assert_eq!(
+            super::index_runs(&[0, 2, 4, 6, 8], &steps),
+            "step 10, step 30, step 50, 2 more"
+        );
     }
 }

@@ -363,6 +363,12 @@ fn sweep_queues_every_missing_point_of_the_curve() {
         .collect();
     // Raw evals exist for 100, 300, ..., 1100; the sweep adds the rest from 300 on.
     assert_eq!(raws, vec![400, 600, 800, 1000, 1200]);
+    // It says which steps it leaves out, and why.
+    let m = s.message.clone().unwrap();
+    assert!(
+        m.ends_with("queued 9 job(s); skips steps 100–200 (no full window of 3 checkpoints)"),
+        "{m}"
+    );
 }
 
 #[test]
