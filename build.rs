@@ -1,4 +1,4 @@
-//! With the `cuda` feature, compiles the fused kernels (src/fused/kernels.cu) with nvcc: a cubin
+//! With the `cuda` feature, compiles our CUDA kernels (src/kernels/kernels.cu) with nvcc: a cubin
 //! for the GPU the build targets (`CUDA_COMPUTE_CAP`, default 90: H100/H200), so the driver
 //! does not JIT them on first use, and PTX for compute 8.0 as a fallback for other GPUs.
 //! nvcc is `$NVCC`, else `$CUDA_ROOT/bin/nvcc`, else `nvcc` on the PATH
@@ -9,7 +9,7 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=src/fused/kernels.cu");
+    println!("cargo:rerun-if-changed=src/kernels/kernels.cu");
     for var in ["NVCC", "CUDA_ROOT", "CUDA_COMPUTE_CAP"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -27,7 +27,7 @@ fn main() {
         .unwrap_or_else(|| "nvcc".into());
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".into());
     let cap = cap.trim().trim_end_matches(['a', 'f']).replace('.', "");
-    let src = Path::new("src/fused/kernels.cu");
+    let src = Path::new("src/kernels/kernels.cu");
     nvcc_to(
         &nvcc,
         src,

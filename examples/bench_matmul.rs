@@ -1,5 +1,5 @@
 //! Benchmark (not a test): f32 `x · wᵀ` at Pythia-70M Linear shapes (2048 rows: batch 4 x ctx
-//! 512), lawa's packed AVX2 kernel (`model::gemm::linear_t`) against candle's CPU matmul (the
+//! 512), lawa's packed AVX2 kernel (`kernels::matmul::linear_t`) against candle's CPU matmul (the
 //! `gemm` crate, which dispatches at run time; AVX-512 only with its `x86-v4` feature).
 //! Threads from RAYON_NUM_THREADS. Prints GFLOP/s per shape, median of REPEATS runs.
 //!
@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use lawa::model::gemm;
+use lawa::kernels::matmul;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -40,7 +40,7 @@ fn main() -> candle_core::Result<()> {
         let mut diff = 0f32;
         for _ in 0..repeats {
             let t = Instant::now();
-            let a = gemm::linear_t(&x, &w, None, false)?;
+            let a = matmul::linear_t(&x, &w, None, false)?;
             ours.push(flops / t.elapsed().as_secs_f64() / 1e9);
             let t = Instant::now();
             let b = x.matmul(&w.t()?)?;

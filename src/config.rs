@@ -6,7 +6,8 @@
 //! `XDG_CACHE_HOME`, `HF_ENDPOINT`, `HF_TOKEN`, `HF_TOKEN_PATH`, `HF_HUB_OFFLINE`,
 //! `HF_HUB_DISABLE_IMPLICIT_TOKEN`), `LAWA_HOME` (the results store and the demo), lawa's hub
 //! knobs (`LAWA_CACHE_DIR` for kept listings, `LAWA_HUB_RETRIES`, `LAWA_HUB_RETRY_DELAY_MS`,
-//! `LAWA_HUB_READ_TIMEOUT_S`) and the platform's home, data and cache folders. A [`Builder`]
+//! `LAWA_HUB_READ_TIMEOUT_S`), `LAWA_FUSED` (`0`: our GPU kernels off, see [`Fused`]) and the
+//! platform's home, data and cache folders. A [`Builder`]
 //! turns it and the command line's choices (`--offline`) into a [`Config`]:
 //!
 //! ```
@@ -23,6 +24,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::kernels::Fused;
 use crate::source::hf_cache;
 use crate::source::hub::HubOptions;
 
@@ -42,6 +44,7 @@ pub const VARS: &[&str] = &[
     "LAWA_HUB_RETRIES",
     "LAWA_HUB_RETRY_DELAY_MS",
     "LAWA_HUB_READ_TIMEOUT_S",
+    "LAWA_FUSED",
 ];
 
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
@@ -129,6 +132,9 @@ pub struct Config {
     pub hub: HubOptions,
     /// lawa's data folder (`$LAWA_HOME`, else the platform data folder's `lawa`).
     home: Option<PathBuf>,
+    /// Whether our GPU kernels may run (`LAWA_FUSED=0`: off); passed to the engines with the
+    /// device.
+    pub fused: Fused,
 }
 
 impl Default for Config {
@@ -196,6 +202,7 @@ impl Builder {
         Config {
             hub: hub_options(env, self.offline),
             home,
+            fused: Fused::from_env_value(env.text("LAWA_FUSED").as_deref()),
         }
     }
 }

@@ -73,7 +73,7 @@ pub fn prepare(device: &Device, reporter: &Reporter) -> candle_core::Result<()> 
     warm_up(device)?;
     #[cfg(feature = "cuda")]
     if let Device::Cuda(dev) = device {
-        crate::fused::cuda::load(dev)?;
+        crate::kernels::cuda::load(dev)?;
     }
     done.push(device.location());
     reporter.report_detail(

@@ -10,11 +10,12 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::average::kernel::{self, DeviceSum, Input};
 use crate::checkpoint::DType as CkDType;
 use crate::eval::{self, EvalData, EvalOptions};
-use crate::fused::{self, CausalAttention, HEAD_SIZES};
-use crate::model::gpt_neox::{attention_train, causal_mask};
+use crate::kernels::attention::flash::{self, CausalAttention, HEAD_SIZES};
+use crate::kernels::attention::reference::{self, causal_mask};
+use crate::kernels::weighted_sum::{self, DeviceSum, Input};
+use crate::kernels::{self, Fused, NllKernel};
 use crate::progress::Reporter;
 
 /// One check: what was compared, the largest difference, and the bound it must stay within.
@@ -77,25 +78,27 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
     Ok(if nan > 0.0 { f64::NAN } else { m })
 }
 
-/// Runs the kernel checks on `device` (and the model checks when `model` is given).
+/// Runs the kernel checks on `device` with our GPU kernels as `fused` allows (and the model
+/// checks when `model` is given).
 pub fn run(
     device: &Device,
+    fused: Fused,
     model: Option<(&Path, &EvalData)>,
     reporter: &Reporter,
 ) -> Result<Report> {
     let t0 = Instant::now();
     crate::device::prepare(device, reporter)?;
     let prepare_seconds = t0.elapsed().as_secs_f64();
-    let mut checks = weighted_sum_checks(device)?;
+    let mut checks = weighted_sum_checks(device, fused)?;
     checks.extend(attention_checks(device)?);
-    checks.extend(nll_checks(device)?);
+    checks.extend(nll_checks(device, fused)?);
     if let Some((dir, data)) = model {
-        checks.extend(model_checks(device, dir, data, reporter)?);
+        checks.extend(model_checks(device, fused, dir, data, reporter)?);
     }
     Ok(Report {
         device: crate::device::describe(device).into(),
-        cuda_built: fused::built_with_cuda(),
-        fused_enabled: fused::enabled(),
+        cuda_built: kernels::built_with_cuda(),
+        fused_enabled: fused == Fused::On,
         prepare_seconds,
         checks,
     })
@@ -123,7 +126,7 @@ fn random_bytes(n: usize, dtype: CkDType, seed: u64) -> Vec<u8> {
 
 /// The device sum against the CPU kernel: bitwise on a GPU with the fused kernel (same
 /// arithmetic, same order), within rounding of the output dtype for candle's unfused ops.
-fn weighted_sum_checks(device: &Device) -> Result<Vec<Check>> {
+fn weighted_sum_checks(device: &Device, fused: Fused) -> Result<Vec<Check>> {
     use CkDType::*;
     // 5 M + 3 elements crosses the GPU sum's 4 M-element sub-chunks; 10 inputs chain two launches.
     let n = (5 << 20) + 3;
@@ -136,7 +139,7 @@ fn weighted_sum_checks(device: &Device) -> Result<Vec<Check>> {
         ),
         ("3 x f32 -> f32", vec![F32; 3], F32),
     ];
-    let mut sum = DeviceSum::new(device).map_err(msg)?;
+    let mut sum = DeviceSum::new(device, fused).map_err(msg)?;
     let mut out = Vec::new();
     for (label, dtypes, out_dtype) in cases {
         let data: Vec<Vec<u8>> = dtypes
@@ -154,11 +157,11 @@ fn weighted_sum_checks(device: &Device) -> Result<Vec<Check>> {
             .map(|i| (i + 1) as f32 / (k * (k + 1) / 2) as f32)
             .collect();
         let mut cpu = vec![0u8; n * out_dtype.size_in_bytes()];
-        kernel::weighted_sum_cpu(&inputs, &weights, out_dtype, &mut cpu).map_err(msg)?;
+        weighted_sum::weighted_sum_cpu(&inputs, &weights, out_dtype, &mut cpu).map_err(msg)?;
         let mut dev = vec![0u8; cpu.len()];
         sum.run(&inputs, &weights, out_dtype, &mut dev)
             .map_err(msg)?;
-        let bitwise = device.is_cuda() && fused::built_with_cuda() && fused::enabled();
+        let bitwise = device.is_cuda() && kernels::built_with_cuda() && fused == Fused::On;
         let (diff, tol, against) = if bitwise {
             let differing = cpu
                 .chunks(out_dtype.size_in_bytes())
@@ -211,7 +214,7 @@ fn attention_checks(device: &Device) -> Result<Vec<Check>> {
             let mk = || Tensor::randn(0f32, 1.0, (2, 2, t, hs), device)?.to_dtype(dtype);
             let (q, k, v) = (mk()?, mk()?, mk()?);
             let scale = 1.0 / (hs as f64).sqrt();
-            let fused = match fused::causal_attention(&q, &k, &v, scale)? {
+            let fused = match flash::causal_attention(&q, &k, &v, scale)? {
                 Some(y) => y,
                 None => q.apply_op3_no_bwd(
                     &k,
@@ -222,7 +225,7 @@ fn attention_checks(device: &Device) -> Result<Vec<Check>> {
                 )?,
             };
             let f32 = |x: &Tensor| x.to_dtype(DType::F32);
-            let naive = attention_train(
+            let naive = reference::causal_attention(
                 &f32(&q)?,
                 &f32(&k)?,
                 &f32(&v)?,
@@ -241,15 +244,18 @@ fn attention_checks(device: &Device) -> Result<Vec<Check>> {
 }
 
 /// Fused NLL against logsumexp from candle ops in f32, on logits of a Pythia-sized vocabulary.
-fn nll_checks(device: &Device) -> Result<Vec<Check>> {
+fn nll_checks(device: &Device, fused: Fused) -> Result<Vec<Check>> {
     let (n, v) = (64, 50_304);
     let logits = Tensor::randn(0f32, 4.0, (n, v), device)?;
     let targets = Tensor::arange(0u32, n as u32, device)?.affine(751.0, 3.0)?;
     let mut out = Vec::new();
     for dtype in [DType::F32, DType::F16, DType::BF16] {
         let l = logits.to_dtype(dtype)?;
-        let fused = fused::token_nll(&l, &targets)?
-            .ok_or_else(|| candle_core::Error::Msg("the fused NLL is not available".into()))?;
+        let unavailable = || candle_core::Error::Msg("the fused NLL is not available".into());
+        if NllKernel::choose(device, fused) != NllKernel::Fused {
+            return Err(unavailable());
+        }
+        let fused = kernels::nll::token_nll(&l, &targets)?.ok_or_else(unavailable)?;
         let ops = eval::nll::token_nll_ops(&l, &targets)?;
         out.push(Check::new(
             format!("token NLL {dtype:?}"),
@@ -265,6 +271,7 @@ fn nll_checks(device: &Device) -> Result<Vec<Check>> {
 /// short batch (differences relative to the largest |logit|) and, in f32, the eval NLL.
 fn model_checks(
     device: &Device,
+    fused: Fused,
     dir: &Path,
     data: &EvalData,
     reporter: &Reporter,
@@ -275,6 +282,7 @@ fn model_checks(
         batch: 4,
         device: Device::Cpu,
         dtype: Some(DType::F32),
+        fused,
     };
     let cpu_model = eval::load_model(dir, &cpu_opts).map_err(msg)?;
     // Short windows: the CPU reference of a large model must stay quick.

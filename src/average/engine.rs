@@ -9,13 +9,13 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use super::convert;
-use super::kernel::{self, all_finite, FileInput, Input};
 use super::plan::{self, file_of, non_finite, plan, Planned, TensorRule};
 use super::side::{
     any_config, config_json, mixed_dtypes_note, provenance, retag_config, side_files,
 };
 use super::{AverageError, AverageInput, AverageOptions, AverageSummary};
 use crate::checkpoint::{CheckpointError, DType, OutputDir, SafetensorsWriter, WeightsReader};
+use crate::kernels::weighted_sum::{self, all_finite, FileInput, Input};
 use crate::progress::{Reporter, Unit};
 
 /// Averages `inputs` (each with its weight, used as given) into a new model dir at `out`.
@@ -89,7 +89,8 @@ pub fn average(
         device_sum: if !piecewise(&opts.device) {
             None
         } else {
-            let sum = kernel::DeviceSum::new(&opts.device).map_err(AverageError::Device)?;
+            let sum = weighted_sum::DeviceSum::new(&opts.device, opts.fused)
+                .map_err(AverageError::Device)?;
             Some(std::sync::Mutex::new(sum))
         },
     };
@@ -175,7 +176,7 @@ thread_local! {
     static PIECES_ON_CPU: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Whether this average goes piece by piece through a [`kernel::DeviceSum`] (GPUs), rather
+/// Whether this average goes piece by piece through a [`weighted_sum::DeviceSum`] (GPUs), rather
 /// than the CPU path that writes each tensor in place.
 fn piecewise(device: &candle_core::Device) -> bool {
     #[cfg(test)]
@@ -227,7 +228,7 @@ struct Job<'a> {
     opts: &'a AverageOptions,
     reporter: &'a Reporter,
     /// The GPU sum and its buffers (None on the CPU).
-    device_sum: Option<std::sync::Mutex<kernel::DeviceSum>>,
+    device_sum: Option<std::sync::Mutex<weighted_sum::DeviceSum>>,
 }
 
 impl<'a> Job<'a> {
@@ -450,7 +451,7 @@ impl Job<'_> {
         let n = p.out.numel();
         let src_dtype = p.in_dtypes[0];
         let out = writer.claim(name)?;
-        let io_err = |(i, error): kernel::FileError| AverageError::Io {
+        let io_err = |(i, error): weighted_sum::FileError| AverageError::Io {
             path: match i {
                 Some(i) => file_of(&self.readers[i], name).to_path_buf(),
                 None => out.path.to_path_buf(),
@@ -472,10 +473,16 @@ impl Job<'_> {
             .collect();
         // The weighted sum written in place; a non-finite result fails unless allowed.
         let sum_into = |files: &[FileInput], weights: &[f32]| -> Result<(), AverageError> {
-            let finite =
-                kernel::weighted_sum_files_at(files, weights, p.out.dtype, n, out.file, out.offset)
-                    .map_err(kernel_err)?
-                    .map_err(io_err)?;
+            let finite = weighted_sum::weighted_sum_files_at(
+                files,
+                weights,
+                p.out.dtype,
+                n,
+                out.file,
+                out.offset,
+            )
+            .map_err(kernel_err)?
+            .map_err(io_err)?;
             if !finite && !self.opts.allow_nonfinite {
                 return Err(self.non_finite_in(p)?);
             }
@@ -487,7 +494,7 @@ impl Job<'_> {
             let check_finite = plan::check_finite(p, self.opts.allow_nonfinite);
             // Same dtype out: the bytes are written while they are compared.
             let dest = (src_dtype == p.out.dtype).then_some((out.file, out.offset));
-            let v = kernel::copy_if_identical_files(
+            let v = weighted_sum::copy_if_identical_files(
                 spans,
                 n * src_dtype.size_in_bytes(),
                 dest,
@@ -558,12 +565,11 @@ impl Job<'_> {
                 .collect();
             let weights = if copied { &[1.0][..] } else { self.weights };
             let mut out = vec![0u8; p.out.nbytes()];
-            let finite = kernel::weighted_sum_cpu(&ins, weights, p.out.dtype, &mut out).map_err(
-                |error| AverageError::Kernel {
+            let finite = weighted_sum::weighted_sum_cpu(&ins, weights, p.out.dtype, &mut out)
+                .map_err(|error| AverageError::Kernel {
                     name: name.to_string(),
                     error,
-                },
-            )?;
+                })?;
             if !finite && !self.opts.allow_nonfinite {
                 return Err(non_finite(
                     self.readers,

@@ -7,11 +7,11 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::kernel::{self, all_finite, Input};
 use super::plan::{self, non_finite, plan, TensorIndex, TensorRule};
 use super::side::side_files;
 use super::{AverageError, AverageInput, AverageOptions};
 use crate::checkpoint::{TensorInfo, WeightsReader};
+use crate::kernels::weighted_sum::{self, all_finite, Input};
 use crate::progress::Reporter;
 
 /// One checkpoint's tensors, kept while the sweep needs them: tensors stored as contiguous
@@ -240,12 +240,13 @@ pub fn average_in_memory<'a>(
             Some(v) if v.len() == p.out.nbytes() => v,
             _ => vec![0u8; p.out.nbytes()],
         };
-        let finite = kernel::weighted_sum_cpu(&ins, w, p.out.dtype, &mut out).map_err(|error| {
-            AverageError::Kernel {
-                name: name.to_string(),
-                error,
-            }
-        })?;
+        let finite =
+            weighted_sum::weighted_sum_cpu(&ins, w, p.out.dtype, &mut out).map_err(|error| {
+                AverageError::Kernel {
+                    name: name.to_string(),
+                    error,
+                }
+            })?;
         if !finite && !opts.allow_nonfinite {
             return Err(non_finite(&readers, &srcs, &p.in_dtypes, p.out.dtype, name));
         }

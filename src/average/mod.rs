@@ -1,8 +1,8 @@
 //! Averaging checkpoints: weight schemes (pure functions of steps) and the streaming weighted sum.
 //!
 //! [`average`] reads the inputs tensor by tensor (memory-mapped), folds them into an f32
-//! accumulator with [`kernel`], casts once to the output dtype and streams the result into a
-//! [`SafetensorsWriter`](crate::checkpoint::SafetensorsWriter) inside an
+//! accumulator with [`crate::kernels::weighted_sum`], casts once to the output dtype and streams
+//! the result into a [`SafetensorsWriter`](crate::checkpoint::SafetensorsWriter) inside an
 //! [`OutputDir`](crate::checkpoint::OutputDir): memory stays at a small multiple of the largest
 //! tensor whatever the number of checkpoints, and the output appears only when complete.
 
@@ -10,11 +10,12 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::checkpoint::{CheckpointError, DType};
+use crate::kernels::weighted_sum::KernelError;
+use crate::kernels::Fused;
 use crate::progress::Cancelled;
 
 mod convert;
 mod engine;
-pub mod kernel;
 mod memory;
 mod plan;
 mod side;
@@ -89,6 +90,8 @@ impl std::fmt::Display for OutDType {
 pub struct AverageOptions {
     pub dtype: OutDType,
     pub device: candle_core::Device,
+    /// Whether our GPU weighted-sum kernel may run on a GPU `device` (else candle's ops).
+    pub fused: Fused,
     /// Shard the output above this many bytes.
     pub shard_size: u64,
     /// Average tensors holding NaN/Inf instead of failing.
@@ -104,6 +107,7 @@ impl Default for AverageOptions {
         AverageOptions {
             dtype: OutDType::Keep,
             device: candle_core::Device::Cpu,
+            fused: Fused::On,
             shard_size: crate::checkpoint::DEFAULT_SHARD_SIZE,
             allow_nonfinite: false,
             force: false,
@@ -160,12 +164,9 @@ pub enum AverageError {
     #[error("tensor '{name}': the weighted sum overflows {dtype} (no input value is NaN/Inf; try --dtype f32)")]
     Overflow { name: String, dtype: DType },
     #[error("preparing the device: {0}")]
-    Device(kernel::KernelError),
+    Device(KernelError),
     #[error("tensor '{name}': {error}")]
-    Kernel {
-        name: String,
-        error: kernel::KernelError,
-    },
+    Kernel { name: String, error: KernelError },
     #[error("{}: {}", path.display(), crate::checkpoint::io_problem(error))]
     Io {
         path: PathBuf,

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use super::kernel::all_finite;
 use super::{AverageError, AverageOptions};
 use crate::checkpoint::{is_buffer, DType, TensorInfo, WeightsReader};
+use crate::kernels::weighted_sum::all_finite;
 
 /// What the plan needs of an input: its tensors' headers and where each one is stored.
 pub(crate) trait TensorIndex {

@@ -119,12 +119,13 @@ impl EvalArgs {
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
     }
 
-    /// The eval configuration of these flags on `device`, given the data and the tasks.
+    /// The eval configuration of these flags on `device` (our GPU kernels as `fused` allows),
+    /// given the data and the tasks.
     pub fn config(
         &self,
         (data, data_label, data_hash): (EvalData, String, String),
         tasks: Vec<TaskConfig>,
-        device: candle_core::Device,
+        (device, fused): (candle_core::Device, lawa::kernels::Fused),
     ) -> EvalConfig {
         EvalConfig {
             data,
@@ -134,6 +135,7 @@ impl EvalArgs {
             max_tokens: self.max_tokens,
             batch: self.batch.max(1),
             device,
+            fused,
             tasks,
         }
     }

@@ -117,6 +117,7 @@ pub fn run(args: Args, config: &lawa::Config) -> anyhow::Result<()> {
     let opts = AverageOptions {
         dtype,
         device: device.clone(),
+        fused: config.fused,
         shard_size,
         allow_nonfinite: args.allow_nonfinite,
         force: args.force,

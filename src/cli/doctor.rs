@@ -26,7 +26,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: Args, config: &lawa::Config) -> anyhow::Result<()> {
     let dev = device::select(args.device)?;
     let data = match (&args.text, &args.tokens) {
         (Some(t), _) => Some(EvalData::Text(t.clone())),
@@ -42,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, _) => None,
     };
     let (reporter, bar) = super::progress::reporter(CancelToken::new());
-    let report = doctor::run(&dev, model, &reporter);
+    let report = doctor::run(&dev, config.fused, model, &reporter);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

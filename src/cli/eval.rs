@@ -76,6 +76,7 @@ pub fn run(args: Args, config: &lawa::Config) -> anyhow::Result<()> {
         batch: args.eval.batch,
         device,
         dtype: args.dtype.map(DTypeArg::to_candle),
+        fused: config.fused,
     };
     let data = match (&args.eval.text, &args.eval.tokens, args.token_dtype) {
         (Some(t), _, _) => EvalData::Text(t.clone()),

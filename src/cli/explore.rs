@@ -121,7 +121,7 @@ pub fn open(traj: Trajectory, args: &Args, config: &Config) -> anyhow::Result<()
                 traj.checkpoints.len()
             ))
         });
-    let base = eval.map(|e| args.eval.config(e, tasks, device.clone()));
+    let base = eval.map(|e| args.eval.config(e, tasks, (device.clone(), config.fused)));
     let store = Arc::new(Mutex::new(store));
     let store_w = store.clone();
     let traj_w = traj.clone();

@@ -84,7 +84,7 @@ pub fn main() -> ExitCode {
         Some(Command::Sweep(a)) => sweep::run(a, config),
         Some(Command::SweepTask(a)) => sweep::run_task(a, config),
         Some(Command::Export(a)) => export::run(a, config),
-        Some(Command::Doctor(a)) => doctor::run(a),
+        Some(Command::Doctor(a)) => doctor::run(a, config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

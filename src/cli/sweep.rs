@@ -132,7 +132,9 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<()> {
     })?;
     let tasks = args.zero_shot.configs(&traj, &args.source)?;
     let device = lawa::device::select(args.eval.device)?;
-    let cfg = args.eval.config(data, tasks, device.clone());
+    let cfg = args
+        .eval
+        .config(data, tasks, (device.clone(), config.fused));
     let dir = results::trajectory_dir(config.home()?, &traj.source);
     let (mut store, warnings) = ResultsStore::open(&dir)?;
     for w in &warnings {
@@ -534,6 +536,7 @@ pub fn run_task(args: TaskArgs, config: &Config) -> anyhow::Result<()> {
     let traj = lawa::source::open(&plan.source, &config.hub)?;
     let cfg = EvalConfig {
         device: lawa::device::select(plan.device)?,
+        fused: config.fused,
         ..plan.eval.clone()
     };
     let mut engine =
@@ -676,6 +679,7 @@ fn keep_model(
     let dest = out.join(format!("avg-{first}-{last}-k{}", steps.len()));
     let opts = AverageOptions {
         device: engine.eval_config().device.clone(),
+        fused: engine.eval_config().fused,
         force: true,
         ..AverageOptions::new(scheme)
     };

@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::kernels::Fused;
 use crate::model::{load_model_dir_with, one_line, LoadedModel, ModelError};
 use crate::progress::{Cancelled, Reporter, Unit};
 
@@ -51,6 +52,8 @@ pub struct EvalOptions {
     pub device: Device,
     /// Compute dtype; default f32 on CPU, the checkpoint's dtype on a GPU.
     pub dtype: Option<DType>,
+    /// Whether our GPU kernels may run on a GPU `device`.
+    pub fused: Fused,
 }
 
 impl Default for EvalOptions {
@@ -61,6 +64,7 @@ impl Default for EvalOptions {
             batch: 4,
             device: Device::Cpu,
             dtype: None,
+            fused: Fused::On,
         }
     }
 }
@@ -204,7 +208,12 @@ pub fn load_model(model_dir: &Path, opts: &EvalOptions) -> Result<LoadedModel, E
         opts.dtype
             .unwrap_or_else(|| default_dtype(&opts.device, stored))
     };
-    Ok(load_model_dir_with(model_dir, choose, &opts.device)?)
+    Ok(load_model_dir_with(
+        model_dir,
+        choose,
+        &opts.device,
+        opts.fused,
+    )?)
 }
 
 /// `--ctx`, or the default, checked against the model.
@@ -427,13 +436,14 @@ fn run_batch(
         let n = chunk.min(rows - start);
         let t = targets.narrow(0, start, n)?;
         let logits = model.model.logits(&hidden.narrow(0, start, n)?)?;
-        nll.extend(nll::token_nll(&logits, &t)?.to_vec1::<f32>()?);
+        let kernel = model.model.kernels().nll;
+        nll.extend(nll::token_nll_with(kernel, &logits, &t)?.to_vec1::<f32>()?);
         if let (Some(o), Some(h), Some(acc)) = (other, &hidden_other, against.as_mut()) {
             let logits_o = o.model.logits(&h.narrow(0, start, n)?)?;
             let sum = |x: Tensor| -> candle_core::Result<f64> {
                 x.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()
             };
-            acc.0 += sum(nll::token_nll(&logits_o, &t)?)?;
+            acc.0 += sum(nll::token_nll_with(o.model.kernels().nll, &logits_o, &t)?)?;
             let (kl, agree) = nll::kl_and_top1(&logits, &logits_o)?;
             acc.1 += sum(kl)?;
             acc.2 += sum(agree)?;

@@ -3,13 +3,27 @@
 
 use candle_core::{DType, Result, Tensor, D};
 
+use crate::kernels::{Fused, NllKernel};
+
 /// `-log softmax(logits)[target]` per row: `logits [N, V]`, `targets [N]` u32 → `[N]` f32.
-/// The fused one-pass kernel ([`crate::fused::token_nll`]) where it applies, else candle ops.
+/// The fused one-pass kernel ([`crate::kernels::nll::token_nll`]) where it applies, else candle
+/// ops. A model's evaluation uses [`token_nll_with`] and the kernel the model chose.
 pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    match crate::fused::token_nll(logits, targets)? {
-        Some(nll) => Ok(nll),
-        None => token_nll_ops(logits, targets),
+    token_nll_with(
+        NllKernel::choose(logits.device(), Fused::On),
+        logits,
+        targets,
+    )
+}
+
+/// [`token_nll`] on `kernel`.
+pub fn token_nll_with(kernel: NllKernel, logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    if kernel == NllKernel::Fused {
+        if let Some(nll) = crate::kernels::nll::token_nll(logits, targets)? {
+            return Ok(nll);
+        }
     }
+    token_nll_ops(logits, targets)
 }
 
 /// [`token_nll`] from candle ops (any device): `logsumexp(row) - row[target]`.

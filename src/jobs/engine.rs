@@ -28,6 +28,9 @@ pub struct EvalConfig {
     pub batch: usize,
     #[serde(skip, default = "cpu")]
     pub device: candle_core::Device,
+    /// Whether our GPU kernels may run on `device` (chosen where the device is, not stored).
+    #[serde(skip)]
+    pub fused: crate::kernels::Fused,
     /// Zero-shot tasks, each evaluated beside the perplexity on every target (plans written
     /// before tasks: none).
     #[serde(default)]
@@ -372,6 +375,7 @@ impl EngineExecutor {
             batch: cfg.batch,
             device: cfg.device.clone(),
             dtype: None,
+            fused: cfg.fused,
         };
         let mut out = Vec::new();
         for &metric in metrics {
@@ -452,6 +456,7 @@ mod tests {
             max_tokens: None,
             batch: 2,
             device: candle_core::Device::Cpu,
+            fused: crate::kernels::Fused::On,
             tasks: Vec::new(),
         };
         let resident = Resident::default();

@@ -6,9 +6,9 @@
 //! and Qwen3 base models return every position but hold a KV cache behind `&mut self`, and
 //! Qwen2's computes the rotary angles in the model dtype (in bf16 a position above 256 is
 //! rounded), so one decoder of our own runs them all, with candle's kernels (`rms_norm`,
-//! `layer_norm`, `rope`, softmax), candle-transformers' `repeat_kv`, and our fused/packed
-//! attention. The families differ in a few switches, mapped from `config.json` in
-//! [`DecoderConfig::from_hf`].
+//! `layer_norm`, `rope`, softmax), candle-transformers' `repeat_kv`, and the eval kernels of
+//! [`crate::kernels`] (chosen once, when the model is built). The families differ in a few
+//! switches, mapped from `config.json` in [`DecoderConfig::from_hf`].
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -16,8 +16,10 @@ use serde_json::{json, Map, Value};
 
 use super::config::Activation;
 use super::family::{Family, Fields};
-use super::gpt_neox::{attention_eval, linear_eval, LazyMask};
 use super::rope::{Rope, RopeScaling, RopeTables};
+use crate::kernels::attention::{self, LazyMask};
+use crate::kernels::matmul::linear_eval;
+use crate::kernels::{Fused, Kernels};
 
 /// How the residual stream is normalised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -444,11 +446,17 @@ impl Attention {
         Ok((norm(&self.q_norm, q)?, norm(&self.k_norm, k)?))
     }
 
-    fn forward(&self, x: &Tensor, rope: &RopeTables, mask: &LazyMask) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rope: &RopeTables,
+        mask: &LazyMask,
+        kernels: Kernels,
+    ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let hd = self.head_dim;
         let project = |l: &Linear| -> Result<Tensor> {
-            let y = linear_eval(l, x)?;
+            let y = linear_eval(kernels.linear, l, x)?;
             match self.clip {
                 Some(c) => y.clamp(-c, c),
                 None => Ok(y),
@@ -474,8 +482,10 @@ impl Attention {
         let rep = self.heads / self.kv_heads;
         let k = candle_transformers::utils::repeat_kv(k, rep)?.contiguous()?;
         let v = candle_transformers::utils::repeat_kv(v, rep)?.contiguous()?;
-        let y = attention_eval(&q, &k, &v, mask, 1.0 / (hd as f64).sqrt())?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let y = attention::causal_attention(kernels.attention, &q, &k, &v, mask, scale)?;
         linear_eval(
+            kernels.linear,
             &self.o,
             &y.transpose(1, 2)?.reshape((b, t, self.heads * hd))?,
         )
@@ -501,15 +511,16 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = linear_eval(&self.gate, x)?;
+    fn forward(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
+        let linear = |l: &Linear, x: &Tensor| linear_eval(kernels.linear, l, x);
+        let g = linear(&self.gate, x)?;
         let g = match self.act {
             Activation::Gelu => g.gelu_erf()?,
             Activation::GeluTanh => g.gelu()?,
             Activation::Relu => g.relu()?,
             Activation::Silu => g.silu()?,
         };
-        linear_eval(&self.down, &(g * linear_eval(&self.up, x)?)?)
+        linear(&self.down, &(g * linear(&self.up, x)?)?)
     }
 }
 
@@ -540,16 +551,22 @@ impl Layer {
         })
     }
 
-    fn forward(&self, x: &Tensor, rope: &RopeTables, mask: &LazyMask) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rope: &RopeTables,
+        mask: &LazyMask,
+        k: Kernels,
+    ) -> Result<Tensor> {
         match self.placement {
             NormPlacement::Pre => {
-                let h = (x + self.attn.forward(&self.norm1.forward(x)?, rope, mask)?)?;
-                let m = self.mlp.forward(&self.norm2.forward(&h)?)?;
+                let h = (x + self.attn.forward(&self.norm1.forward(x)?, rope, mask, k)?)?;
+                let m = self.mlp.forward(&self.norm2.forward(&h)?, k)?;
                 h + m
             }
             NormPlacement::Post => {
-                let h = (x + self.norm1.forward(&self.attn.forward(x, rope, mask)?)?)?;
-                let m = self.norm2.forward(&self.mlp.forward(&h)?)?;
+                let h = (x + self.norm1.forward(&self.attn.forward(x, rope, mask, k)?)?)?;
+                let m = self.norm2.forward(&self.mlp.forward(&h, k)?)?;
                 h + m
             }
         }
@@ -565,10 +582,14 @@ pub struct Decoder {
     head: Linear,
     rope: Rope,
     cfg: DecoderConfig,
+    kernels: Kernels,
 }
 
 impl Decoder {
+    /// The model over `vb`, its eval kernels chosen for `vb`'s device and dtype with our GPU
+    /// kernels allowed ([`Decoder::with_kernels`] chooses otherwise).
     pub fn new(cfg: &DecoderConfig, vb: VarBuilder) -> Result<Self> {
+        let kernels = Kernels::choose(vb.device(), vb.dtype(), Fused::On);
         let vb_m = vb.pp("model");
         let embed = vb_m
             .pp("embed_tokens")
@@ -589,7 +610,17 @@ impl Decoder {
             head,
             rope: Rope::new(cfg.head_dim, cfg.rope_theta, &cfg.rope_scaling),
             cfg: cfg.clone(),
+            kernels,
         })
+    }
+
+    /// The model with its eval path on `kernels` (chosen for its device and dtype).
+    pub fn with_kernels(self, kernels: Kernels) -> Self {
+        Self { kernels, ..self }
+    }
+
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     pub fn config(&self) -> &DecoderConfig {
@@ -626,13 +657,13 @@ impl Decoder {
         let mask = LazyMask::new(t, &device);
         let rope = self.rope.tables(t, x.dtype(), &device)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &rope, &mask)?;
+            x = layer.forward(&x, &rope, &mask, self.kernels)?;
         }
         self.norm.forward(&x)
     }
 
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        linear_eval(&self.head, hidden)
+        linear_eval(self.kernels.linear, &self.head, hidden)
     }
 
     pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {

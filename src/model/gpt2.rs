@@ -8,7 +8,8 @@ use serde_json::{json, Map, Value};
 
 use super::config::Activation;
 use super::family::Fields;
-use super::gpt_neox::{attention_eval, linear_eval, LazyMask};
+use crate::kernels::attention::{self, LazyMask};
+use crate::kernels::{matmul, Fused, Kernels};
 
 /// How the projection weights are laid out in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,10 +228,14 @@ pub struct Gpt2 {
     ln_f: LayerNorm,
     head: Linear,
     cfg: Gpt2Config,
+    kernels: Kernels,
 }
 
 impl Gpt2 {
+    /// The model over `vb`, its eval kernels chosen for `vb`'s device and dtype with our GPU
+    /// kernels allowed ([`Gpt2::with_kernels`] chooses otherwise).
     pub fn new(cfg: &Gpt2Config, vb: VarBuilder) -> Result<Self> {
+        let kernels = Kernels::choose(vb.device(), vb.dtype(), Fused::On);
         let (d, i) = (cfg.n_embd, cfg.n_inner);
         let body = if cfg.prefix.is_empty() {
             vb.clone()
@@ -265,7 +270,17 @@ impl Gpt2 {
             ln_f,
             head,
             cfg: cfg.clone(),
+            kernels,
         })
+    }
+
+    /// The model with its eval path on `kernels` (chosen for its device and dtype).
+    pub fn with_kernels(self, kernels: Kernels) -> Self {
+        Self { kernels, ..self }
+    }
+
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     pub fn config(&self) -> &Gpt2Config {
@@ -297,6 +312,7 @@ impl Gpt2 {
         let mut x = tok.broadcast_add(&self.wpe.narrow(0, 0, t)?)?;
         let device = x.device().clone();
         let mask = LazyMask::new(t, &device);
+        let linear_eval = |l: &Linear, x: &Tensor| matmul::linear_eval(self.kernels.linear, l, x);
         for blk in &self.blocks {
             let qkv = linear_eval(&blk.c_attn, &blk.ln_1.forward(&x)?)?;
             // q, k, v are consecutive blocks of n_embd, each split into heads.
@@ -306,7 +322,8 @@ impl Gpt2 {
                     .transpose(1, 2)?
                     .contiguous()
             };
-            let y = attention_eval(
+            let y = attention::causal_attention(
+                self.kernels.attention,
                 &split(0)?,
                 &split(1)?,
                 &split(2)?,
@@ -328,7 +345,7 @@ impl Gpt2 {
     }
 
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        linear_eval(&self.head, hidden)
+        matmul::linear_eval(self.kernels.linear, &self.head, hidden)
     }
 
     pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {

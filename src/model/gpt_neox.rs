@@ -16,12 +16,15 @@ use candle_nn::{Init, Linear, VarBuilder};
 
 use super::config::{Activation, Config};
 use super::rope::{Rope, RopeScaling, RopeTables};
+use crate::kernels::attention::{self, reference, LazyMask};
+use crate::kernels::matmul::{linear_eval, linear_t};
+use crate::kernels::{Fused, Kernels, LinearKernel};
 
 /// Which kernels a forward pass may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
-    /// Fused kernels, no gradients.
-    Eval,
+    /// The model's eval kernels (chosen when it was built), no gradients.
+    Eval(Kernels),
     /// Differentiable ops only.
     Train,
 }
@@ -52,24 +55,10 @@ fn linear(in_dim: usize, out_dim: usize, bias: bool, init: Init, vb: VarBuilder)
     Ok(Linear::new(weight, bias))
 }
 
-/// Whether the eval path takes lawa's fused CPU kernels (`model::gemm`: f32 on the CPU).
-pub(crate) fn packed_cpu(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32
-}
-
-/// A Linear layer on the eval path: the fused CPU kernel when [`packed_cpu`], candle otherwise.
-pub(crate) fn linear_eval(l: &Linear, x: &Tensor) -> Result<Tensor> {
-    if packed_cpu(x) {
-        super::gemm::linear_t(x, l.weight(), l.bias(), false)
-    } else {
-        l.forward(x)
-    }
-}
-
 /// A Linear on either path.
 fn linear_fwd(l: &Linear, x: &Tensor, path: Path) -> Result<Tensor> {
     match path {
-        Path::Eval => linear_eval(l, x),
+        Path::Eval(k) => linear_eval(k.linear, l, x),
         Path::Train => l.forward(x),
     }
 }
@@ -92,7 +81,7 @@ impl LayerNorm {
 
     fn forward(&self, x: &Tensor, path: Path) -> Result<Tensor> {
         match path {
-            Path::Eval => candle_nn::ops::layer_norm(
+            Path::Eval(_) => candle_nn::ops::layer_norm(
                 &x.contiguous()?,
                 &self.weight,
                 &self.bias,
@@ -156,83 +145,6 @@ pub fn rope_differentiable(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Ten
     x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
 }
 
-/// The causal mask of one forward pass, built on first use: the packed CPU kernel and the fused
-/// GPU attention need none, and at T = 2048 it is 16 MB to fill and upload.
-pub(crate) struct LazyMask<'a> {
-    t: usize,
-    device: &'a Device,
-    mask: std::cell::OnceCell<Tensor>,
-}
-
-impl<'a> LazyMask<'a> {
-    pub(crate) fn new(t: usize, device: &'a Device) -> Self {
-        Self {
-            t,
-            device,
-            mask: std::cell::OnceCell::new(),
-        }
-    }
-}
-
-impl LazyMask<'_> {
-    pub(crate) fn get(&self) -> Result<&Tensor> {
-        if let Some(m) = self.mask.get() {
-            return Ok(m);
-        }
-        let m = causal_mask(self.t, self.device)?;
-        Ok(self.mask.get_or_init(|| m))
-    }
-}
-
-/// `[T, T]` f32 additive causal mask: 0 on and below the diagonal, -inf above.
-pub fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
-    let mask: Vec<f32> = (0..t)
-        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Tensor::from_vec(mask, (t, t), device)
-}
-
-/// Causal attention core for evaluation: `softmax(q kᵀ · scale + mask) v` with the softmax in
-/// f32 (as transformers' eager attention does): the packed CPU kernel for f32 on the CPU,
-/// else candle's matmuls and fused softmax kernel. `mask` must be the causal mask.
-/// `q, k, v: [B, H, T, hs]`, `mask: [T, T]` f32; returns `[B, H, T, hs]`.
-/// On a GPU, f16/bf16 with a Pythia head size take the fused flash-attention kernel
-/// ([`crate::fused::causal_attention`]), which never holds the `T x T` scores.
-pub(crate) fn attention_eval(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: &LazyMask,
-    scale: f64,
-) -> Result<Tensor> {
-    let dtype = q.dtype();
-    if packed_cpu(q) {
-        return super::gemm::causal_attention(q, k, v, scale);
-    }
-    if let Some(y) = crate::fused::causal_attention(q, k, v, scale)? {
-        return Ok(y);
-    }
-    let scores = (q * scale)?.matmul(&k.t()?)?;
-    let scores = scores.to_dtype(DType::F32)?.broadcast_add(mask.get()?)?;
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-    probs.matmul(&v.contiguous()?)
-}
-
-/// The same attention from differentiable ops only.
-pub fn attention_train(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: &Tensor,
-    scale: f64,
-) -> Result<Tensor> {
-    let dtype = q.dtype();
-    let scores = (q * scale)?.matmul(&k.t()?)?;
-    let scores = scores.to_dtype(DType::F32)?.broadcast_add(mask)?;
-    let probs = candle_nn::ops::softmax(&scores, D::Minus1)?.to_dtype(dtype)?;
-    probs.matmul(&v.contiguous()?)
-}
-
 #[derive(Clone, Debug)]
 struct Attention {
     query_key_value: Linear,
@@ -271,13 +183,16 @@ impl Attention {
         let qkv =
             linear_fwd(&self.query_key_value, x, path)?.reshape((b, t, self.heads, 3 * hs))?;
         let split = |i: usize| qkv.narrow(3, i * hs, hs)?.transpose(1, 2)?.contiguous();
-        let q = rotary.apply(&split(0)?, path == Path::Eval)?;
-        let k = rotary.apply(&split(1)?, path == Path::Eval)?;
+        let eval = matches!(path, Path::Eval(_));
+        let q = rotary.apply(&split(0)?, eval)?;
+        let k = rotary.apply(&split(1)?, eval)?;
         let v = split(2)?;
         let scale = 1.0 / (hs as f64).sqrt();
         let y = match path {
-            Path::Eval => attention_eval(&q, &k, &v, mask, scale)?,
-            Path::Train => attention_train(&q, &k, &v, mask.get()?, scale)?,
+            Path::Eval(kernels) => {
+                attention::causal_attention(kernels.attention, &q, &k, &v, mask, scale)?
+            }
+            Path::Train => reference::causal_attention(&q, &k, &v, mask.get()?, scale)?,
         };
         linear_fwd(&self.dense, &y.transpose(1, 2)?.reshape((b, t, d))?, path)
     }
@@ -301,11 +216,13 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor, path: Path) -> Result<Tensor> {
-        if path == Path::Eval && self.act == Activation::Gelu && packed_cpu(x) {
-            // Up-projection, bias and GELU in one pass over the intermediate activations.
-            let w = self.dense_h_to_4h.weight();
-            let h = super::gemm::linear_t(x, w, self.dense_h_to_4h.bias(), true)?;
-            return linear_eval(&self.dense_4h_to_h, &h);
+        if let Path::Eval(k) = path {
+            if self.act == Activation::Gelu && k.linear == LinearKernel::CpuF32 {
+                // Up-projection, bias and GELU in one pass over the intermediate activations.
+                let w = self.dense_h_to_4h.weight();
+                let h = linear_t(x, w, self.dense_h_to_4h.bias(), true)?;
+                return linear_eval(k.linear, &self.dense_4h_to_h, &h);
+            }
         }
         let h = linear_fwd(&self.dense_h_to_4h, x, path)?;
         let h = match self.act {
@@ -378,13 +295,18 @@ pub struct GptNeox {
     embed_out: Linear,
     rotary: Rope,
     cfg: Config,
+    /// The eval kernels, chosen when the model is built.
+    kernels: Kernels,
 }
 
 impl GptNeox {
     /// Builds the model from `vb` (a checkpoint, or a `VarMap` to create fresh parameters).
     /// The output head is `embed_out` (Pythia) or `lm_head` (as transformers 5 may save it),
-    /// or `embed_in` itself when `tie_word_embeddings`.
+    /// or `embed_in` itself when `tie_word_embeddings`. The eval kernels are chosen for `vb`'s
+    /// device and dtype with our GPU kernels allowed ([`GptNeox::with_kernels`] chooses
+    /// otherwise).
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let kernels = Kernels::choose(vb.device(), vb.dtype(), Fused::On);
         let (v, d) = (cfg.vocab_size, cfg.hidden_size);
         let vb_m = vb.pp("gpt_neox");
         let embed_in = vb_m
@@ -414,7 +336,17 @@ impl GptNeox {
             embed_out,
             rotary,
             cfg: cfg.clone(),
+            kernels,
         })
+    }
+
+    /// The model with its eval path on `kernels` (chosen for its device and dtype).
+    pub fn with_kernels(self, kernels: Kernels) -> Self {
+        Self { kernels, ..self }
+    }
+
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     pub fn config(&self) -> &Config {
@@ -429,7 +361,7 @@ impl GptNeox {
         self.embed_in.device()
     }
 
-    /// Logits `[B, T, vocab]` for every position of `input_ids: [B, T]` (u32), fused kernels.
+    /// Logits `[B, T, vocab]` for every position of `input_ids: [B, T]` (u32), on the model's eval kernels.
     pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
         self.logits(&self.hidden_states(input_ids)?)
     }
@@ -442,12 +374,12 @@ impl GptNeox {
     /// The final-layer-normed hidden states `[B, T, hidden]` (eval path). With
     /// [`GptNeox::logits`] this lets an evaluator project to the vocabulary in row chunks.
     pub fn hidden_states(&self, input_ids: &Tensor) -> Result<Tensor> {
-        self.run(input_ids, Path::Eval)
+        self.run(input_ids, Path::Eval(self.kernels))
     }
 
     /// The output head: `[..., hidden]` → `[..., vocab]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        linear_eval(&self.embed_out, hidden)
+        linear_eval(self.kernels.linear, &self.embed_out, hidden)
     }
 
     fn run(&self, input_ids: &Tensor, path: Path) -> Result<Tensor> {
@@ -464,11 +396,7 @@ impl GptNeox {
             .index_select(&ids, 0)?
             .reshape((b, t, self.cfg.hidden_size))?;
         let device = x.device().clone();
-        let mask = LazyMask {
-            t,
-            device: &device,
-            mask: std::cell::OnceCell::new(),
-        };
+        let mask = LazyMask::new(t, &device);
         let rotary = self.rotary.tables(t, x.dtype(), &device)?;
         for layer in &self.layers {
             x = layer.forward(&x, &rotary, &mask, path)?;

@@ -19,6 +19,7 @@ use super::family::Family;
 use super::gpt2::{self, Gpt2, Gpt2Config};
 use super::{gpt_neox, Config, GptNeox, ModelError};
 use crate::checkpoint::{var_builder, Format, WeightsReader};
+use crate::kernels::{Fused, Kernels};
 
 /// A family's configuration, mapped from its `config.json` (or nanoGPT's `model_args`).
 #[derive(Clone, Debug, PartialEq)]
@@ -154,6 +155,15 @@ impl Model {
         }
     }
 
+    /// The eval kernels chosen when the model was built.
+    pub fn kernels(&self) -> Kernels {
+        match self {
+            Model::GptNeox(m) => m.kernels(),
+            Model::Decoder(m) => m.kernels(),
+            Model::Gpt2(m) => m.kernels(),
+        }
+    }
+
     pub fn dtype(&self) -> DType {
         match self {
             Model::GptNeox(m) => m.dtype(),
@@ -215,6 +225,7 @@ pub fn load_model_dir(
         path,
         |stored| dtype.or(stored).unwrap_or(DType::F32),
         device,
+        Fused::On,
     )
 }
 
@@ -271,11 +282,13 @@ fn model_dir_of(path: &Path) -> &Path {
 }
 
 /// As [`load_model_dir`], with the dtype chosen by `choose` from the stored dtype (known once
-/// the weights' headers are read, before any tensor is loaded).
+/// the weights' headers are read, before any tensor is loaded) and our GPU kernels allowed by
+/// `fused`.
 pub fn load_model_dir_with(
     path: &Path,
     choose: impl FnOnce(Option<DType>) -> DType,
     device: &Device,
+    fused: Fused,
 ) -> Result<LoadedModel, ModelError> {
     let dir = model_dir_of(path).to_path_buf();
     let (mut cfg, source, reader) = read_config(path)?;
@@ -308,12 +321,13 @@ pub fn load_model_dir_with(
         vb,
         stored_dtype,
         format,
+        fused,
     )
 }
 
 /// A model of the config at `config` over weights already in memory (a sweep's averaged
 /// window): the same checks as [`load_model_dir`], weights converted to `dtype` on `device`.
-/// `dir` names the model in messages.
+/// `dir` names the model in messages; `fused` as in [`load_model_dir_with`].
 pub fn load_model_from_tensors(
     dir: &Path,
     config: &Path,
@@ -321,6 +335,7 @@ pub fn load_model_from_tensors(
     stored_dtype: Option<DType>,
     dtype: DType,
     device: &Device,
+    fused: Fused,
 ) -> Result<LoadedModel, ModelError> {
     let bad = |msg: String| ModelError::Config {
         path: config.to_path_buf(),
@@ -347,6 +362,7 @@ pub fn load_model_from_tensors(
         vb,
         stored_dtype,
         crate::checkpoint::Format::Safetensors,
+        fused,
     )
 }
 
@@ -361,14 +377,21 @@ fn build(
     vb: candle_nn::VarBuilder<'_>,
     stored_dtype: Option<DType>,
     format: Format,
+    fused: Fused,
 ) -> Result<LoadedModel, ModelError> {
     check_against_weights(&cfg, source.path(), shapes, weights_path)?;
     check_tensors(&cfg, shapes, weights_path)?;
     let weights = |e| ModelError::weights(weights_path, e);
+    // The eval kernels, chosen once for the model's device and dtype.
+    let k = Kernels::choose(vb.device(), vb.dtype(), fused);
     let model = match &cfg {
-        ModelConfig::GptNeox(c) => Model::GptNeox(GptNeox::new(c, vb).map_err(weights)?),
-        ModelConfig::Decoder(c) => Model::Decoder(Decoder::new(c, vb).map_err(weights)?),
-        ModelConfig::Gpt2(c) => Model::Gpt2(Gpt2::new(c, vb).map_err(weights)?),
+        ModelConfig::GptNeox(c) => {
+            Model::GptNeox(GptNeox::new(c, vb).map_err(weights)?.with_kernels(k))
+        }
+        ModelConfig::Decoder(c) => {
+            Model::Decoder(Decoder::new(c, vb).map_err(weights)?.with_kernels(k))
+        }
+        ModelConfig::Gpt2(c) => Model::Gpt2(Gpt2::new(c, vb).map_err(weights)?.with_kernels(k)),
     };
     Ok(LoadedModel {
         dir,

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 pub mod config;
 pub mod decoder;
 pub mod family;
-pub mod gemm;
 pub mod gpt2;
 pub mod gpt_neox;
 mod load;

@@ -459,6 +459,7 @@ impl SweepEngine {
             batch: self.eval.batch,
             device: self.eval.device.clone(),
             dtype: None,
+            fused: self.eval.fused,
         };
         let stored = newest.main_dtype().and_then(|d| d.to_candle());
         let dtype = eval::default_dtype(&opts.device, stored);
@@ -499,6 +500,7 @@ impl SweepEngine {
             stored,
             dtype,
             &opts.device,
+            opts.fused,
         )?;
         let mut out = Vec::with_capacity(metrics.len());
         for &metric in metrics {

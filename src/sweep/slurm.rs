@@ -665,6 +665,7 @@ mod tests {
                 max_tokens: None,
                 batch: 8,
                 device: candle_core::Device::Cpu,
+                fused: crate::kernels::Fused::On,
                 tasks: Vec::new(),
             },
             device: DevicePref::Cpu,

@@ -74,6 +74,7 @@ fn run_as(
         max_tokens: None,
         batch: 3,
         device: candle_core::Device::Cpu,
+        fused: crate::kernels::Fused::On,
         tasks: Vec::new(),
     };
     (dir, traj, cfg)

@@ -3,7 +3,9 @@
 //!
 //! The CPU kernel works in cache-sized chunks (all inputs of a chunk are folded into one f32
 //! accumulator before it is cast and stored) spread over threads with rayon; on x86-64 with
-//! AVX2/F16C it runs a vectorised build of the same loop. Other candle devices use tensor ops.
+//! AVX2/F16C it runs a vectorised build of the same loop (`x86`). From files to a file it reads
+//! and writes with `pread`/`pwrite` (`files`). On a GPU, [`DeviceSum`]: our CUDA kernel
+//! (`cuda`, `lawa_weighted_sum` in `kernels.cu`) or candle's tensor ops.
 //! Each product is `w * x` then added (no fused multiply-add), in input order, so results are
 //! bit-identical to a plain f32 reference (`acc = acc + w * x`).
 
@@ -12,7 +14,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
+use super::Fused;
 use crate::checkpoint::DType;
+
+#[cfg(feature = "cuda")]
+mod cuda;
+mod files;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use files::{copy_if_identical_files, weighted_sum_files_at, FileError, FileInput, Verbatim};
+#[cfg(test)]
+use files::{COMPARE_BLOCK, DIRECT_CHUNK};
 
 /// One input tensor: its bytes and dtype (every input holds the same number of elements).
 #[derive(Clone, Copy, Debug)]
@@ -120,24 +133,24 @@ pub fn weighted_sum_candle(
     Ok((bytes, finite))
 }
 
-/// The weighted sum on a GPU (or any non-CPU device), keeping its buffers between calls: the
-/// fused kernel of [`crate::fused`] when this build has it (bitwise equal to the CPU kernel),
-/// else candle's tensor ops ([`weighted_sum_candle`]).
+/// The weighted sum on a GPU (or any non-CPU device), keeping its buffers between calls: our
+/// CUDA kernel (`cuda::WeightedSum`) when this build has it and `fused` allows it (bitwise
+/// equal to the CPU kernel), else candle's tensor ops ([`weighted_sum_candle`]).
 pub struct DeviceSum {
     device: Device,
     #[cfg(feature = "cuda")]
-    fused: Option<crate::fused::cuda::WeightedSum>,
+    fused: Option<cuda::WeightedSum>,
 }
 
 impl DeviceSum {
-    pub fn new(device: &Device) -> Result<Self, KernelError> {
+    pub fn new(device: &Device, fused: Fused) -> Result<Self, KernelError> {
         #[cfg(feature = "cuda")]
         let fused = match device {
-            Device::Cuda(dev) if crate::fused::enabled() => {
-                Some(crate::fused::cuda::WeightedSum::new(dev)?)
-            }
+            Device::Cuda(dev) if fused == Fused::On => Some(cuda::WeightedSum::new(dev)?),
             _ => None,
         };
+        #[cfg(not(feature = "cuda"))]
+        let _ = fused;
         Ok(Self {
             device: device.clone(),
             #[cfg(feature = "cuda")]
@@ -237,197 +250,6 @@ pub fn weighted_sum_cpu(
             .for_each_init(|| Vec::with_capacity(CHUNK), |acc, (ci, o)| run(ci, o, acc));
     }
     Ok(!nonfinite.load(Ordering::Relaxed))
-}
-
-/// One input read from a file with `pread` instead of a mapping: its tensor data starts at
-/// `offset` in `file`.
-#[derive(Clone, Copy, Debug)]
-pub struct FileInput<'a> {
-    pub file: &'a std::fs::File,
-    pub offset: u64,
-    pub dtype: DType,
-}
-
-/// Where positional file I/O failed: input `Some(i)`, or the output (`None`), and the error.
-pub type FileError = (Option<usize>, std::io::Error);
-
-/// Elements per chunk of [`weighted_sum_files_at`]: the f32 accumulator, one input's chunk and
-/// the output chunk stay in a core's L2 together.
-const DIRECT_CHUNK: usize = 32 * 1024;
-
-/// Per-thread buffers of the positional path, kept across calls (fresh ones would cost page
-/// faults and zeroing every time).
-#[derive(Default)]
-struct Direct {
-    acc: Vec<f32>,
-    input: Vec<u8>,
-    out: Vec<u8>,
-}
-
-thread_local! {
-    static DIRECT: std::cell::RefCell<Direct> = std::cell::RefCell::new(Direct::default());
-}
-
-/// The CPU kernel from files to a file: `n` elements of each input are folded chunk by chunk
-/// on rayon's threads, each chunk read with `pread` one input at a time (folded at once, while
-/// it is in L1/L2), cast, and written with `pwrite` at `out_offset` in `out`. Nothing passes
-/// through a large buffer or another thread, so the output bytes are written while still in
-/// cache. Returns whether every output value is finite, or where I/O failed.
-pub fn weighted_sum_files_at(
-    inputs: &[FileInput<'_>],
-    weights: &[f32],
-    out_dtype: DType,
-    n: usize,
-    out: &std::fs::File,
-    out_offset: u64,
-) -> Result<Result<bool, FileError>, KernelError> {
-    use std::os::unix::fs::FileExt;
-    use std::sync::Mutex;
-    if inputs.len() != weights.len() || inputs.is_empty() {
-        return Err(KernelError::Weights(inputs.len(), weights.len()));
-    }
-    for d in inputs.iter().map(|i| i.dtype).chain([out_dtype]) {
-        if !d.is_float() {
-            return Err(KernelError::NotFloat(d));
-        }
-    }
-    let osz = out_dtype.size_in_bytes();
-    let nonfinite = AtomicBool::new(false);
-    let stop = AtomicBool::new(false);
-    let failed: Mutex<Option<FileError>> = Mutex::new(None);
-    let fail = |e: FileError| {
-        stop.store(true, Ordering::Relaxed);
-        failed.lock().expect("not poisoned").get_or_insert(e);
-    };
-    let fast = simd_available();
-    let run = |ci: usize| {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        DIRECT.with(|d| {
-            let Direct {
-                acc,
-                input,
-                out: obuf,
-            } = &mut *d.borrow_mut();
-            let start = ci * DIRECT_CHUNK;
-            let len = DIRECT_CHUNK.min(n - start);
-            acc.resize(len, 0.0);
-            for (i, (inp, &w)) in inputs.iter().zip(weights).enumerate() {
-                let sz = inp.dtype.size_in_bytes();
-                input.resize(len * sz, 0);
-                if let Err(e) = inp
-                    .file
-                    .read_exact_at(input, inp.offset + (start * sz) as u64)
-                {
-                    return fail((Some(i), e));
-                }
-                let x = Input {
-                    bytes: input,
-                    dtype: inp.dtype,
-                };
-                #[cfg(target_arch = "x86_64")]
-                if fast {
-                    // SAFETY: simd_available() checked the CPU has AVX2, FMA and F16C.
-                    unsafe { x86::fold_input(&x, w, acc, i == 0) };
-                    continue;
-                }
-                let _ = fast;
-                fold_input::<false>(&x, w, 0, acc, i == 0);
-            }
-            obuf.resize(len * osz, 0);
-            #[cfg(target_arch = "x86_64")]
-            let bad = if fast {
-                // SAFETY: as above.
-                unsafe { x86::store(acc, out_dtype, obuf) }
-            } else {
-                store::<false>(acc, out_dtype, obuf)
-            };
-            #[cfg(not(target_arch = "x86_64"))]
-            let bad = store::<false>(acc, out_dtype, obuf);
-            if bad {
-                nonfinite.store(true, Ordering::Relaxed);
-            }
-            if let Err(e) = out.write_all_at(obuf, out_offset + (start * osz) as u64) {
-                fail((None, e));
-            }
-        })
-    };
-    let chunks = n.div_ceil(DIRECT_CHUNK);
-    if chunks < 2 {
-        (0..chunks).for_each(run);
-    } else {
-        (0..chunks).into_par_iter().for_each(run);
-    }
-    if let Some(f) = failed.into_inner().expect("not poisoned") {
-        return Ok(Err(f));
-    }
-    Ok(Ok(!nonfinite.load(Ordering::Relaxed)))
-}
-
-/// What [`copy_if_identical_files`] found.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Verbatim {
-    /// The first input whose bytes differ from the first input's, if any.
-    pub differs: Option<usize>,
-    /// Whether the bytes compared hold no NaN/Inf (only checked when asked).
-    pub finite: bool,
-}
-
-/// Bytes compared per read after the first block.
-const COMPARE_BLOCK: usize = 256 * 1024;
-
-/// Compares `nbytes` bytes of every input (file and offset) with the first input's, and while
-/// they agree writes the first input's bytes to `out` (file and offset) when given, in one
-/// pass with `pread`/`pwrite`. It stops at the first difference; the first block read is small,
-/// so inputs that differ from their first bytes (trained weights) cost one small read each.
-/// Bytes already written before a difference is found are left for the caller to overwrite.
-/// With `finite_of`, also checks the first input's bytes are finite values of that dtype.
-pub fn copy_if_identical_files(
-    inputs: &[(&std::fs::File, u64)],
-    nbytes: usize,
-    out: Option<(&std::fs::File, u64)>,
-    finite_of: Option<DType>,
-) -> Result<Verbatim, FileError> {
-    use std::os::unix::fs::FileExt;
-    DIRECT.with(|d| {
-        let Direct {
-            input, out: first, ..
-        } = &mut *d.borrow_mut();
-        let mut finite = true;
-        let mut at = 0;
-        while at < nbytes {
-            // 4 KiB, then larger blocks: whole elements of any dtype either way.
-            let len = if at == 0 { 4096 } else { COMPARE_BLOCK }.min(nbytes - at);
-            first.resize(len, 0);
-            let (f0, o0) = inputs[0];
-            f0.read_exact_at(first, o0 + at as u64)
-                .map_err(|e| (Some(0), e))?;
-            for (i, &(f, o)) in inputs.iter().enumerate().skip(1) {
-                input.resize(len, 0);
-                f.read_exact_at(input, o + at as u64)
-                    .map_err(|e| (Some(i), e))?;
-                if input != first {
-                    return Ok(Verbatim {
-                        differs: Some(i),
-                        finite,
-                    });
-                }
-            }
-            if let Some(d) = finite_of {
-                finite &= all_finite(first, d);
-            }
-            if let Some((f, o)) = out {
-                f.write_all_at(first, o + at as u64)
-                    .map_err(|e| (None, e))?;
-            }
-            at += len;
-        }
-        Ok(Verbatim {
-            differs: None,
-            finite,
-        })
-    })
 }
 
 fn simd_available() -> bool {
@@ -569,88 +391,6 @@ fn store<const SIMD: bool>(acc: &[f32], out_dtype: DType, out: &mut [u8]) -> boo
             acc.iter().fold(false, |bad, a| bad | !a.is_finite())
         }
         _ => unreachable!("checked: output is a float"),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::{chunk as generic_chunk, Input};
-    use crate::checkpoint::DType;
-    use std::arch::x86_64::*;
-
-    /// The generic chunk loop compiled for AVX2 (auto-vectorised f32/bf16 paths) with F16C
-    /// conversions for f16.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn chunk(
-        inputs: &[Input<'_>],
-        weights: &[f32],
-        start: usize,
-        out_dtype: DType,
-        out: &mut [u8],
-        acc: &mut [f32],
-    ) -> bool {
-        generic_chunk::<true>(inputs, weights, start, out_dtype, out, acc)
-    }
-
-    /// [`super::fold_input`] compiled for AVX2 with F16C conversions.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn fold_input(inp: &Input<'_>, w: f32, acc: &mut [f32], first: bool) {
-        super::fold_input::<true>(inp, w, 0, acc, first)
-    }
-
-    /// [`super::store`] compiled for AVX2 with F16C conversions.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn store(acc: &[f32], out_dtype: DType, out: &mut [u8]) -> bool {
-        super::store::<true>(acc, out_dtype, out)
-    }
-
-    #[target_feature(enable = "avx2,f16c")]
-    #[inline]
-    pub unsafe fn fold_f16(acc: &mut [f32], w: f32, src: &[u8], first: bool) {
-        let n = acc.len();
-        debug_assert_eq!(src.len(), 2 * n);
-        let wv = _mm256_set1_ps(w);
-        let mut i = 0;
-        // SAFETY: i + 8 <= n keeps every 8-lane load/store inside acc and src (2 bytes each).
-        unsafe {
-            while i + 8 <= n {
-                let h = _mm_loadu_si128(src.as_ptr().add(2 * i) as *const __m128i);
-                let wx = _mm256_mul_ps(wv, _mm256_cvtph_ps(h));
-                let p = acc.as_mut_ptr().add(i);
-                let r = if first {
-                    wx
-                } else {
-                    _mm256_add_ps(_mm256_loadu_ps(p), wx)
-                };
-                _mm256_storeu_ps(p, r);
-                i += 8;
-            }
-        }
-        for j in i..n {
-            let x = half::f16::from_bits(u16::from_le_bytes([src[2 * j], src[2 * j + 1]])).to_f32();
-            acc[j] = if first { w * x } else { acc[j] + w * x };
-        }
-    }
-
-    #[target_feature(enable = "avx2,f16c")]
-    #[inline]
-    pub unsafe fn store_f16(acc: &[f32], out: &mut [u8]) {
-        let n = acc.len();
-        debug_assert_eq!(out.len(), 2 * n);
-        let mut i = 0;
-        // SAFETY: i + 8 <= n keeps every 8-lane load/store inside acc and out.
-        unsafe {
-            while i + 8 <= n {
-                let v = _mm256_loadu_ps(acc.as_ptr().add(i));
-                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
-                _mm_storeu_si128(out.as_mut_ptr().add(2 * i) as *mut __m128i, h);
-                i += 8;
-            }
-        }
-        for j in i..n {
-            out[2 * j..2 * j + 2]
-                .copy_from_slice(&half::f16::from_f32(acc[j]).to_bits().to_le_bytes());
-        }
     }
 }
 

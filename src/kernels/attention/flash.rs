@@ -2,6 +2,8 @@
 //! without the `T x T` score matrix in memory. Keys are walked in tiles with an online softmax
 //! (running max and sum per query row, the output rescaled when the max grows); the
 //! probabilities are rounded to the input dtype before they multiply `v`, as flash-attention does.
+//! The GPU half is `lawa_flash_attn_*` of `kernels.cu` (`gpu` below); `cpu_fwd` runs the same
+//! algorithm on the CPU, tile for tile, for the tests and `lawa doctor`.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
@@ -30,12 +32,12 @@ pub struct CausalAttention {
     pub scale: f32,
 }
 
-/// Fused causal attention where the GPU kernel applies (CUDA build, f16/bf16, a head size of
-/// [`HEAD_SIZES`]); `None`: use the unfused ops.
+/// Flash attention where the GPU kernel applies (CUDA build and device, f16/bf16, a head size
+/// of [`HEAD_SIZES`]); `None`: use the unfused ops. Whether it may run at all is the model's
+/// choice ([`crate::kernels::AttentionKernel::Flash`]).
 pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Option<Tensor>> {
     let fits = q.device().is_cuda()
-        && super::built_with_cuda()
-        && super::enabled()
+        && crate::kernels::built_with_cuda()
         && matches!(q.dtype(), DType::F16 | DType::BF16)
         && HEAD_SIZES.contains(&q.dim(candle_core::D::Minus1)?);
     if !fits {
@@ -173,14 +175,115 @@ impl CustomOp3 for CausalAttention {
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let (heads, t, hs) = Self::check(l1, l2, l3)?;
-        super::cuda::flash_attention([(s1, l1), (s2, l2), (s3, l3)], heads, t, hs, self.scale)
+        gpu::flash_attention([(s1, l1), (s2, l2), (s3, l3)], heads, t, hs, self.scale)
+    }
+}
+
+/// The GPU half: launching `lawa_flash_attn_{f16,bf16}_{hs}` of `kernels.cu`.
+#[cfg(feature = "cuda")]
+mod gpu {
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::{
+        sys, CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg,
+    };
+    use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
+    use candle_core::{CudaStorage, Layout, Result, Shape};
+    use half::{bf16, f16};
+
+    use super::{key_tile, BLOCK_ROWS};
+    use crate::kernels::cuda::function;
+
+    /// Bytes of shared memory the attention kernel for `hs` uses (`kernels.cu`'s `fa_smem`).
+    fn attention_smem(hs: usize, tsize: usize) -> usize {
+        let (br, bc) = (BLOCK_ROWS, key_tile(hs));
+        br * hs * tsize
+            + 2 * bc * hs * tsize
+            + br * bc * 4
+            + br * bc * tsize
+            + br * hs * 4
+            + 3 * br * 4
+    }
+
+    /// The flash-attention kernel on `[heads, t, hs]` q, k, v (f16 or bf16, contiguous).
+    pub(super) fn flash_attention(
+        qkv: [(&CudaStorage, &Layout); 3],
+        heads: usize,
+        t: usize,
+        hs: usize,
+        scale: f32,
+    ) -> Result<(CudaStorage, Shape)> {
+        let dev = &qkv[0].0.device;
+        let shape = qkv[0].1.shape().clone();
+        let n = heads * t * hs;
+        let smem = attention_smem(hs, 2);
+        let cfg = LaunchConfig {
+            grid_dim: (t.div_ceil(BLOCK_ROWS) as u32, heads as u32, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: smem as u32,
+        };
+        let storage = match qkv[0].0.dtype() {
+            candle_core::DType::F16 => {
+                let out = launch_attention::<f16>(
+                    dev,
+                    &format!("lawa_flash_attn_f16_{hs}"),
+                    qkv,
+                    n,
+                    (t, scale, smem, cfg),
+                )?;
+                CudaStorage::wrap_cuda_slice(out, dev.clone())
+            }
+            candle_core::DType::BF16 => {
+                let out = launch_attention::<bf16>(
+                    dev,
+                    &format!("lawa_flash_attn_bf16_{hs}"),
+                    qkv,
+                    n,
+                    (t, scale, smem, cfg),
+                )?;
+                CudaStorage::wrap_cuda_slice(out, dev.clone())
+            }
+            d => candle_core::bail!("causal attention: no kernel for dtype {d:?}"),
+        };
+        Ok((storage, shape))
+    }
+
+    /// Launches `name` on q, k, v of element type `T` into a new `n`-element output.
+    /// `launch` is (sequence length, scale, shared memory bytes, launch configuration).
+    fn launch_attention<T: CudaDType + DeviceRepr>(
+        dev: &CudaDevice,
+        name: &str,
+        qkv: [(&CudaStorage, &Layout); 3],
+        n: usize,
+        (t, scale, smem, cfg): (usize, f32, usize, LaunchConfig),
+    ) -> Result<CudaSlice<T>> {
+        let func = function(dev, name)?;
+        // Above 48 KiB of shared memory a kernel must opt in.
+        func.set_attribute(
+            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            smem as i32,
+        )
+        .w()?;
+        fn view<'a, T: CudaDType>(
+            (s, l): (&'a CudaStorage, &Layout),
+        ) -> Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, T>> {
+            Ok(s.as_cuda_slice::<T>()?.slice(l.start_offset()..))
+        }
+        let (q, k, v) = (view::<T>(qkv[0])?, view::<T>(qkv[1])?, view::<T>(qkv[2])?);
+        let out = unsafe { dev.alloc::<T>(n) }?;
+        let stream = dev.cuda_stream();
+        let t32 = t as i32;
+        let mut b = stream.launch_builder(&func);
+        b.arg(&q).arg(&k).arg(&v).arg(&out).arg(&t32).arg(&scale);
+        // SAFETY: argument types match the kernel; all four hold `n` elements.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok(out)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::gpt_neox::{attention_train, causal_mask};
+    use crate::kernels::attention::reference::{causal_attention as attention_train, causal_mask};
     use candle_core::Device;
 
     /// The fused algorithm against the unfused ops (f32 softmax, as transformers' eager

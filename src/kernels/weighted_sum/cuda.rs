@@ -1,59 +1,20 @@
-//! Loading and launching the fused kernels (`kernels.cu`) on a candle CUDA device.
-//!
-//! build.rs compiles `kernels.cu` into a cubin for the GPU this build targets
-//! (`CUDA_COMPUTE_CAP`, 90 = H100/H200) and PTX for compute 8.0: the cubin loads with no driver
-//! JIT; another GPU (sm_80 or newer) JIT-compiles the PTX once.
+//! The weighted sum on a GPU: pinned, double-buffered uploads of each input's sub-chunk while
+//! the previous one is summed (`lawa_weighted_sum` in `kernels.cu`), bitwise equal to the CPU
+//! kernel.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
-use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
-    result, sys, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
-    LaunchConfig, PinnedHostSlice, PushKernelArg,
+    result, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig,
+    PinnedHostSlice, PushKernelArg,
 };
-use candle_core::cuda_backend::cudarc::nvrtc::Ptx;
-use candle_core::cuda_backend::{CudaDType, CudaDevice, DeviceId, WrapErr};
-use candle_core::{CudaStorage, Layout, Result, Shape};
-use half::{bf16, f16};
+use candle_core::cuda_backend::{CudaDevice, WrapErr};
+use candle_core::Result;
 use rayon::prelude::*;
 
-use crate::average::kernel::Input;
+use super::Input;
 use crate::checkpoint::DType;
-
-static CUBIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/lawa_fused.cubin"));
-static PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/lawa_fused.ptx"));
-
-/// Our module on `dev`, loaded once per device.
-fn module(dev: &CudaDevice) -> Result<Arc<CudaModule>> {
-    static MODULES: OnceLock<Mutex<HashMap<DeviceId, Arc<CudaModule>>>> = OnceLock::new();
-    let mut mods = MODULES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(m) = mods.get(&dev.id()) {
-        return Ok(m.clone());
-    }
-    let stream = dev.cuda_stream();
-    let ctx = stream.context();
-    let m = match ctx.load_module(Ptx::from_binary(CUBIN.to_vec())) {
-        Ok(m) => m,
-        // Not the GPU the cubin was built for: the driver compiles the PTX.
-        Err(_) => ctx.load_module(Ptx::from_src(PTX)).w()?,
-    };
-    mods.insert(dev.id(), m.clone());
-    Ok(m)
-}
-
-fn function(dev: &CudaDevice, name: &str) -> Result<CudaFunction> {
-    module(dev)?.load_function(name).w()
-}
-
-/// Loads our kernels on `dev` (a no-op after the first call): the first use of a cubin is fast,
-/// but the PTX fallback is compiled by the driver here rather than in the middle of a job.
-pub fn load(dev: &CudaDevice) -> Result<()> {
-    module(dev).map(|_| ())
-}
+use crate::kernels::cuda::function;
 
 /// dtype codes of `kernels.cu`.
 fn code(d: DType) -> Option<i32> {
@@ -97,7 +58,7 @@ struct Slot {
 }
 
 /// The weighted sum of raw tensor bytes on a GPU, bitwise equal to the CPU kernel
-/// ([`crate::average::kernel::weighted_sum_cpu`]). Buffers are kept between calls, sized for
+/// ([`super::weighted_sum_cpu`]). Buffers are kept between calls, sized for
 /// the largest `k` seen.
 pub struct WeightedSum {
     stream: Arc<CudaStream>,
@@ -247,150 +208,4 @@ impl WeightedSum {
         let flag = self.stream.clone_dtoh(&self.flag).w()?;
         Ok(flag[0] == 0)
     }
-}
-
-/// The `token_nll` kernel: one block of 256 threads per row.
-pub fn token_nll(
-    s1: &CudaStorage,
-    l1: &Layout,
-    s2: &CudaStorage,
-    l2: &Layout,
-) -> Result<(CudaStorage, Shape)> {
-    let (n, v) = l1.shape().dims2()?;
-    let dev = &s1.device;
-    let (Some((o1, _)), Some((o2, _))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
-        candle_core::bail!("token_nll: inputs must be contiguous");
-    };
-    let out = unsafe { dev.alloc::<f32>(n) }?;
-    if n == 0 {
-        return Ok((
-            CudaStorage::wrap_cuda_slice(out, dev.clone()),
-            Shape::from(n),
-        ));
-    }
-    let dtype = s1.dtype();
-    let name = match dtype {
-        candle_core::DType::F32 => "lawa_token_nll_f32",
-        candle_core::DType::F16 => "lawa_token_nll_f16",
-        candle_core::DType::BF16 => "lawa_token_nll_bf16",
-        d => candle_core::bail!("token_nll: logits of dtype {d:?}"),
-    };
-    let func = function(dev, name)?;
-    let stream = dev.cuda_stream();
-    let targets = s2.as_cuda_slice::<u32>()?.slice(o2..);
-    let v32 = v as u32;
-    // The logits' view, of the dtype's element type; declared before the builder borrows it.
-    let (as_f32, as_f16, as_bf16);
-    let mut b = stream.launch_builder(&func);
-    match dtype {
-        candle_core::DType::F32 => {
-            as_f32 = s1.as_cuda_slice::<f32>()?.slice(o1..);
-            b.arg(&as_f32)
-        }
-        candle_core::DType::F16 => {
-            as_f16 = s1.as_cuda_slice::<f16>()?.slice(o1..);
-            b.arg(&as_f16)
-        }
-        _ => {
-            as_bf16 = s1.as_cuda_slice::<bf16>()?.slice(o1..);
-            b.arg(&as_bf16)
-        }
-    };
-    b.arg(&targets).arg(&out).arg(&v32);
-    let cfg = LaunchConfig {
-        grid_dim: (n as u32, 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    // SAFETY: argument types match the kernel; `out` holds one value per row.
-    unsafe { b.launch(cfg) }.w()?;
-    Ok((
-        CudaStorage::wrap_cuda_slice(out, dev.clone()),
-        Shape::from(n),
-    ))
-}
-
-/// Bytes of shared memory the attention kernel for `hs` uses (`kernels.cu`'s `fa_smem`).
-fn attention_smem(hs: usize, tsize: usize) -> usize {
-    let (br, bc) = (super::attention::BLOCK_ROWS, super::attention::key_tile(hs));
-    br * hs * tsize + 2 * bc * hs * tsize + br * bc * 4 + br * bc * tsize + br * hs * 4 + 3 * br * 4
-}
-
-/// The flash-attention kernel on `[heads, t, hs]` q, k, v (f16 or bf16, contiguous).
-pub fn flash_attention(
-    qkv: [(&CudaStorage, &Layout); 3],
-    heads: usize,
-    t: usize,
-    hs: usize,
-    scale: f32,
-) -> Result<(CudaStorage, Shape)> {
-    let dev = &qkv[0].0.device;
-    let shape = qkv[0].1.shape().clone();
-    let n = heads * t * hs;
-    let smem = attention_smem(hs, 2);
-    let cfg = LaunchConfig {
-        grid_dim: (
-            t.div_ceil(super::attention::BLOCK_ROWS) as u32,
-            heads as u32,
-            1,
-        ),
-        block_dim: (128, 1, 1),
-        shared_mem_bytes: smem as u32,
-    };
-    let storage = match qkv[0].0.dtype() {
-        candle_core::DType::F16 => {
-            let out = launch_attention::<f16>(
-                dev,
-                &format!("lawa_flash_attn_f16_{hs}"),
-                qkv,
-                n,
-                (t, scale, smem, cfg),
-            )?;
-            CudaStorage::wrap_cuda_slice(out, dev.clone())
-        }
-        candle_core::DType::BF16 => {
-            let out = launch_attention::<bf16>(
-                dev,
-                &format!("lawa_flash_attn_bf16_{hs}"),
-                qkv,
-                n,
-                (t, scale, smem, cfg),
-            )?;
-            CudaStorage::wrap_cuda_slice(out, dev.clone())
-        }
-        d => candle_core::bail!("causal attention: no kernel for dtype {d:?}"),
-    };
-    Ok((storage, shape))
-}
-
-/// Launches `name` on q, k, v of element type `T` into a new `n`-element output.
-/// `launch` is (sequence length, scale, shared memory bytes, launch configuration).
-fn launch_attention<T: CudaDType + DeviceRepr>(
-    dev: &CudaDevice,
-    name: &str,
-    qkv: [(&CudaStorage, &Layout); 3],
-    n: usize,
-    (t, scale, smem, cfg): (usize, f32, usize, LaunchConfig),
-) -> Result<CudaSlice<T>> {
-    let func = function(dev, name)?;
-    // Above 48 KiB of shared memory a kernel must opt in.
-    func.set_attribute(
-        sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-        smem as i32,
-    )
-    .w()?;
-    fn view<'a, T: CudaDType>(
-        (s, l): (&'a CudaStorage, &Layout),
-    ) -> Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, T>> {
-        Ok(s.as_cuda_slice::<T>()?.slice(l.start_offset()..))
-    }
-    let (q, k, v) = (view::<T>(qkv[0])?, view::<T>(qkv[1])?, view::<T>(qkv[2])?);
-    let out = unsafe { dev.alloc::<T>(n) }?;
-    let stream = dev.cuda_stream();
-    let t32 = t as i32;
-    let mut b = stream.launch_builder(&func);
-    b.arg(&q).arg(&k).arg(&v).arg(&out).arg(&t32).arg(&scale);
-    // SAFETY: argument types match the kernel; all four hold `n` elements.
-    unsafe { b.launch(cfg) }.w()?;
-    Ok(out)
 }
