@@ -1,14 +1,14 @@
 //! Zero-shot tasks against lm-evaluation-harness itself: the same model, the same task files,
 //! lm-eval's own task definitions (`tests/fixtures/gen_tasks.py` wrote the reference).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use lawa::eval::{load_model, EvalOptions};
 use lawa::progress::Reporter;
 use lawa::tasks::{evaluate_task, read_docs, TaskName};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tasks")
+    crate::support::fixture("tasks")
 }
 
 /// The fixture dir, lm-eval's results, the model and its tokenizer.
@@ -139,7 +139,7 @@ fn lawa_eval_task_json_gives_the_harness_numbers_beside_perplexity() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
             .unwrap();
     let arg = |t: &str| format!("{t}={}", dir.join(format!("{t}.jsonl")).display());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lawa"))
+    let out = std::process::Command::new(crate::support::LAWA)
         .arg("eval")
         .arg(dir.join("model"))
         .args(["--task", &arg("piqa"), "--task", &arg("lambada_openai")])
@@ -168,7 +168,7 @@ fn lawa_eval_task_json_gives_the_harness_numbers_beside_perplexity() {
     assert!((p - w).abs() / w < 1e-3, "{p} vs {w}");
 
     // A bad task file: one line naming the file, the line and the field; nothing on stdout.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lawa"))
+    let out = std::process::Command::new(crate::support::LAWA)
         .arg("eval")
         .arg(dir.join("model"))
         .arg("--task")

@@ -8,9 +8,7 @@ use lawa::eval::{self, nll, EvalData, EvalError, EvalOptions};
 use lawa::progress::{CancelToken, Reporter, Unit};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/gpt_neox")
-        .join(name)
+    crate::support::fixture("gpt_neox").join(name)
 }
 
 /// The fixture's reference ids (2 rows of 16) and transformers' mean cross-entropy on them.

@@ -2,7 +2,7 @@
 //! against the uniform average of the latest k checkpoints ending there (LAWA).
 //!
 //! Not part of the normal test run (it needs a full demo, minutes): run it with
-//! `LAWA_DEMO_DIR=~/.local/share/lawa/demo cargo test --release --test demo_lawa -- --ignored --nocapture`
+//! `LAWA_DEMO_DIR=~/.local/share/lawa/demo cargo test --release --test integration demo_lawa:: -- --ignored --nocapture`
 //! (optional: `LAWA_K`, default 5; `LAWA_MAX_TOKENS`, default 32768).
 
 use std::collections::HashMap;

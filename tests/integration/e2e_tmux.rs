@@ -120,7 +120,7 @@ fn explore_average_eval_export_quit_in_tmux() {
 
     let home = tmp.path().join("home");
     let export = tmp.path().join("export");
-    let bin = env!("CARGO_BIN_EXE_lawa");
+    let bin = crate::support::LAWA;
     let script = tmp.path().join("run.sh");
     std::fs::write(
         &script,
