@@ -28,6 +28,17 @@ fn write_u16(dir: &Path, ids: &[u32]) -> PathBuf {
     p
 }
 
+/// Token ids held in memory, as a text source gives them without byte offsets.
+fn in_memory(ids: Vec<u32>) -> eval::Tokens {
+    eval::Tokens {
+        ids,
+        source: PathBuf::from("mem"),
+        byte_ends: None,
+        text_bytes: None,
+        truncated: false,
+    }
+}
+
 #[test]
 fn nll_over_two_windows_matches_transformers_cross_entropy() {
     for name in ["parallel", "sequential", "full_rotary", "rope_parameters"] {
@@ -114,13 +125,7 @@ fn evaluation_matches_a_direct_forward() {
         .to_vec1()
         .unwrap();
     let direct = direct.iter().map(|&x| x as f64).sum::<f64>() / 19.0;
-    let tokens = eval::Tokens {
-        ids: ids[..20].to_vec(),
-        source: PathBuf::from("mem"),
-        byte_ends: None,
-        text_bytes: None,
-        truncated: false,
-    };
+    let tokens = in_memory(ids[..20].to_vec());
     let r = eval::evaluate(
         &model,
         &tokens,
@@ -134,13 +139,7 @@ fn evaluation_matches_a_direct_forward() {
 #[test]
 fn against_itself_is_zero_kl_and_full_agreement_and_against_another_is_not() {
     let (ids, _) = reference("parallel");
-    let tokens = eval::Tokens {
-        ids,
-        source: PathBuf::from("mem"),
-        byte_ends: None,
-        text_bytes: None,
-        truncated: false,
-    };
+    let tokens = in_memory(ids);
     let opts = EvalOptions {
         ctx: Some(16),
         ..EvalOptions::default()
@@ -196,13 +195,7 @@ fn against_itself_is_zero_kl_and_full_agreement_and_against_another_is_not() {
 #[test]
 fn reports_windows_and_cancels_between_batches() {
     let (ids, _) = reference("parallel");
-    let tokens = eval::Tokens {
-        ids,
-        source: PathBuf::from("mem"),
-        byte_ends: None,
-        text_bytes: None,
-        truncated: false,
-    };
+    let tokens = in_memory(ids);
     let opts = EvalOptions {
         ctx: Some(8),
         batch: 1,

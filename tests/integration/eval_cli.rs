@@ -477,12 +477,7 @@ fn a_slurm_sweep_equals_local_average_and_eval_and_a_cancelled_task_reruns_witho
         "{raw}"
     );
     for r in &records {
-        let steps: Vec<u64> = r["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_u64().unwrap())
-            .collect();
+        let steps = crate::support::u64s(&r["steps"]);
         let model = if steps.len() == 1 {
             run.join(format!("step{}", steps[0]))
         } else {

@@ -102,12 +102,7 @@ fn sweep_task_results_equal_average_then_eval_task_and_are_keyed_by_the_file() {
         if r.get("summary").is_some() {
             continue;
         }
-        let steps: Vec<u64> = r["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_u64().unwrap())
-            .collect();
+        let steps = crate::support::u64s(&r["steps"]);
         let model_dir = if r["scheme"] == "raw" {
             run.path().join(format!("step{}", steps[0]))
         } else {

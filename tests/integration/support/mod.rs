@@ -51,6 +51,12 @@ impl Out {
     pub fn parts(self) -> (bool, String, String) {
         (self.code == Some(0), self.stdout, self.stderr)
     }
+
+    /// Asserts a zero exit (showing stderr otherwise); returns stdout.
+    pub fn success(self) -> String {
+        assert_eq!(self.code, Some(0), "{}", self.stderr);
+        self.stdout
+    }
 }
 
 /// `lawa ARGS`.
@@ -61,6 +67,15 @@ pub fn lawa(args: &[&str]) -> Out {
 /// `lawa ARGS` with `LAWA_HOME=home`: (success, stdout, stderr).
 pub fn lawa_at(home: &Path, args: &[&str]) -> (bool, String, String) {
     Out::of(Command::new(LAWA).env("LAWA_HOME", home).args(args)).parts()
+}
+
+/// A JSON array of whole numbers (a record's steps).
+pub fn u64s(v: &serde_json::Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect()
 }
 
 /// Copies a folder tree.
