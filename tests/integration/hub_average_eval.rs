@@ -1,13 +1,10 @@
 //! An average and an eval of hub checkpoints (fetched from the test hub server into a temp
 //! cache) equal the same computed from local copies of those checkpoints (the fixture folders).
 
-#[path = "support/hub_server.rs"]
-mod hub_server;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hub_server::{HubServer, Repo};
+use crate::support::hub_server::{HubServer, Repo};
 use lawa::average::{average, AverageInput, AverageOptions};
 use lawa::eval::{eval_model_dir, EvalData, EvalOptions};
 use lawa::progress::Reporter;
@@ -16,7 +13,7 @@ use lawa::source::hub::{self, HubOptions};
 const REPO: &str = "EleutherAI/pythia-tiny";
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hub/pythia-tiny")
+    crate::support::fixture("hub/pythia-tiny")
 }
 
 fn inputs(paths: &[(u64, PathBuf)]) -> Vec<AverageInput> {

@@ -8,9 +8,7 @@ use lawa::eval::{self, nll, EvalData, EvalError, EvalOptions};
 use lawa::progress::{CancelToken, Reporter, Unit};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/gpt_neox")
-        .join(name)
+    crate::support::fixture("gpt_neox").join(name)
 }
 
 /// The fixture's reference ids (2 rows of 16) and transformers' mean cross-entropy on them.
@@ -28,6 +26,17 @@ fn write_u16(dir: &Path, ids: &[u32]) -> PathBuf {
     let v: Vec<u16> = ids.iter().map(|&i| i as u16).collect();
     std::fs::write(&p, bytemuck::cast_slice(&v)).unwrap();
     p
+}
+
+/// Token ids held in memory, as a text source gives them without byte offsets.
+fn in_memory(ids: Vec<u32>) -> eval::Tokens {
+    eval::Tokens {
+        ids,
+        source: PathBuf::from("mem"),
+        byte_ends: None,
+        text_bytes: None,
+        truncated: false,
+    }
 }
 
 #[test]
@@ -116,13 +125,7 @@ fn evaluation_matches_a_direct_forward() {
         .to_vec1()
         .unwrap();
     let direct = direct.iter().map(|&x| x as f64).sum::<f64>() / 19.0;
-    let tokens = eval::Tokens {
-        ids: ids[..20].to_vec(),
-        source: PathBuf::from("mem"),
-        byte_ends: None,
-        text_bytes: None,
-        truncated: false,
-    };
+    let tokens = in_memory(ids[..20].to_vec());
     let r = eval::evaluate(
         &model,
         &tokens,
@@ -136,13 +139,7 @@ fn evaluation_matches_a_direct_forward() {
 #[test]
 fn against_itself_is_zero_kl_and_full_agreement_and_against_another_is_not() {
     let (ids, _) = reference("parallel");
-    let tokens = eval::Tokens {
-        ids,
-        source: PathBuf::from("mem"),
-        byte_ends: None,
-        text_bytes: None,
-        truncated: false,
-    };
+    let tokens = in_memory(ids);
     let opts = EvalOptions {
         ctx: Some(16),
         ..EvalOptions::default()
@@ -198,13 +195,7 @@ fn against_itself_is_zero_kl_and_full_agreement_and_against_another_is_not() {
 #[test]
 fn reports_windows_and_cancels_between_batches() {
     let (ids, _) = reference("parallel");
-    let tokens = eval::Tokens {
-        ids,
-        source: PathBuf::from("mem"),
-        byte_ends: None,
-        text_bytes: None,
-        truncated: false,
-    };
+    let tokens = in_memory(ids);
     let opts = EvalOptions {
         ctx: Some(8),
         batch: 1,

@@ -5,26 +5,19 @@ use std::process::Command;
 
 use lawa::eval::{Comparison, EvalResult};
 
+use crate::support::{self, lawa_at, model_run, s as p, Out, LAWA};
+
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/gpt_neox")
-        .join(name)
+    support::fixture("gpt_neox").join(name)
 }
 
 fn lawa(args: &[&str]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
-    cmd.arg("eval").args(args);
-    output(cmd)
+    support::lawa(&[&["eval"], args].concat()).parts()
 }
 
 /// Runs `cmd`: (success, stdout, stderr).
 fn output(mut cmd: Command) -> (bool, String, String) {
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    Out::of(&mut cmd).parts()
 }
 
 /// One-line error on stderr, failure exit; returns the line.
@@ -62,10 +55,6 @@ fn model_with_tokenizer() -> tempfile::TempDir {
     });
     std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).unwrap();
     dir
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 #[test]
@@ -224,7 +213,7 @@ fn a_run_with_step_evaluates_that_checkpoint() {
     for (step, name) in [(100, "parallel"), (200, "full_rotary")] {
         let d = run.path().join(format!("step{step}"));
         std::fs::create_dir(&d).unwrap();
-        for f in ["config.json", "model.safetensors"] {
+        for f in MODEL {
             std::fs::copy(fixture(name).join(f), d.join(f)).unwrap();
         }
     }
@@ -251,13 +240,6 @@ fn a_run_with_step_evaluates_that_checkpoint() {
     assert!(e.contains("step 300") && e.contains("100 to 200"), "{e}");
 }
 
-/// `lawa ARGS` with `LAWA_HOME=home`: (success, stdout, stderr).
-fn lawa_at(home: &Path, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
-    cmd.env("LAWA_HOME", home).args(args);
-    output(cmd)
-}
-
 /// A LAWA_HOME for a test, holding `ids.u32`: 90 token ids below the fixtures' vocabulary.
 fn home_with_ids() -> (tempfile::TempDir, PathBuf) {
     let home = tempfile::tempdir().unwrap();
@@ -269,16 +251,11 @@ fn home_with_ids() -> (tempfile::TempDir, PathBuf) {
 
 /// A run folder of steps 100, 200, 300, each the `parallel` fixture.
 fn three_step_run() -> tempfile::TempDir {
-    let run = tempfile::tempdir().unwrap();
-    for step in [100, 200, 300] {
-        let d = run.path().join(format!("step{step}"));
-        std::fs::create_dir(&d).unwrap();
-        for f in ["config.json", "model.safetensors"] {
-            std::fs::copy(fixture("parallel").join(f), d.join(f)).unwrap();
-        }
-    }
-    run
+    model_run(&fixture("parallel"), MODEL, &[100, 200, 300])
 }
+
+/// The files of a fixture model that a run's checkpoint needs.
+const MODEL: &[&str] = &["config.json", "model.safetensors"];
 
 /// `lawa sweep`: results go to the trajectory's store under LAWA_HOME; a rerun skips them all;
 /// the raw result is `lawa eval`'s; missing eval data is one line.
@@ -287,7 +264,7 @@ fn sweep_stores_results_and_a_rerun_skips_them() {
     let run = three_step_run();
     let (home, bin) = home_with_ids();
     let sweep = |extra: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
+        let mut cmd = Command::new(LAWA);
         cmd.env("LAWA_HOME", home.path())
             .args(["sweep", p(run.path()), "--last", "2"])
             .args(extra);
@@ -443,7 +420,7 @@ fn a_slurm_sweep_equals_local_average_and_eval_and_a_cancelled_task_reruns_witho
     .unwrap();
     let home = tmp.path().join("home");
     let sweep = |extra: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
+        let mut cmd = Command::new(LAWA);
         cmd.env("LAWA_HOME", &home)
             .args([
                 "sweep",
@@ -500,12 +477,7 @@ fn a_slurm_sweep_equals_local_average_and_eval_and_a_cancelled_task_reruns_witho
         "{raw}"
     );
     for r in &records {
-        let steps: Vec<u64> = r["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_u64().unwrap())
-            .collect();
+        let steps = crate::support::u64s(&r["steps"]);
         let model = if steps.len() == 1 {
             run.join(format!("step{}", steps[0]))
         } else {
@@ -515,7 +487,7 @@ fn a_slurm_sweep_equals_local_average_and_eval_and_a_cancelled_task_reruns_witho
                 .map(u64::to_string)
                 .collect::<Vec<_>>()
                 .join(",");
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_lawa"));
+            let mut cmd = Command::new(LAWA);
             cmd.args(["average", p(&run), "--steps", &list, "--out", p(&out)]);
             let (ok, _, err) = output(cmd);
             assert!(ok, "{err}");

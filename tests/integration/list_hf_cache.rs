@@ -1,5 +1,6 @@
 //! A fake Hugging Face cache (refs → snapshots → blobs, as huggingface_hub lays it out) made by
-//! the tests. This file is its own test binary, so setting `HF_HOME` here touches no other test.
+//! the tests. The environment a test means (`HF_HOME`, `HF_HUB_CACHE`) goes in as an
+//! [`lawa::Env`], not into this process's environment, which the tests share across threads.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -25,12 +26,17 @@ fn add_branch(cache: &Path, repo: &str, branch: &str, sha: &str, files: &[&str])
 
 const PYTHIA_FILES: &[&str] = &["config.json", "pytorch_model.bin", "tokenizer.json"];
 
-/// The hub options as the CLI builds them: from the process environment, read now.
-fn hf() -> lawa::HubOptions {
+/// The hub options as the CLI builds them from an environment of just `vars`.
+fn hf_with(vars: &[(&str, &str)]) -> lawa::HubOptions {
     lawa::Config::builder()
-        .env(lawa::Env::from_process())
+        .env(lawa::Env::from_vars(vars.iter().copied()))
         .build()
         .hub
+}
+
+/// The hub options with none of the variables lawa reads set.
+fn hf() -> lawa::HubOptions {
+    hf_with(&[])
 }
 
 fn pythia_cache(cache: &Path) {
@@ -163,15 +169,13 @@ fn repo_without_step_branches_is_an_error() {
     );
 }
 
-/// The only test that touches the environment: `ORG/NAME` resolved through `HF_HOME`, and the
-/// error when the repo is not cached.
+/// `ORG/NAME` resolved through `HF_HOME`, and the error when the repo is not cached.
 #[test]
 fn org_name_is_found_through_hf_home() {
     let d = tempfile::tempdir().unwrap();
     pythia_cache(&d.path().join("hub"));
-    std::env::remove_var("HF_HUB_CACHE");
-    std::env::remove_var("HUGGINGFACE_HUB_CACHE");
-    std::env::set_var("HF_HOME", d.path());
+    let home = [("HF_HOME", d.path().to_str().unwrap())];
+    let hf = || hf_with(&home);
     assert_eq!(hf().cache_dir, d.path().join("hub"));
     let t = source::open("EleutherAI/pythia-70m", &hf()).unwrap();
     assert_eq!(t.source, "EleutherAI/pythia-70m");
@@ -190,7 +194,6 @@ fn org_name_is_found_through_hf_home() {
 
     // HF_HUB_CACHE wins over HF_HOME.
     let other = tempfile::tempdir().unwrap();
-    std::env::set_var("HF_HUB_CACHE", other.path());
-    assert!(source::open("EleutherAI/pythia-70m", &hf()).is_err());
-    std::env::remove_var("HF_HUB_CACHE");
+    let both = [home[0], ("HF_HUB_CACHE", other.path().to_str().unwrap())];
+    assert!(source::open("EleutherAI/pythia-70m", &hf_with(&both)).is_err());
 }

@@ -13,8 +13,6 @@
 //! answering 401 without the right token, unknown repos 404. Every request is logged so tests
 //! can check what was (not) fetched. Each connection serves one request (`Connection: close`).
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -190,10 +188,6 @@ impl HubServer {
 
     pub fn set_faults(&self, f: Faults) {
         *self.state.faults.lock().unwrap() = f;
-    }
-
-    pub fn faults(&self) -> Faults {
-        self.state.faults.lock().unwrap().clone()
     }
 
     /// `METHOD /path` of every request so far.

@@ -1,11 +1,10 @@
 //! `lawa doctor`: the compute-path self-check. Here (no GPU) it checks the CPU implementations
 //! of the fused algorithms against the unfused ops, and a model on the CPU in f32/f16/bf16.
 
-use std::path::Path;
 use std::process::Command;
 
 fn doctor(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lawa"))
+    let out = Command::new(crate::support::LAWA)
         .arg("doctor")
         .args(args)
         .envs(env.iter().copied())
@@ -68,7 +67,7 @@ fn kernel_checks_cover_every_fused_op_and_pass_on_the_cpu() {
 
 #[test]
 fn model_checks_compare_every_dtype_with_the_cpu_in_f32() {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt_neox/parallel");
+    let model = crate::support::fixture("gpt_neox/parallel");
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("ids.u32");
     let ids: Vec<u8> = (0..600u32)

@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use lawa::checkpoint::{is_buffer, DType, Format, SafetensorsWriter, TensorInfo, WeightsReader};
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/checkpoints")
-        .join(rel)
+    crate::support::fixture("checkpoints").join(rel)
 }
 
 const WEIGHTS: [&str; 5] = [

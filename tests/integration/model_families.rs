@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use lawa::eval::nll::token_nll;
 use lawa::model::{load_model_dir, ConfigSource, Family, ModelError};
+
+use crate::support;
+use crate::support::logits::{max_abs_diff, mean_ce, reference, Reference};
 
 /// (fixture, the path handed to the loader inside it, family)
 const VARIANTS: [(&str, &str, Family); 10] = [
@@ -24,54 +26,7 @@ const VARIANTS: [(&str, &str, Family); 10] = [
 ];
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/families")
-        .join(name)
-}
-
-struct Reference {
-    ids: Tensor,
-    logits: Tensor,
-    mean_ce: f64,
-}
-
-fn reference(dir: &Path) -> Reference {
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
-            .unwrap();
-    let rows: Vec<Vec<u32>> = serde_json::from_value(json["input_ids"].clone()).unwrap();
-    let (b, t) = (rows.len(), rows[0].len());
-    let ids = Tensor::from_vec(rows.concat(), (b, t), &Device::Cpu).unwrap();
-    let mut st =
-        candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
-    Reference {
-        ids,
-        logits: st.remove("logits").unwrap(),
-        mean_ce: json["mean_ce"].as_f64().unwrap(),
-    }
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a.to_dtype(DType::F32).unwrap() - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
-
-fn mean_ce(logits: &Tensor, ids: &Tensor) -> f64 {
-    let (b, t, v) = logits.dims3().unwrap();
-    let inputs = logits
-        .narrow(1, 0, t - 1)
-        .unwrap()
-        .reshape((b * (t - 1), v))
-        .unwrap();
-    let targets = ids.narrow(1, 1, t - 1).unwrap().flatten_all().unwrap();
-    let nll: Vec<f32> = token_nll(&inputs, &targets).unwrap().to_vec1().unwrap();
-    nll.iter().map(|&x| x as f64).sum::<f64>() / nll.len() as f64
+    support::fixture("families").join(name)
 }
 
 #[test]
@@ -331,7 +286,7 @@ fn hostile_and_inconsistent_configs_fail_before_allocating() {
         assert!(msg.contains(key) && msg.contains("holds 2 layers"), "{msg}");
     }
     // And for GPT-NeoX.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt_neox/parallel");
+    let dir = support::fixture("gpt_neox/parallel");
     let out = tempfile::tempdir().unwrap();
     std::fs::copy(
         dir.join("model.safetensors"),
@@ -452,11 +407,11 @@ fn eval_and_compare_run_on_every_family() {
 /// (tests/fixtures/gen_nanogpt_run.py), and logits equal to transformers' on the average.
 #[test]
 fn a_nanogpt_average_is_written_as_transformers_gpt2_and_computes_its_logits() {
-    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nanogpt_run");
+    let fx = support::fixture("nanogpt_run");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("avg");
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_lawa"))
+        std::process::Command::new(support::LAWA)
             .args(args)
             .output()
             .unwrap()

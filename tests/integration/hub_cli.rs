@@ -1,22 +1,19 @@
 //! The `lawa` binary on `hf:ORG/NAME`, pointed at the test hub server through the environment of
 //! each child process (`HF_ENDPOINT`, a temp `HF_HOME`), so nothing process-wide is touched.
 
-#[path = "support/hub_server.rs"]
-mod hub_server;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use hub_server::{HubServer, Repo};
+use crate::support::hub_server::{HubServer, Repo};
 
 const REPO: &str = "EleutherAI/pythia-tiny";
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hub/pythia-tiny")
+    crate::support::fixture("hub/pythia-tiny")
 }
 
 fn lawa(server: &HubServer, home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lawa"))
+    Command::new(crate::support::LAWA)
         .args(args)
         .env("HF_ENDPOINT", server.url())
         .env("HF_HOME", home.join("hf"))

@@ -120,7 +120,7 @@ fn explore_average_eval_export_quit_in_tmux() {
 
     let home = tmp.path().join("home");
     let export = tmp.path().join("export");
-    let bin = env!("CARGO_BIN_EXE_lawa");
+    let bin = crate::support::LAWA;
     let script = tmp.path().join("run.sh");
     std::fs::write(
         &script,
@@ -159,6 +159,12 @@ fn explore_average_eval_export_quit_in_tmux() {
         "1",
         "the explorer uses the alternate screen"
     );
+    // The explorer checks the checkpoints' headers once, a second after it starts, and says
+    // which cannot be read in the status line, over whatever it said before: wait for that
+    // before pressing keys, or it can replace a later message (the export's) before it is seen.
+    tmux.wait_for("the unreadable checkpoint's warning", 60, |s| {
+        s.contains("1 checkpoint(s) cannot be read")
+    });
     // A job that fails: the raw eval of the broken checkpoint.
     tmux.keys(&["Home"]);
     tmux.keys(&["r"]);
@@ -233,17 +239,13 @@ fn explore_average_eval_export_quit_in_tmux() {
     assert!(results.records().iter().all(|r| r.end_step == target));
     // Headless export from the stored results gives the same tables.
     let again = tmp.path().join("export2");
-    let out = Command::new(bin)
-        .env("LAWA_HOME", &home)
-        .args(["export", &run.display().to_string(), "--out"])
-        .arg(&again)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::Out::of(
+        Command::new(bin)
+            .env("LAWA_HOME", &home)
+            .args(["export", &run.display().to_string(), "--out"])
+            .arg(&again),
+    )
+    .success();
     // Same rows (floats read back from the store may differ in the last digit).
     let key = |t: &str| -> Vec<String> {
         t.lines()

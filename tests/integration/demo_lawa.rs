@@ -2,7 +2,7 @@
 //! against the uniform average of the latest k checkpoints ending there (LAWA).
 //!
 //! Not part of the normal test run (it needs a full demo, minutes): run it with
-//! `LAWA_DEMO_DIR=~/.local/share/lawa/demo cargo test --release --test demo_lawa -- --ignored --nocapture`
+//! `LAWA_DEMO_DIR=~/.local/share/lawa/demo cargo test --release --test integration demo_lawa:: -- --ignored --nocapture`
 //! (optional: `LAWA_K`, default 5; `LAWA_MAX_TOKENS`, default 32768).
 
 use std::collections::HashMap;
@@ -62,12 +62,7 @@ fn lawa_beats_the_raw_checkpoint_early_and_mid_run() {
     let traj: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("trajectory.json")).unwrap())
             .unwrap();
-    let steps: Vec<u64> = traj["checkpoint_steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_u64().unwrap())
-        .collect();
+    let steps = crate::support::u64s(&traj["checkpoint_steps"]);
     let first = dir.join(format!("step{}", steps[0]));
     let cfg = Config::load(&first.join("config.json")).unwrap();
     let tok = tokenizers::Tokenizer::from_file(first.join("tokenizer.json")).unwrap();

@@ -2,8 +2,8 @@
 //! zips, their pickles and shard indexes, bit-flipped, truncated, spliced. Every mutated input
 //! must give a reader or an error naming the file: no panic, no hang.
 //!
-//! `cargo test --test fuzz` runs it for a few seconds; `LAWA_FUZZ_SECONDS=600 cargo test
-//! --test fuzz -- --nocapture` is the long run recorded in RELIABILITY.md (`LAWA_FUZZ_SEED`
+//! `cargo test --test integration fuzz::` runs it for a few seconds; `LAWA_FUZZ_SECONDS=600
+//! cargo test --test integration fuzz:: -- --nocapture` is the long run recorded in RELIABILITY.md (`LAWA_FUZZ_SEED`
 //! picks another sequence).
 
 use std::fs;
@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 use lawa::checkpoint::{pickle, WeightsReader};
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/checkpoints")
-        .join(rel)
+    crate::support::fixture("checkpoints").join(rel)
 }
 
 /// xorshift64*: small, seeded, the same sequence on every machine.

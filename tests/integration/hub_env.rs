@@ -1,59 +1,49 @@
 //! `hf:ORG/NAME` through the public entry points (`source::open`, `source::local_path`) with
-//! the environment the user sets: `HF_ENDPOINT` pointing at the test hub server, a temp
-//! `HF_HOME`, `HF_HUB_OFFLINE`. Environment variables are process-wide, so these tests live in
-//! their own binary and take a lock.
+//! the variables a user sets: `HF_ENDPOINT` pointing at the test hub server, a temp `HF_HOME`,
+//! `HF_HUB_OFFLINE`. They go through [`lawa::Env::from_vars`], the parsing `Env::from_process`
+//! does after reading them, not through this process's environment, which the tests of this
+//! binary share across threads; `hub_cli` sets the same variables on a real `lawa` process.
 
-#[path = "support/hub_server.rs"]
-mod hub_server;
-
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
-use hub_server::{commit_of, HubServer, Repo};
+use crate::support::hub_server::{commit_of, HubServer, Repo};
+use crate::support::s;
 use lawa::progress::Reporter;
 use lawa::source::hub::{self, HubError};
 use lawa::source::{self, Location, SourceError};
 
 const REPO: &str = "EleutherAI/pythia-tiny";
 
-static ENV: Mutex<()> = Mutex::new(());
-
-/// The hub options as the CLI builds them: from the process environment, read now.
-fn hf() -> lawa::HubOptions {
+/// The hub options as the CLI builds them from the environment of a user pointed at `server`
+/// with a fresh HF_HOME under `dir` (and HF_HUB_OFFLINE=1 when `offline`).
+fn options(server: &HubServer, dir: &Path, offline: bool) -> lawa::HubOptions {
+    let (url, hf, kept) = (server.url(), dir.join("hf"), dir.join("lawa"));
+    let mut vars = vec![
+        ("HF_ENDPOINT", url.as_str()),
+        ("HF_HOME", s(&hf)),
+        ("LAWA_CACHE_DIR", s(&kept)),
+        ("LAWA_HUB_RETRY_DELAY_MS", "5"),
+    ];
+    if offline {
+        vars.push(("HF_HUB_OFFLINE", "1"));
+    }
     lawa::Config::builder()
-        .env(lawa::Env::from_process())
+        .env(lawa::Env::from_vars(vars))
         .build()
         .hub
 }
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hub/pythia-tiny")
-}
-
-/// Points the process at `server` with a fresh HF_HOME under `dir`.
-fn set_env(server: &HubServer, dir: &Path) {
-    for k in [
-        "HF_HUB_CACHE",
-        "HUGGINGFACE_HUB_CACHE",
-        "HF_TOKEN",
-        "HF_TOKEN_PATH",
-        "HF_HUB_OFFLINE",
-        "XDG_CACHE_HOME",
-    ] {
-        std::env::remove_var(k);
-    }
-    std::env::set_var("HF_ENDPOINT", server.url());
-    std::env::set_var("HF_HOME", dir.join("hf"));
-    std::env::set_var("LAWA_CACHE_DIR", dir.join("lawa"));
-    std::env::set_var("LAWA_HUB_RETRY_DELAY_MS", "5");
+    crate::support::fixture("hub/pythia-tiny")
 }
 
 #[test]
 fn hf_sources_list_download_and_work_offline_through_the_environment() {
-    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
     let server = HubServer::start(vec![(REPO, Repo::from_dir(REPO, &fixtures()))], None);
     let dir = tempfile::tempdir().unwrap();
-    set_env(&server, dir.path());
+    let offline = Cell::new(false);
+    let hf = || options(&server, dir.path(), offline.get());
 
     let t = source::open(&format!("hf:{REPO}"), &hf()).unwrap();
     assert_eq!(t.steps(), vec![1, 2, 4, 1000, 2000, 3000]);
@@ -94,7 +84,7 @@ fn hf_sources_list_download_and_work_offline_through_the_environment() {
 
     // Offline: the whole run is listed, the missing checkpoints named, nothing fetched.
     server.clear_log();
-    std::env::set_var("HF_HUB_OFFLINE", "1");
+    offline.set(true);
     let t = source::open(&format!("hf:{REPO}"), &hf()).unwrap();
     assert_eq!(t.steps(), vec![1, 2, 4, 1000, 2000, 3000]);
     assert!(
@@ -117,5 +107,4 @@ fn hf_sources_list_download_and_work_offline_through_the_environment() {
         "{e}"
     );
     assert!(server.log().is_empty(), "{:?}", server.log());
-    std::env::remove_var("HF_HUB_OFFLINE");
 }

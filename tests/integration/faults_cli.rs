@@ -8,33 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn lawa(args: &[&str]) -> Out {
-    let o = Command::new(env!("CARGO_BIN_EXE_lawa"))
-        .args(args)
-        .output()
-        .unwrap();
-    Out {
-        code: o.status.code(),
-        stdout: String::from_utf8_lossy(&o.stdout).into(),
-        stderr: String::from_utf8_lossy(&o.stderr).into(),
-    }
-}
+use crate::support::{self, copy_dir, fixture, lawa, s, Out, LAWA};
 
 /// A failure: non-zero exit, exactly one `error:` line on stderr; returns it.
 fn one_line_error(o: &Out) -> String {
@@ -47,23 +21,8 @@ fn one_line_error(o: &Out) -> String {
     errors[0].to_string()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 fn run_copy(rel: &str) -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::tempdir().unwrap();
-    let run = t.path().join("run");
-    copy_dir(&fixture("checkpoints").join(rel), &run);
-    (t, run)
+    support::run_copy(&format!("checkpoints/{rel}"))
 }
 
 /// Our temp dirs in `dir`.
@@ -108,7 +67,7 @@ fn slow_run(root: &Path) -> PathBuf {
 }
 
 fn spawn_average(run: &Path, out: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_lawa"))
+    Command::new(LAWA)
         .args(["average", s(run), "--steps", "1,2,3", "--out", s(out)])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -131,12 +90,7 @@ fn kill(child: &Child, sig: i32) {
 }
 
 fn finish(child: Child) -> Out {
-    let o = child.wait_with_output().unwrap();
-    Out {
-        code: o.status.code(),
-        stdout: String::from_utf8_lossy(&o.stdout).into(),
-        stderr: String::from_utf8_lossy(&o.stderr).into(),
-    }
+    child.wait_with_output().unwrap().into()
 }
 
 /// Every catchable termination signal, once, twice in a row, or two different ones, mid-average:
@@ -214,7 +168,7 @@ fn a_killed_runs_temp_dir_is_removed_by_the_next_run_and_never_listed() {
 fn a_closed_stdout_ends_quietly() {
     let (r, w) = std::io::pipe().unwrap();
     drop(r);
-    let o = Command::new(env!("CARGO_BIN_EXE_lawa"))
+    let o = Command::new(LAWA)
         .args(["list", s(&fixture("checkpoints/st_f16"))])
         .stdout(w)
         .stderr(Stdio::piped())

@@ -2,31 +2,14 @@
 //! every raw checkpoint and averaged window is what `lawa average` + `lawa eval --task` give
 //! for that model; results are keyed by the task file's content; a bad file is one line.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use lawa::checkpoint::{SafetensorsWriter, WeightsReader, DEFAULT_SHARD_SIZE};
 
+use crate::support::{self, lawa_at, s as p};
+
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tasks")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// `lawa ARGS` with `LAWA_HOME=home`: (success, stdout, stderr).
-fn lawa_at(home: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lawa"))
-        .env("LAWA_HOME", home)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    support::fixture("tasks")
 }
 
 /// A run of steps 100..=400, each the tasks fixture's model (with its tokenizer) with every
@@ -119,12 +102,7 @@ fn sweep_task_results_equal_average_then_eval_task_and_are_keyed_by_the_file() {
         if r.get("summary").is_some() {
             continue;
         }
-        let steps: Vec<u64> = r["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_u64().unwrap())
-            .collect();
+        let steps = crate::support::u64s(&r["steps"]);
         let model_dir = if r["scheme"] == "raw" {
             run.path().join(format!("step{}", steps[0]))
         } else {

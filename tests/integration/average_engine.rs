@@ -20,9 +20,7 @@ const SCHEMES: [(&str, &str); 4] = [
 ];
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/checkpoints")
-        .join(rel)
+    crate::support::fixture("checkpoints").join(rel)
 }
 
 fn inputs_for(run: &Path, scheme: &Scheme) -> Vec<AverageInput> {

@@ -1,14 +1,17 @@
 //! Zero-shot tasks against lm-evaluation-harness itself: the same model, the same task files,
 //! lm-eval's own task definitions (`tests/fixtures/gen_tasks.py` wrote the reference).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::{Out, LAWA};
 
 use lawa::eval::{load_model, EvalOptions};
 use lawa::progress::Reporter;
 use lawa::tasks::{evaluate_task, read_docs, TaskName};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tasks")
+    crate::support::fixture("tasks")
 }
 
 /// The fixture dir, lm-eval's results, the model and its tokenizer.
@@ -139,21 +142,17 @@ fn lawa_eval_task_json_gives_the_harness_numbers_beside_perplexity() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
             .unwrap();
     let arg = |t: &str| format!("{t}={}", dir.join(format!("{t}.jsonl")).display());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lawa"))
-        .arg("eval")
-        .arg(dir.join("model"))
-        .args(["--task", &arg("piqa"), "--task", &arg("lambada_openai")])
-        .arg("--text")
-        .arg(dir.join("piqa.jsonl"))
-        .args(["--json", "--batch", "3"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = Out::of(
+        Command::new(LAWA)
+            .arg("eval")
+            .arg(dir.join("model"))
+            .args(["--task", &arg("piqa"), "--task", &arg("lambada_openai")])
+            .arg("--text")
+            .arg(dir.join("piqa.jsonl"))
+            .args(["--json", "--batch", "3"]),
+    )
+    .success();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v["mean_nll"].as_f64().unwrap().is_finite());
     let piqa = &v["tasks"]["piqa"];
     assert_eq!(piqa["acc"], reference["piqa"]["metrics"]["acc"]);
@@ -168,15 +167,15 @@ fn lawa_eval_task_json_gives_the_harness_numbers_beside_perplexity() {
     assert!((p - w).abs() / w < 1e-3, "{p} vs {w}");
 
     // A bad task file: one line naming the file, the line and the field; nothing on stdout.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lawa"))
-        .arg("eval")
-        .arg(dir.join("model"))
-        .arg("--task")
-        .arg(format!("piqa={}", dir.join("sciq.jsonl").display()))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && out.stdout.is_empty());
+    let out = Out::of(
+        Command::new(LAWA)
+            .arg("eval")
+            .arg(dir.join("model"))
+            .arg("--task")
+            .arg(format!("piqa={}", dir.join("sciq.jsonl").display())),
+    );
+    let err = out.stderr;
+    assert!(out.code != Some(0) && out.stdout.is_empty());
     assert!(
         err.trim_end()
             .ends_with("sciq.jsonl:1: missing field \"goal\" (piqa needs it)"),

@@ -4,53 +4,21 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use lawa::checkpoint::{is_buffer, WeightsReader};
 
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/checkpoints")
-        .join(rel)
-}
+use crate::support::{self, copy_dir, s, Out};
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+fn fixture(rel: &str) -> PathBuf {
+    support::fixture("checkpoints").join(rel)
 }
 
 fn lawa(args: &[&str]) -> Out {
-    let o = Command::new(env!("CARGO_BIN_EXE_lawa"))
-        .arg("average")
-        .args(args)
-        .output()
-        .unwrap();
-    Out {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into(),
-        stderr: String::from_utf8_lossy(&o.stderr).into(),
-    }
+    support::lawa(&[&["average"], args].concat())
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
-/// A copy of a fixture run in a temp dir: (tempdir, run folder).
 fn run_copy(rel: &str) -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::tempdir().unwrap();
-    let run = t.path().join("run");
-    copy_dir(&fixture(rel), &run);
-    (t, run)
+    support::run_copy(&format!("checkpoints/{rel}"))
 }
 
 /// Runs `lawa average` expecting failure: asserts exit code, one stderr line containing every
@@ -58,7 +26,7 @@ fn run_copy(rel: &str) -> (tempfile::TempDir, PathBuf) {
 fn fails(args: &[&str], out: &Path, needles: &[&str]) -> String {
     let existed = out.exists();
     let o = lawa(args);
-    assert_ne!(o.code, 0, "should fail: {args:?}\n{}", o.stdout);
+    assert_ne!(o.code, Some(0), "should fail: {args:?}\n{}", o.stdout);
     let err = o.stderr.trim_end();
     assert_eq!(err.lines().count(), 1, "not one line: {err}");
     assert!(err.starts_with("error: "), "{err}");
@@ -82,10 +50,6 @@ fn fails(args: &[&str], out: &Path, needles: &[&str]) -> String {
     err.to_string()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 #[test]
 fn averages_a_run_folder_into_a_model_dir() {
     let t = tempfile::tempdir().unwrap();
@@ -103,7 +67,7 @@ fn averages_a_run_folder_into_a_model_dir() {
         s(&out),
         "--json",
     ]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
     let summary: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
     assert_eq!(summary["tensors"], 8);
     assert_eq!(summary["averaged"], 5);
@@ -144,7 +108,7 @@ fn averages_a_run_folder_into_a_model_dir() {
         "--out",
         s(&out2),
     ]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert!(
         o.stdout.contains("averaged 2 checkpoints (steps 200,400"),
         "{}",
@@ -383,7 +347,7 @@ fn non_finite_inputs_fail_unless_allowed() {
             "--out",
             s(&out),
         ]);
-        assert_eq!(o.code, 0, "{}", o.stderr);
+        assert_eq!(o.code, Some(0), "{}", o.stderr);
         assert!(out.join("model.safetensors").is_file());
     }
 }
@@ -470,7 +434,7 @@ fn windows_and_weights_that_cannot_be() {
         "--out",
         o,
     ]);
-    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
 }
 
 #[test]
@@ -505,7 +469,7 @@ fn output_dirs_that_are_refused() {
         "--out",
         s(&existing),
     ]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert!(!existing.join("keep.txt").exists() && existing.join("lawa.json").is_file());
     #[cfg(unix)]
     {

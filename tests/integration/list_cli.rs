@@ -42,7 +42,7 @@ const F32_MODEL: &[(&str, &str, &[usize])] = &[
 ];
 
 fn lawa(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lawa"))
+    Command::new(crate::support::LAWA)
         .args(args)
         .output()
         .unwrap()
@@ -210,8 +210,7 @@ fn bad_sources_fail_with_one_line() {
 /// The engine's committed fixtures: a sharded safetensors run lists with the shard format.
 #[test]
 fn sharded_fixture_run() {
-    let dir =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoints/st_f16_sharded");
+    let dir = crate::support::fixture("checkpoints/st_f16_sharded");
     let out = lawa(&["list", dir.to_str().unwrap(), "--json"]);
     assert!(
         out.status.success(),

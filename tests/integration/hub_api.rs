@@ -3,14 +3,11 @@
 //! Every test passes the endpoint and a temp cache explicitly, so they run in parallel and no
 //! environment variable is touched.
 
-#[path = "support/hub_server.rs"]
-mod hub_server;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hub_server::{commit_of, sha256_hex, Branch, Faults, HubServer, Repo};
+use crate::support::hub_server::{commit_of, sha256_hex, Branch, Faults, HubServer, Repo};
 use lawa::progress::{CancelToken, Progress, Reporter, Unit};
 use lawa::source::hub::{self, HubError, HubOptions};
 
@@ -18,7 +15,7 @@ const REPO: &str = "EleutherAI/pythia-tiny";
 const FOLDER: &str = "models--EleutherAI--pythia-tiny";
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hub/pythia-tiny")
+    crate::support::fixture("hub/pythia-tiny")
 }
 
 fn server() -> HubServer {

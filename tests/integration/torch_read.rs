@@ -12,9 +12,7 @@ use lawa::checkpoint::torch::{
 use lawa::checkpoint::DType;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/torch")
-        .join(name)
+    crate::support::fixture("torch").join(name)
 }
 
 /// One tensor of an expected file: f32 values, shape, and the original torch dtype name.
