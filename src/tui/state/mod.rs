@@ -591,10 +591,15 @@ pub fn update(state: &mut State, event: Event) -> Vec<Effect> {
                     1 => String::new(),
                     n => format!(" (and {} more)", n - 1),
                 };
-                state.message = Some(format!(
+                let warning = format!(
                     "{} checkpoint(s) cannot be read; the windows holding them will fail: step {step}: {why}{more}",
                     bad.len()
-                ));
+                );
+                // The check ends a moment after open: what a key said meanwhile stays in view.
+                state.message = Some(match state.message.take() {
+                    Some(m) => format!("{m} · {warning}"),
+                    None => warning,
+                });
             }
             state.unreadable = bad.into_iter().collect();
             Vec::new()

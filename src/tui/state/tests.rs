@@ -921,6 +921,20 @@ fn y_switches_losses_and_perplexities_and_says_so() {
     );
 }
 
+/// The header check reports a moment after open: a message a key gave meanwhile is kept.
+#[test]
+fn a_late_unreadable_warning_does_not_hide_what_a_key_said() {
+    let mut s = testdata::state();
+    press(&mut s, "y");
+    let said = s.message.clone().unwrap();
+    update(
+        &mut s,
+        Event::Unreadable(vec![(300, "step300/model.safetensors: truncated".into())]),
+    );
+    let m = s.message.clone().unwrap();
+    assert!(m.starts_with(&format!("{said} · 1 checkpoint(s) cannot be read")), "{m}");
+}
+
 #[test]
 fn unreadable_checkpoints_are_marked_and_said_before_any_job_fails() {
     let mut s = testdata::state();
