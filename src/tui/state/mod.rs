@@ -14,7 +14,7 @@ use crossterm::event::{
 use ratatui::layout::Rect;
 
 use lawa::average::Scheme;
-use lawa::export::chart::{self, ChartModel, ChartOptions, XAxis};
+use lawa::chart::{self, ChartModel, ChartOptions, XAxis};
 use lawa::jobs::{JobEvent, JobId, Target};
 use lawa::progress::Progress;
 use lawa::results::{series_label, EvalSettings, Metric, ResultRecord, RAW};
