@@ -148,7 +148,7 @@ pub fn results_csv(records: &[ResultRecord]) -> String {
 /// Writes `<stem>.png`, `<stem>.svg`, `<stem>-results.csv` and `<stem>-results.json` into `dir`
 /// (created if needed) and returns their paths.
 pub fn export_all(
-    model: &chart::ChartModel,
+    model: &crate::chart::ChartModel,
     records: &[ResultRecord],
     verdicts: &[verdict::Verdict],
     dir: &Path,

@@ -74,7 +74,7 @@ fn records() -> Vec<ResultRecord> {
     ]
 }
 
-fn model(log_y: bool) -> chart::ChartModel {
+fn model(log_y: bool) -> crate::chart::ChartModel {
     let recs = records();
     let refs: Vec<&ResultRecord> = recs.iter().collect();
     build(
