@@ -409,7 +409,7 @@ impl State {
             end_step,
             steps,
             weights,
-            scheme: self.scheme.to_string(),
+            scheme: self.scheme.clone(),
             k: self.window_k(),
             spike_aware: self.spike_aware,
         })

@@ -308,7 +308,7 @@ fn enter_queues_the_window_and_the_raw_end_checkpoint_once() {
             assert_eq!(*end_step, 1200);
             assert_eq!(steps, &vec![800, 900, 1000, 1100, 1200]);
             assert_eq!(weights, &vec![0.2; 5]);
-            assert_eq!(scheme, "uniform");
+            assert_eq!(*scheme, Scheme::Uniform);
             assert_eq!(*k, 5);
             assert!(!spike_aware);
         }
