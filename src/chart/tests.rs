@@ -32,6 +32,32 @@ fn traj() -> Trajectory {
     }
 }
 
+/// A perplexity record of one checkpoint step (`scheme` `raw` or a window's).
+fn rec(end: u64, scheme: &str, k: usize, nll: f64) -> ResultRecord {
+    ResultRecord {
+        source: "t".into(),
+        end_step: end,
+        steps: vec![end],
+        scheme: scheme.into(),
+        k,
+        spike_aware: false,
+        weights: vec![1.0],
+        data: "d".into(),
+        data_hash: "h".into(),
+        ctx: 8,
+        max_tokens: None,
+        dtype: "f32".into(),
+        device: "cpu".into(),
+        mean_nll: nll,
+        ppl: nll.exp(),
+        bits_per_byte: None,
+        predicted_tokens: 1,
+        task: None,
+        tool_version: "0".into(),
+        unix_time: 0,
+    }
+}
+
 #[test]
 fn ema_debiased_starts_at_the_first_value_and_smooths() {
     let v = [4.0, 2.0, 2.0, 2.0];
@@ -58,28 +84,7 @@ fn tokens_come_from_tokens_per_step() {
 #[test]
 fn build_orders_curves_and_keeps_series_colours() {
     let t = traj();
-    let mk = |end: u64, scheme: &str, k: usize, nll: f64| ResultRecord {
-        source: "t".into(),
-        end_step: end,
-        steps: vec![end],
-        scheme: scheme.into(),
-        k,
-        spike_aware: false,
-        weights: vec![1.0],
-        data: "d".into(),
-        data_hash: "h".into(),
-        ctx: 8,
-        max_tokens: None,
-        dtype: "f32".into(),
-        device: "cpu".into(),
-        mean_nll: nll,
-        ppl: nll.exp(),
-        bits_per_byte: None,
-        predicted_tokens: 1,
-        task: None,
-        tool_version: "0".into(),
-        unix_time: 0,
-    };
+    let mk = rec;
     let recs = [
         mk(300, "uniform", 3, 1.0),
         mk(200, "raw", 1, 2.0),
@@ -125,28 +130,7 @@ fn build_orders_curves_and_keeps_series_colours() {
 #[test]
 fn lines_break_where_a_checkpoint_between_was_not_evaluated() {
     let t = traj();
-    let mk = |end: u64, nll: f64| ResultRecord {
-        source: "t".into(),
-        end_step: end,
-        steps: vec![end],
-        scheme: "raw".into(),
-        k: 1,
-        spike_aware: false,
-        weights: vec![1.0],
-        data: "d".into(),
-        data_hash: "h".into(),
-        ctx: 8,
-        max_tokens: None,
-        dtype: "f32".into(),
-        device: "cpu".into(),
-        mean_nll: nll,
-        ppl: nll.exp(),
-        bits_per_byte: None,
-        predicted_tokens: 1,
-        task: None,
-        tool_version: "0".into(),
-        unix_time: 0,
-    };
+    let mk = |end: u64, nll: f64| rec(end, "raw", 1, nll);
     // Checkpoints 100..400; 300 not evaluated: 200 and 400 must not be joined.
     let recs = [mk(100, 3.0), mk(200, 2.5), mk(400, 2.0)];
     let refs: Vec<&ResultRecord> = recs.iter().collect();

@@ -315,6 +315,18 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_line_in_the_stored_format_reads_and_writes_back_byte_for_byte() {
+        // As lawa writes results.jsonl today (and wrote before task results): a window
+        // average on a GPU; field order, names and the absent task are the format.
+        let line = r#"{"source":"/runs/r","end_step":300,"steps":[200,300],"scheme":"ema:200","k":2,"spike_aware":true,"weights":[0.4142135623730951,0.5857864376269049],"data":"heldout.txt","data_hash":"text:0123","ctx":64,"max_tokens":null,"dtype":"checkpoint","device":"cuda:0","mean_nll":2.5,"ppl":12.25,"bits_per_byte":1.25,"predicted_tokens":1000,"tool_version":"0.1.0","unix_time":1700000000}"#;
+        let r: ResultRecord = serde_json::from_str(line).unwrap();
+        assert_eq!((r.end_step, r.k, r.spike_aware), (300, 2, true));
+        assert_eq!(r.series(), "ema:200 k=2 spike-aware");
+        assert_eq!(r.metric(), Metric::Perplexity);
+        assert_eq!(serde_json::to_string(&r).unwrap(), line);
+    }
+
+    #[test]
     fn series_labels() {
         assert_eq!(series_label(RAW, 5, true), "raw");
         assert_eq!(series_label("uniform", 5, false), "uniform k=5");
