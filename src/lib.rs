@@ -8,6 +8,7 @@
 //! is read) and passes down.
 
 pub mod average;
+pub mod chart;
 pub mod checkpoint;
 pub mod config;
 pub mod device;

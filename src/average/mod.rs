@@ -98,8 +98,8 @@ pub struct AverageOptions {
     pub allow_nonfinite: bool,
     /// Replace an existing output dir.
     pub force: bool,
-    /// The weight scheme as the user gave it, recorded in `lawa.json`.
-    pub scheme: String,
+    /// The weight scheme, recorded in `lawa.json` (as its string).
+    pub scheme: Scheme,
 }
 
 impl Default for AverageOptions {
@@ -111,7 +111,7 @@ impl Default for AverageOptions {
             shard_size: crate::checkpoint::DEFAULT_SHARD_SIZE,
             allow_nonfinite: false,
             force: false,
-            scheme: "uniform".into(),
+            scheme: Scheme::Uniform,
         }
     }
 }
@@ -120,7 +120,7 @@ impl AverageOptions {
     /// Defaults (keep dtype, CPU, 5 GB shards) with the scheme recorded for provenance.
     pub fn new(scheme: &Scheme) -> Self {
         AverageOptions {
-            scheme: scheme.to_string(),
+            scheme: scheme.clone(),
             ..Default::default()
         }
     }

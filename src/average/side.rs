@@ -284,7 +284,7 @@ pub(crate) fn retag_config(text: &[u8], dtype: DType) -> String {
 pub(crate) struct Provenance<'a> {
     tool: &'static str,
     version: &'static str,
-    scheme: &'a str,
+    scheme: &'a super::Scheme,
     dtype: String,
     device: &'static str,
     created_unix: u64,

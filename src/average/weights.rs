@@ -1,11 +1,16 @@
 //! Weight schemes and window selection: pure functions of the chosen steps.
 
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
 use super::AverageError;
 
 /// How the checkpoints of a window are weighted.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// A scheme is an identity (a curve, a job's target, a record's series), so it is `Eq` and
+/// `Hash`: its numbers compare by [`identity_bits`]. It is written and read as its Display
+/// string (`uniform`, `ema:200`, `linear`, `0.2,0.3,0.5`), as the store and plans hold it.
+#[derive(Clone, Debug)]
 pub enum Scheme {
     /// Every checkpoint equally (LAWA).
     Uniform,
@@ -15,6 +20,60 @@ pub enum Scheme {
     Linear,
     /// One explicit weight per checkpoint, oldest first.
     Custom(Vec<f64>),
+}
+
+/// The bits a scheme's number is compared and hashed by: two schemes are one when they print
+/// (and so parse) the same, which is bit equality of their f64s, with -0 taken as 0. IEEE
+/// `==` would make a NaN scheme unequal to itself, which `Eq` and `Hash` cannot have.
+fn identity_bits(x: f64) -> u64 {
+    (x + 0.0).to_bits()
+}
+
+impl PartialEq for Scheme {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Scheme::Uniform, Scheme::Uniform) | (Scheme::Linear, Scheme::Linear) => true,
+            (Scheme::Ema { half_life: a }, Scheme::Ema { half_life: b }) => {
+                identity_bits(*a) == identity_bits(*b)
+            }
+            (Scheme::Custom(a), Scheme::Custom(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|(x, y)| identity_bits(*x) == identity_bits(*y))
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Scheme {}
+
+impl Hash for Scheme {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Scheme::Uniform | Scheme::Linear => {}
+            Scheme::Ema { half_life } => identity_bits(*half_life).hash(state),
+            Scheme::Custom(ws) => {
+                ws.len().hash(state);
+                ws.iter().for_each(|w| identity_bits(*w).hash(state));
+            }
+        }
+    }
+}
+
+impl serde::Serialize for Scheme {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scheme {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl FromStr for Scheme {
@@ -180,6 +239,44 @@ mod tests {
 
     fn close(a: &[f64], b: &[f64]) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12)
+    }
+
+    #[test]
+    fn schemes_are_keys_equal_when_they_print_the_same_and_stored_as_their_string() {
+        use std::collections::HashSet;
+        let parsed: Vec<Scheme> = [
+            "uniform",
+            "ema:200",
+            "ema:200.0",
+            "0.5,0.5",
+            "0.5,0.50",
+            "linear",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let set: HashSet<&Scheme> = parsed.iter().collect();
+        // `ema:200.0` is `ema:200`, `0.5,0.50` is `0.5,0.5`: four schemes.
+        assert_eq!(set.len(), 4);
+        assert!(set.contains(&Scheme::Ema { half_life: 200.0 }));
+        assert_ne!(
+            Scheme::Ema { half_life: 200.0 },
+            Scheme::Ema { half_life: 200.5 }
+        );
+        assert_ne!(Scheme::Custom(vec![1.0]), Scheme::Custom(vec![1.0, 1.0]));
+        // -0 and 0 are one weight; a NaN weight is still equal to itself (a key must be).
+        assert_eq!(
+            Scheme::Custom(vec![-0.0, 1.0]),
+            Scheme::Custom(vec![0.0, 1.0])
+        );
+        let nan = Scheme::Custom(vec![f64::NAN]);
+        assert_eq!(nan, nan.clone());
+        // JSON holds the Display string, and reads it back to the same scheme.
+        let json = serde_json::to_string(&parsed[1]).unwrap();
+        assert_eq!(json, "\"ema:200\"");
+        assert_eq!(serde_json::from_str::<Scheme>(&json).unwrap(), parsed[1]);
+        let bad = serde_json::from_str::<Scheme>("\"ema:-1\"").unwrap_err();
+        assert!(bad.to_string().contains("half-life"), "{bad}");
     }
 
     #[test]

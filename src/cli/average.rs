@@ -121,7 +121,7 @@ pub fn run(args: Args, config: &lawa::Config) -> anyhow::Result<()> {
         shard_size,
         allow_nonfinite: args.allow_nonfinite,
         force: args.force,
-        scheme: scheme.to_string(),
+        scheme: scheme.clone(),
     };
     let result = average(&inputs, &args.out, &opts, &reporter);
     if let Some(bar) = bar {

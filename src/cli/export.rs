@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use lawa::export::chart::{self, ChartOptions, XAxis};
+use lawa::chart::{self, ChartOptions, XAxis};
 use lawa::results::{self, EvalSettings, Metric, ResultRecord, ResultsStore};
 use lawa::spikes::SpikeParams;
 

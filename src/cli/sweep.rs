@@ -141,7 +141,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<()> {
         eprintln!("warning: {}", lawa::display::escape(w));
     }
     let records: Vec<&results::ResultRecord> = store.records().iter().collect();
-    let spikes = lawa::export::chart::detect_spikes(&traj, &records, &Default::default());
+    let spikes = lawa::chart::detect_spikes(&traj, &records, &Default::default());
     let spec = SweepSpec {
         windows: args
             .ks

@@ -1,6 +1,6 @@
 //! Charts (PNG, SVG) and tables (CSV, JSON) from results.
 //!
-//! The chart is drawn from the same [`chart::ChartModel`] the explorer shows. Every file is
+//! The chart is drawn from the same [`crate::chart::ChartModel`] the explorer shows. Every file is
 //! written under a temporary name in the output dir and renamed into place, so a failed export
 //! never leaves a half-written file behind.
 
@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 
 use crate::results::ResultRecord;
 
-pub mod chart;
-pub mod palette;
 mod plot;
 pub mod verdict;
 
@@ -150,7 +148,7 @@ pub fn results_csv(records: &[ResultRecord]) -> String {
 /// Writes `<stem>.png`, `<stem>.svg`, `<stem>-results.csv` and `<stem>-results.json` into `dir`
 /// (created if needed) and returns their paths.
 pub fn export_all(
-    model: &chart::ChartModel,
+    model: &crate::chart::ChartModel,
     records: &[ResultRecord],
     verdicts: &[verdict::Verdict],
     dir: &Path,

@@ -9,9 +9,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
-use super::chart::{clip_above, short_number, ChartModel, CurveKind};
-use super::palette;
 use super::{temp_path, ExportError};
+use crate::chart::palette;
+use crate::chart::{clip_above, short_number, ChartModel, CurveKind};
 
 /// Pixel size of the PNG (16:9, sharp on a slide).
 pub const PNG_SIZE: (u32, u32) = (1600, 900);

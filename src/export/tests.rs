@@ -1,8 +1,8 @@
 //! Export: files written whole (PNG decodable with the right size, SVG with the curves and
 //! legend), tables with every record, nothing half-written on failure.
 
-use super::chart::{build, ChartOptions, CurveKind};
 use super::*;
+use crate::chart::{build, ChartOptions, CurveKind};
 use crate::results::{ResultRecord, RAW, TOOL_VERSION};
 use crate::source::{Checkpoint, Location, Metrics, Series, Trajectory};
 
@@ -74,7 +74,7 @@ fn records() -> Vec<ResultRecord> {
     ]
 }
 
-fn model(log_y: bool) -> chart::ChartModel {
+fn model(log_y: bool) -> crate::chart::ChartModel {
     let recs = records();
     let refs: Vec<&ResultRecord> = recs.iter().collect();
     build(

@@ -250,7 +250,7 @@ fn record_of(source: &str, target: &Target, cfg: &EvalConfig) -> ResultRecord {
         } => (
             steps.clone(),
             weights.clone(),
-            scheme.clone(),
+            scheme.to_string(),
             *k,
             *spike_aware,
         ),

@@ -40,8 +40,7 @@ pub enum Target {
         end_step: u64,
         steps: Vec<u64>,
         weights: Vec<f64>,
-        /// The scheme's name (`uniform`, `ema:200` ...).
-        scheme: String,
+        scheme: crate::average::Scheme,
         k: usize,
         spike_aware: bool,
     },
@@ -64,7 +63,7 @@ impl Target {
                 k,
                 spike_aware,
                 ..
-            } => crate::results::series_label(scheme, *k, *spike_aware),
+            } => crate::results::series_label(&scheme.to_string(), *k, *spike_aware),
         }
     }
 
@@ -267,7 +266,10 @@ impl Drop for JobRunner {
     }
 }
 
-/// Same target, ignoring float noise in weights (they are recomputed for every request).
+/// Same target: the same model of the same checkpoints. A window's weights are a pure
+/// function of its scheme and steps (`sweep::window_weights`), so the typed scheme stands
+/// for them; k and spike-awareness only name the curve (a spike-aware window no spike touches
+/// is the plain one).
 fn same_target(a: &Target, b: &Target) -> bool {
     match (a, b) {
         (Target::Checkpoint { step: x }, Target::Checkpoint { step: y }) => x == y,
@@ -275,24 +277,16 @@ fn same_target(a: &Target, b: &Target) -> bool {
             Target::Window {
                 end_step: e1,
                 steps: s1,
-                weights: w1,
                 scheme: c1,
                 ..
             },
             Target::Window {
                 end_step: e2,
                 steps: s2,
-                weights: w2,
                 scheme: c2,
                 ..
             },
-        ) => {
-            e1 == e2
-                && s1 == s2
-                && c1 == c2
-                && w1.len() == w2.len()
-                && w1.iter().zip(w2).all(|(x, y)| (x - y).abs() <= 1e-12)
-        }
+        ) => (e1, s1, c1) == (e2, s2, c2),
         _ => false,
     }
 }

@@ -43,7 +43,7 @@ fn record_for(target: &Target) -> ResultRecord {
             scheme,
             k,
             ..
-        } => (steps.clone(), weights.clone(), scheme.clone(), *k),
+        } => (steps.clone(), weights.clone(), scheme.to_string(), *k),
     };
     ResultRecord {
         source: "test".into(),
@@ -121,7 +121,7 @@ fn window(end: u64) -> Target {
         end_step: end,
         steps: vec![end - 1, end],
         weights: vec![0.5, 0.5],
-        scheme: "uniform".into(),
+        scheme: crate::average::Scheme::Uniform,
         k: 2,
         spike_aware: false,
     }

@@ -117,7 +117,7 @@ pub fn window_target(
         end_step: steps[end],
         steps: window,
         weights,
-        scheme: w.scheme.to_string(),
+        scheme: w.scheme.clone(),
         k: w.k,
         spike_aware: w.spike_aware,
     }))
@@ -233,7 +233,7 @@ pub fn reuse(
         .find(|r| settings.matches(r) && r.steps == *steps && r.weights == *weights)
         .map(|r| ResultRecord {
             end_step: *end_step,
-            scheme: scheme.clone(),
+            scheme: scheme.to_string(),
             k: *k,
             spike_aware: *spike_aware,
             unix_time: crate::results::now_unix(),

@@ -312,7 +312,7 @@ fn a_cancel_is_a_sweep_cancel_at_every_stage() {
         end_step: 200,
         steps: vec![100, 200],
         weights: vec![0.5, 0.5],
-        scheme: "uniform".into(),
+        scheme: crate::average::Scheme::Uniform,
         k: 2,
         spike_aware: false,
     };
@@ -448,7 +448,7 @@ fn pending_lists_each_missing_metric_and_another_task_file_is_not_reused() {
         end_step: 100,
         steps: vec![100],
         weights: vec![1.0],
-        scheme: "uniform".into(),
+        scheme: crate::average::Scheme::Uniform,
         k: 1,
         spike_aware: true,
     };

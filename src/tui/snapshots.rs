@@ -458,9 +458,9 @@ fn eight_schemes_get_average_colours_and_never_the_train_raw_or_spike_ones() {
     panels::chart::render(&mut buf, area, &s, &theme);
     let text = buffer_text(&buf);
     let taken = [
-        theme.curve(lawa::export::palette::TRAIN_SMOOTH).fg.unwrap(),
-        theme.curve(lawa::export::palette::TRAIN_RAW).fg.unwrap(),
-        theme.curve(lawa::export::palette::EVAL_RAW).fg.unwrap(),
+        theme.curve(lawa::chart::palette::TRAIN_SMOOTH).fg.unwrap(),
+        theme.curve(lawa::chart::palette::TRAIN_RAW).fg.unwrap(),
+        theme.curve(lawa::chart::palette::EVAL_RAW).fg.unwrap(),
         Color::Red,
         Color::LightRed,
     ];

@@ -1,6 +1,6 @@
 //! Colours and text styles; `NO_COLOR` turns every colour off (emphasis by reverse/bold only).
 
-use lawa::export::palette;
+use lawa::chart::palette;
 use ratatui::style::{Color, Modifier, Style};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -8,7 +8,7 @@ pub struct Theme {
     pub color: bool,
 }
 
-/// Curve colours by palette slot (`lawa::export::palette::slot`): the same hues in the same
+/// Curve colours by palette slot (`lawa::chart::palette::slot`): the same hues in the same
 /// slots as the exported PNG/SVG. The averages' colours are far from the train loss's (grey,
 /// cyan), the raw eval's (yellow) and the spike shading's (red), and from each other.
 /// Averages use 256-colour indices (the same on every terminal, unlike the 16 named colours

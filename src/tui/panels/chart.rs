@@ -9,7 +9,7 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Widget};
 
-use lawa::export::chart::{clip_above, nice_ticks, short_number, ChartModel, CurveKind};
+use lawa::chart::{clip_above, nice_ticks, short_number, ChartModel, CurveKind};
 
 use super::panel_block;
 use crate::tui::state::State;

@@ -5,7 +5,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Row, Table, Widget};
 
-use lawa::export::chart::{three_digits, tokens_at};
+use lawa::chart::{three_digits, tokens_at};
 use lawa::results::{Metric, ResultRecord, RAW};
 
 use super::{fmt_ppl, panel_block, rows_below_header};
@@ -63,7 +63,7 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
         let l = has_loss && fits(5);
         (fits(6), l)
     };
-    let show_tokens = lawa::export::chart::has_tokens(&state.traj) && fits(7);
+    let show_tokens = lawa::chart::has_tokens(&state.traj) && fits(7);
 
     let window = state.window_steps();
     let height = rows_area.height as usize;

@@ -14,7 +14,7 @@ use crossterm::event::{
 use ratatui::layout::Rect;
 
 use lawa::average::Scheme;
-use lawa::export::chart::{self, ChartModel, ChartOptions, XAxis};
+use lawa::chart::{self, ChartModel, ChartOptions, XAxis};
 use lawa::jobs::{JobEvent, JobId, Target};
 use lawa::progress::Progress;
 use lawa::results::{series_label, EvalSettings, Metric, ResultRecord, RAW};
@@ -436,7 +436,7 @@ impl State {
             end_step,
             steps,
             weights,
-            scheme: self.scheme.to_string(),
+            scheme: self.scheme.clone(),
             k: self.window_k(),
             spike_aware: self.spike_aware,
         })

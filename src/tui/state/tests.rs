@@ -308,7 +308,7 @@ fn enter_queues_the_window_and_the_raw_end_checkpoint_once() {
             assert_eq!(*end_step, 1200);
             assert_eq!(steps, &vec![800, 900, 1000, 1100, 1200]);
             assert_eq!(weights, &vec![0.2; 5]);
-            assert_eq!(scheme, "uniform");
+            assert_eq!(*scheme, Scheme::Uniform);
             assert_eq!(*k, 5);
             assert!(!spike_aware);
         }
@@ -1075,7 +1075,7 @@ fn number_keys_hide_and_show_an_eval_series_which_keeps_its_colour() {
 
 #[test]
 fn m_switches_the_metric_and_the_chart_and_the_gain_view_follow_its_direction() {
-    use lawa::export::chart::CurveKind;
+    use lawa::chart::CurveKind;
     use lawa::tasks::TaskName;
     let mut s = testdata::state_with_task();
     press(&mut s, "--");
@@ -1108,9 +1108,8 @@ fn m_switches_the_metric_and_the_chart_and_the_gain_view_follow_its_direction() 
         .iter()
         .find(|c| c.kind == CurveKind::EvalRaw)
         .unwrap();
-    let at = |c: &lawa::export::chart::Curve, x: f64| {
-        c.points.iter().find(|p| p.0 == x).map(|p| p.1).unwrap()
-    };
+    let at =
+        |c: &lawa::chart::Curve, x: f64| c.points.iter().find(|p| p.0 == x).map(|p| p.1).unwrap();
     assert!((at(raw, 700.0) - 17.0).abs() < 1e-9);
     // The gain view: averaged minus raw accuracy, in points; above zero is better.
     press(&mut s, "g");
