@@ -111,16 +111,13 @@ pub fn open(traj: Trajectory, args: &Args, config: &Config) -> anyhow::Result<()
             .collect(),
     };
     let mut state = State::new(traj.clone(), records, view);
-    state.message = warnings
-        .first()
-        .or(traj.warnings.first())
-        .cloned()
-        .or_else(|| {
-            Some(format!(
-                "{} checkpoints · ? for keys",
-                traj.checkpoints.len()
-            ))
-        });
+    state.greet(
+        warnings
+            .first()
+            .or(traj.warnings.first())
+            .cloned()
+            .unwrap_or_else(|| format!("{} checkpoints · ? for keys", traj.checkpoints.len())),
+    );
     let base = eval.map(|e| args.eval.config(e, tasks, (device.clone(), config.fused)));
     let store = Arc::new(Mutex::new(store));
     let store_w = store.clone();

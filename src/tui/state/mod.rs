@@ -284,6 +284,8 @@ pub struct State {
     pub edit: Option<Edit>,
     /// One line for the status bar (last action, error, warning).
     pub message: Option<String>,
+    /// What the status line said at open (see [`State::greet`]), until a key says more.
+    greeting: Option<String>,
     pub areas: Areas,
     /// Checkpoint index where a mouse drag on the chart started.
     pub drag_from: Option<usize>,
@@ -348,6 +350,7 @@ impl State {
             help: false,
             edit: None,
             message: None,
+            greeting: None,
             areas: Areas::default(),
             drag_from: None,
             quit: false,
@@ -373,6 +376,13 @@ impl State {
     }
 
     /// Results of `metric` computed with the current eval settings.
+    /// The status line's first message (the run's size, or a warning about it): later news
+    /// that is not an answer to a key, such as unreadable checkpoints, may replace it.
+    pub fn greet(&mut self, message: String) {
+        self.greeting = Some(message.clone());
+        self.message = Some(message);
+    }
+
     pub fn results_of(&self, metric: Metric) -> Vec<&ResultRecord> {
         let Some(settings) = self.eval.settings_for(metric) else {
             return Vec::new();
@@ -595,10 +605,11 @@ pub fn update(state: &mut State, event: Event) -> Vec<Effect> {
                     "{} checkpoint(s) cannot be read; the windows holding them will fail: step {step}: {why}{more}",
                     bad.len()
                 );
-                // The check ends a moment after open: what a key said meanwhile stays in view.
+                // The check ends a moment after open: it replaces the greeting, but what a key
+                // said meanwhile stays in view.
                 state.message = Some(match state.message.take() {
-                    Some(m) => format!("{m} · {warning}"),
-                    None => warning,
+                    Some(m) if state.greeting.as_ref() != Some(&m) => format!("{m} · {warning}"),
+                    _ => warning,
                 });
             }
             state.unreadable = bad.into_iter().collect();

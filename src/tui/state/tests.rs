@@ -925,6 +925,15 @@ fn y_switches_losses_and_perplexities_and_says_so() {
 #[test]
 fn a_late_unreadable_warning_does_not_hide_what_a_key_said() {
     let mut s = testdata::state();
+    // It replaces the greeting.
+    s.greet("12 checkpoints · ? for keys".into());
+    update(
+        &mut s,
+        Event::Unreadable(vec![(300, "step300/model.safetensors: truncated".into())]),
+    );
+    let m = s.message.clone().unwrap();
+    assert!(m.starts_with("1 checkpoint(s) cannot be read"), "{m}");
+    // What a key said stays first.
     press(&mut s, "y");
     let said = s.message.clone().unwrap();
     update(
@@ -932,7 +941,10 @@ fn a_late_unreadable_warning_does_not_hide_what_a_key_said() {
         Event::Unreadable(vec![(300, "step300/model.safetensors: truncated".into())]),
     );
     let m = s.message.clone().unwrap();
-    assert!(m.starts_with(&format!("{said} · 1 checkpoint(s) cannot be read")), "{m}");
+    assert!(
+        m.starts_with(&format!("{said} · 1 checkpoint(s) cannot be read")),
+        "{m}"
+    );
 }
 
 #[test]
