@@ -1,6 +1,8 @@
 //! Benchmark (not a test): f32 `x · wᵀ` at Pythia-70M Linear shapes (2048 rows: batch 4 x ctx
-//! 512), lawa's packed AVX2 kernel (`kernels::matmul::linear_t`) against candle's CPU matmul (the
-//! `gemm` crate, which dispatches at run time; AVX-512 only with its `x86-v4` feature).
+//! 512), lawa's Linear (`kernels::matmul::linear_t`) against candle's CPU matmul (the `gemm`
+//! crate, which dispatches at run time; AVX-512 only with its `x86-v4` feature). Today both are
+//! the gemm crate (this shows our wrapper's cost); built at bd61e47 it compared the packed AVX2
+//! kernel of our own that the gemm crate replaced (BENCHMARKS.md, "CPU matrix product").
 //! Threads from RAYON_NUM_THREADS. Prints GFLOP/s per shape, median of REPEATS runs.
 //!
 //!   RAYON_NUM_THREADS=2 cargo run --release --example bench_matmul
