@@ -406,7 +406,7 @@ fn submit(
         task_settings: settings,
         memory_mib: args.memory_mib,
         keep_models: args.keep_models.as_deref().map(absolute).transpose()?,
-        scheme: args.weights.clone(),
+        scheme: args.weights.parse()?,
         tasks: chunked,
         job_id: None,
         created_unix: results::now_unix(),
@@ -560,8 +560,7 @@ pub fn run_task(args: TaskArgs, config: &Config) -> anyhow::Result<()> {
         plan.id,
         todo.len()
     );
-    let scheme: Scheme = plan.scheme.parse()?;
-    let keep = plan.keep_models.as_deref().map(|d| (d, &scheme));
+    let keep = plan.keep_models.as_deref().map(|d| (d, &plan.scheme));
     let done = execute(&mut engine, &mut store, &todo, &settings, keep, false)?;
     let stats = engine.stats();
     let planned = targets.len() * settings.len();

@@ -16,6 +16,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+use crate::average::Scheme;
 use crate::device::DevicePref;
 use crate::jobs::engine::EvalConfig;
 use crate::jobs::Target;
@@ -72,8 +73,8 @@ pub struct ArrayPlan {
     pub memory_mib: Option<u64>,
     /// `--keep-models`: where each task also writes its averaged models.
     pub keep_models: Option<PathBuf>,
-    /// The weight scheme, for `--keep-models`.
-    pub scheme: String,
+    /// The weight scheme, for `--keep-models` (stored as its string).
+    pub scheme: Scheme,
     /// Each array task's targets, in step order.
     pub tasks: Vec<Vec<Target>>,
     /// Set once sbatch has accepted the array.
@@ -673,7 +674,7 @@ mod tests {
             task_settings: Vec::new(),
             memory_mib: None,
             keep_models: None,
-            scheme: "uniform".into(),
+            scheme: Scheme::Uniform,
             tasks: tasks
                 .into_iter()
                 .map(|t| {
