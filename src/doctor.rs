@@ -66,18 +66,6 @@ fn msg(e: impl std::fmt::Display) -> candle_core::Error {
     candle_core::Error::Msg(e.to_string())
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
-    let d = (a.to_dtype(DType::F32)? - b.to_dtype(DType::F32)?)?.abs()?;
-    let m = d.flatten_all()?.max(0)?.to_scalar::<f32>()? as f64;
-    // A NaN anywhere must not hide behind max().
-    let nan = d
-        .ne(&d)?
-        .to_dtype(DType::F32)?
-        .sum_all()?
-        .to_scalar::<f32>()?;
-    Ok(if nan > 0.0 { f64::NAN } else { m })
-}
-
 /// Runs the kernel checks on `device` with our GPU kernels as `fused` allows (and the model
 /// checks when `model` is given).
 pub fn run(
@@ -188,7 +176,7 @@ fn weighted_sum_checks(device: &Device, fused: Fused) -> Result<Vec<Check>> {
                 _ => 1e-6,
             };
             (
-                max_abs_diff(&as_tensor(&cpu)?, &as_tensor(&dev)?)?,
+                crate::kernels::max_abs_diff(&as_tensor(&cpu)?, &as_tensor(&dev)?)?,
                 tol,
                 "CPU kernel, max |diff|",
             )
@@ -235,7 +223,7 @@ fn attention_checks(device: &Device) -> Result<Vec<Check>> {
             out.push(Check::new(
                 format!("attention hs {hs} {dtype:?}"),
                 "unfused f32 ops, max |diff|",
-                max_abs_diff(&fused, &naive)?,
+                crate::kernels::max_abs_diff(&fused, &naive)?,
                 tol,
             ));
         }
@@ -260,7 +248,7 @@ fn nll_checks(device: &Device, fused: Fused) -> Result<Vec<Check>> {
         out.push(Check::new(
             format!("token NLL {dtype:?}"),
             "unfused f32 ops, max |diff|",
-            max_abs_diff(&fused, &ops)?,
+            crate::kernels::max_abs_diff(&fused, &ops)?,
             2e-4,
         ));
     }
@@ -311,7 +299,7 @@ fn model_checks(
     // bf16: 8-bit mantissa) through every layer.
     for (dtype, tol) in [(DType::F32, 1e-4), (DType::F16, 3e-2), (DType::BF16, 1e-1)] {
         let m = eval::load_model(dir, &opts(device, dtype)).map_err(msg)?;
-        let d = max_abs_diff(&logits(&m, device)?, &reference)? / scale.max(1e-12);
+        let d = crate::kernels::max_abs_diff(&logits(&m, device)?, &reference)? / scale.max(1e-12);
         out.push(Check::new(
             format!("model logits {dtype:?}"),
             "CPU f32, max |diff| / max |logit|",

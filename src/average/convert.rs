@@ -187,14 +187,15 @@ pub(crate) fn transpose_bytes(src: &[u8], rows: usize, cols: usize, elem: usize)
 
 impl NanoGpt {
     /// Converts the average in `staging` into GPT-2 weights in `out` (sharded above
-    /// `shard_size`); returns the bytes written. The caller removes `staging`.
+    /// `shard_size`); returns the bytes written and the weights' dtype (the embedding's). The
+    /// caller removes `staging`.
     pub(crate) fn write_gpt2(
         &self,
         staging: &Path,
         out: &Path,
         shard_size: u64,
         reporter: &Reporter,
-    ) -> Result<u64, AverageError> {
+    ) -> Result<(u64, DType), AverageError> {
         let avg = WeightsReader::open(staging)?;
         let plan = gpt2_plan(&self.cfg, avg.tensors()).map_err(|problem| AverageError::Config {
             path: self.args_from.clone(),
@@ -219,15 +220,16 @@ impl NanoGpt {
                 Source::Zeros => writer.write(&info.name, &vec![0u8; info.nbytes()])?,
             }
         }
-        Ok(writer.finish()?)
+        let dtype = plan[0].0.dtype;
+        Ok((writer.finish()?, dtype))
     }
 
     /// transformers' `config.json` for the output, its dtype field the output's.
-    pub(crate) fn config_json(&self, dtype: Option<DType>) -> String {
+    pub(crate) fn config_json(&self, dtype: DType) -> String {
         let mut cfg = self.cfg.to_hf_json();
         let name = match dtype {
-            Some(DType::F16) => "float16",
-            Some(DType::BF16) => "bfloat16",
+            DType::F16 => "float16",
+            DType::BF16 => "bfloat16",
             _ => "float32",
         };
         cfg["torch_dtype"] = name.into();

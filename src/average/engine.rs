@@ -105,12 +105,12 @@ pub fn average(
     let mut notes = outdir.notes().to_vec();
     notes.extend(mixed_dtypes_note(inputs, &readers, &plan, newest, opts));
     if let Some(n) = &nanogpt {
-        bytes_written = n.write_gpt2(&staging, outdir.path(), opts.shard_size, reporter)?;
+        let (bytes, dtype) = n.write_gpt2(&staging, outdir.path(), opts.shard_size, reporter)?;
+        bytes_written = bytes;
         fs::remove_dir_all(&staging).map_err(|e| AverageError::Write {
             path: staging.clone(),
             error: e,
         })?;
-        let dtype = WeightsReader::open(outdir.path())?.main_dtype();
         let cfg = outdir.path().join("config.json");
         let text = n.config_json(dtype);
         fs::write(&cfg, &text).map_err(|e| AverageError::Write {

@@ -125,6 +125,20 @@ impl Kernels {
     }
 }
 
+/// The largest |a − b| of two tensors of one shape, compared in f32; NaN when any difference
+/// is NaN (`max` alone would hide it). The doctor and the kernels' tests compare with it.
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> candle_core::Result<f64> {
+    let d = (a.to_dtype(candle_core::DType::F32)? - b.to_dtype(candle_core::DType::F32)?)?.abs()?;
+    let m = d.flatten_all()?.max(0)?.to_scalar::<f32>()? as f64;
+    // A NaN anywhere must not hide behind max().
+    let nan = d
+        .ne(&d)?
+        .to_dtype(candle_core::DType::F32)?
+        .sum_all()?
+        .to_scalar::<f32>()?;
+    Ok(if nan > 0.0 { f64::NAN } else { m })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

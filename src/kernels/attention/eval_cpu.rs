@@ -111,14 +111,7 @@ mod tests {
             let scale = 1.0 / 8f64.sqrt();
             let want = reference::causal_attention(&q, &k, &v, &mask, scale).unwrap();
             let got = causal_attention(&q, &k, &v, scale).unwrap();
-            let diff: f32 = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let diff = crate::kernels::max_abs_diff(&got, &want).unwrap() as f32;
             assert!(diff < 1e-5, "t {t}: {diff}");
         }
     }

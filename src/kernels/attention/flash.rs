@@ -319,14 +319,7 @@ mod tests {
                     scale,
                 )
                 .unwrap();
-                let diff = (f32(&fused) - &naive)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = crate::kernels::max_abs_diff(&f32(&fused), &naive).unwrap() as f32;
                 assert!(
                     diff < tol,
                     "hs {hs} {dtype:?}: max |fused - naive| = {diff}"
