@@ -46,7 +46,7 @@ fn rec(end: u64, scheme: &str, k: usize, nll: f64) -> ResultRecord {
         data_hash: "h".into(),
         ctx: 8,
         max_tokens: None,
-        dtype: "f32".into(),
+        dtype: crate::results::EvalDType::F32,
         device: "cpu".into(),
         mean_nll: nll,
         ppl: nll.exp(),

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use lawa::jobs::engine::{EngineExecutor, EvalConfig};
 use lawa::jobs::JobRunner;
-use lawa::results::{self, ResultsStore};
+use lawa::results::{self, EvalDType, ResultsStore};
 use lawa::source::{Location, Trajectory};
 use lawa::sweep::slurm::{self, ArrayPlan};
 use lawa::Config;
@@ -78,6 +78,27 @@ fn max_position_embeddings(traj: &Trajectory) -> Option<usize> {
     })
 }
 
+/// The dtype the jobs will evaluate in: f32 on the CPU; on a GPU the stored dtype of the
+/// newest local checkpoint (read from its headers). `None` (no checkpoint local yet): learnt
+/// from the first result.
+fn eval_dtype(traj: &Trajectory, device: &candle_core::Device) -> Option<EvalDType> {
+    if device.is_cpu() {
+        return Some(EvalDType::default_for(device, None));
+    }
+    traj.checkpoints
+        .iter()
+        .rev()
+        .find_map(|c| match &c.location {
+            Location::Local { path } => {
+                let stored = lawa::checkpoint::WeightsReader::open(path)
+                    .ok()?
+                    .main_dtype();
+                Some(EvalDType::default_for(device, stored?.to_candle()))
+            }
+            Location::Hub { .. } => None,
+        })
+}
+
 /// Opens the explorer on an already listed trajectory.
 pub fn open(traj: Trajectory, args: &Args, config: &Config) -> anyhow::Result<()> {
     let eval = args.eval.data(&traj, &args.source)?;
@@ -99,7 +120,7 @@ pub fn open(traj: Trajectory, args: &Args, config: &Config) -> anyhow::Result<()
         learnt_ctx: None,
         max_tokens: args.eval.max_tokens,
         data_tokens_max: eval.as_ref().and_then(|e| data_tokens_max(&e.0)),
-        dtype: lawa::jobs::engine::record_dtype(&device).into(),
+        dtype: eval_dtype(&traj, &device),
         device: lawa::device::describe(&device).into(),
         tasks: tasks
             .iter()

@@ -15,10 +15,12 @@ use crate::kernels::Fused;
 use crate::model::{load_model_dir_with, one_line, LoadedModel, ModelError};
 use crate::progress::{Cancelled, Reporter, Unit};
 
+mod dtype;
 pub mod nll;
 pub mod tokens;
 pub mod windows;
 
+pub use dtype::{default_dtype, EvalDType};
 pub use tokens::{read_token_file, tokenize_text_file, TokenDType, Tokens};
 pub use windows::Windows;
 
@@ -86,6 +88,8 @@ pub struct EvalResult {
     pub windows: usize,
     /// sha256 (hex) of the evaluated token ids as little-endian u32.
     pub data_hash: String,
+    /// The dtype the model ran in.
+    pub dtype: EvalDType,
 }
 
 /// `lawa eval MODEL --against OTHER`: both models on the same windows.
@@ -189,16 +193,6 @@ pub fn load_tokens(
         }
         EvalData::Tokens(path) => read_token_file(path, None, max_tokens),
         EvalData::TokensAs(path, dtype) => read_token_file(path, Some(*dtype), max_tokens),
-    }
-}
-
-/// The compute dtype when none is asked for: f32 on CPU (candle's half-precision CPU kernels
-/// are slow), the checkpoint's own dtype on a GPU.
-pub fn default_dtype(device: &Device, stored: Option<DType>) -> DType {
-    match (device, stored) {
-        (Device::Cpu, _) => DType::F32,
-        (_, Some(d @ (DType::F16 | DType::BF16 | DType::F32))) => d,
-        _ => DType::F32,
     }
 }
 
@@ -398,6 +392,7 @@ fn run(
         ctx: resolve_ctx(opts.ctx, model)?,
         windows: w.count,
         data_hash,
+        dtype: EvalDType::of(model.model.dtype()),
     };
     Ok((result, against))
 }

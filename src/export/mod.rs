@@ -124,7 +124,7 @@ pub fn results_csv(records: &[ResultRecord]) -> String {
             csv_field(&r.data_hash),
             r.ctx.to_string(),
             r.max_tokens.map(|m| m.to_string()).unwrap_or_default(),
-            csv_field(&r.dtype),
+            r.dtype.to_string(),
             csv_field(&r.device),
             finite(r.mean_nll),
             finite(r.ppl),

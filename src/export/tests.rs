@@ -52,7 +52,7 @@ fn record(end: u64, scheme: &str, nll: f64) -> ResultRecord {
         data_hash: "text:ab".into(),
         ctx: 32,
         max_tokens: Some(1000),
-        dtype: "f32".into(),
+        dtype: crate::results::EvalDType::F32,
         device: "cpu".into(),
         mean_nll: nll,
         ppl: nll.exp(),

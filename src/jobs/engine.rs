@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::eval::{self, EvalData, EvalOptions};
+use crate::eval::{self, EvalDType, EvalData, EvalOptions};
+use crate::model::LoadedModel;
 use crate::progress::Reporter;
 use crate::results::{now_unix, Metric, ResultRecord, ResultsStore, RAW, TOOL_VERSION};
 use crate::source::{self, hub::HubOptions, Trajectory};
@@ -186,16 +187,6 @@ impl EngineExecutor {
     }
 }
 
-/// The dtype a result record names for evaluations on `device` (the CPU evaluates in f32, a
-/// GPU in the checkpoint's own dtype); the explorer matches stored results on it.
-pub fn record_dtype(device: &candle_core::Device) -> &'static str {
-    if device.is_cpu() {
-        "f32"
-    } else {
-        "checkpoint"
-    }
-}
-
 /// The stored record of `target` evaluated with `cfg` (the explorer's jobs and sweeps).
 pub fn make_record(
     source: &str,
@@ -212,32 +203,33 @@ pub fn make_record(
         ppl: res.ppl,
         bits_per_byte: res.bits_per_byte,
         predicted_tokens: res.predicted_tokens,
-        ..record_of(source, target, cfg)
+        ..record_of(source, target, cfg, res.dtype)
     }
 }
 
-/// The stored record of `task` scored on `target` at the model's context `ctx` (the
+/// The stored record of `task` scored on `target` by `model` (at the model's context: the
 /// harness truncates to it).
 pub fn make_task_record(
     source: &str,
     target: &Target,
     cfg: &EvalConfig,
     task: &TaskConfig,
-    ctx: usize,
+    model: &LoadedModel,
     res: TaskResult,
 ) -> ResultRecord {
+    let ctx = model.config.max_position_embeddings;
     ResultRecord {
         data: task.label.clone(),
         data_hash: task.hash.clone(),
         ctx,
         max_tokens: None,
         task: Some(res),
-        ..record_of(source, target, cfg)
+        ..record_of(source, target, cfg, EvalDType::of(model.model.dtype()))
     }
 }
 
-/// What every record of `target` says, whatever it measured.
-fn record_of(source: &str, target: &Target, cfg: &EvalConfig) -> ResultRecord {
+/// What every record of `target` says, whatever it measured (evaluated in `dtype`).
+fn record_of(source: &str, target: &Target, cfg: &EvalConfig, dtype: EvalDType) -> ResultRecord {
     let (steps, weights, scheme, k, spike_aware) = match target {
         Target::Checkpoint { step } => (vec![*step], vec![1.0], RAW.to_string(), 1, false),
         Target::Window {
@@ -267,7 +259,7 @@ fn record_of(source: &str, target: &Target, cfg: &EvalConfig) -> ResultRecord {
         data_hash: String::new(),
         ctx: 0,
         max_tokens: None,
-        dtype: record_dtype(&cfg.device).into(),
+        dtype,
         device: crate::device::describe(&cfg.device).into(),
         mean_nll: f64::NAN,
         ppl: f64::NAN,
@@ -405,13 +397,12 @@ impl EngineExecutor {
                     let model = resident.as_ref().expect("just loaded");
                     let res = crate::tasks::evaluate_docs(model, name, &docs, cfg.batch, reporter)
                         .map_err(|e| fail(reporter, e))?;
-                    let ctx = model.config.max_position_embeddings;
                     out.push(make_task_record(
                         &self.traj.source,
                         target,
                         cfg,
                         &task,
-                        ctx,
+                        model,
                         res,
                     ));
                 }

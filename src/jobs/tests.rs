@@ -57,7 +57,7 @@ fn record_for(target: &Target) -> ResultRecord {
         data_hash: "h".into(),
         ctx: 4,
         max_tokens: None,
-        dtype: "f32".into(),
+        dtype: crate::results::EvalDType::F32,
         device: "cpu".into(),
         mean_nll: target.end_step() as f64,
         ppl: 1.0,

@@ -14,7 +14,8 @@ mod store;
 
 pub use paths::{file_hash, hex16, source_key, trajectory_dir};
 pub use record::{
-    now_unix, series_label, EvalKey, EvalSettings, Metric, ResultRecord, RAW, TOOL_VERSION,
+    now_unix, series_label, EvalDType, EvalKey, EvalSettings, Metric, ResultRecord, RAW,
+    TOOL_VERSION,
 };
 pub use store::{tail_bytes, ResultsStore, SHARDS_DIR};
 

@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::eval::EvalDType;
 use crate::tasks::{TaskName, TaskResult};
 
 /// Version of lawa that wrote a record.
@@ -35,7 +36,8 @@ pub struct ResultRecord {
     pub data_hash: String,
     pub ctx: usize,
     pub max_tokens: Option<u64>,
-    pub dtype: String,
+    /// The dtype the model ran in.
+    pub dtype: EvalDType,
     pub device: String,
     /// Perplexity results: the mean NLL and perplexity of `data`. A task result has none
     /// (NaN here, absent from the file): its scores are in `task`.
@@ -193,8 +195,9 @@ pub struct EvalSettings {
     /// Tokens per window (a task: the model's context, where the harness truncates).
     pub ctx: usize,
     pub max_tokens: Option<u64>,
-    /// As the record stores it (`f32` on the CPU, `checkpoint` on a GPU).
-    pub dtype: String,
+    /// The dtype the model runs in: f32 on the CPU, the checkpoint's own on a GPU
+    /// ([`crate::eval::default_dtype`]).
+    pub dtype: EvalDType,
 }
 
 impl EvalSettings {
@@ -204,7 +207,7 @@ impl EvalSettings {
             data_hash: r.data_hash.clone(),
             ctx: r.ctx,
             max_tokens: r.max_tokens,
-            dtype: r.dtype.clone(),
+            dtype: r.dtype,
         }
     }
 
@@ -242,7 +245,7 @@ pub(crate) mod tests {
             data_hash: "text:abc".into(),
             ctx: 64,
             max_tokens: None,
-            dtype: "f32".into(),
+            dtype: crate::results::EvalDType::F32,
             device: "cpu".into(),
             mean_nll: nll,
             ppl: nll.exp(),
@@ -306,7 +309,8 @@ pub(crate) mod tests {
             |r: &mut ResultRecord| r.ctx = 32,
             |r: &mut ResultRecord| r.max_tokens = Some(10),
             |r: &mut ResultRecord| r.data_hash = "text:other".into(),
-            |r: &mut ResultRecord| r.dtype = "checkpoint".into(),
+            |r: &mut ResultRecord| r.dtype = EvalDType::F16,
+            |r: &mut ResultRecord| r.dtype = EvalDType::Unrecorded,
         ] {
             let mut other = r.clone();
             change(&mut other);

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use candle_core::Tensor;
 
 use crate::average::{self, AverageError, AverageOptions, ResidentCheckpoint, Scheme};
-use crate::eval::{self, EvalError, EvalOptions};
+use crate::eval::{self, EvalDType, EvalError, EvalOptions};
 use crate::jobs::engine::{make_record, make_task_record, EvalConfig, TaskConfig};
 use crate::jobs::Target;
 use crate::model::ModelError;
@@ -338,23 +338,25 @@ impl SweepEngine {
             .last()
             .ok_or_else(|| SweepError::Plan(format!("{}: no checkpoints", self.traj.source)))?;
         let path = self.local(last.step)?;
-        let (cfg, source, _) = crate::model::read_config(&path)?;
+        let (cfg, source, weights) = crate::model::read_config(&path)?;
         let max = cfg.info().max_position_embeddings;
         let ctx = eval::resolve_ctx_against(self.eval.ctx, max, source.path())?;
-        let dtype: String = crate::jobs::engine::record_dtype(&self.eval.device).into();
+        // The dtype every result will be evaluated in: the newest checkpoint's stands for all.
+        let stored = weights.main_dtype().and_then(|d| d.to_candle());
+        let dtype = EvalDType::default_for(&self.eval.device, stored);
         let mut all = vec![EvalSettings {
             metric: Metric::Perplexity,
             data_hash: self.eval.data_hash.clone(),
             ctx,
             max_tokens: self.eval.max_tokens,
-            dtype: dtype.clone(),
+            dtype,
         }];
         all.extend(self.eval.tasks.iter().map(|t| EvalSettings {
             metric: t.metric(),
             data_hash: t.hash.clone(),
             ctx: max,
             max_tokens: None,
-            dtype: dtype.clone(),
+            dtype,
         }));
         Ok(all)
     }
@@ -527,13 +529,12 @@ impl SweepEngine {
                         self.eval.batch,
                         reporter,
                     )?;
-                    let ctx = model.config.max_position_embeddings;
                     out.push(make_task_record(
                         &self.traj.source,
                         target,
                         &self.eval,
                         &task,
-                        ctx,
+                        &model,
                         res,
                     ));
                 }

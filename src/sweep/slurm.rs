@@ -638,7 +638,7 @@ mod tests {
             data_hash: "text:ab".into(),
             ctx: 16,
             max_tokens: None,
-            dtype: "f32".into(),
+            dtype: crate::results::EvalDType::F32,
         }
     }
 

@@ -408,7 +408,7 @@ fn pending_lists_each_missing_metric_and_another_task_file_is_not_reused() {
         data_hash: "text:h".into(),
         ctx: 16,
         max_tokens: None,
-        dtype: "f32".into(),
+        dtype: crate::results::EvalDType::F32,
     };
     let task = EvalSettings {
         metric: Metric::Task(TaskName::LambadaOpenai),

@@ -73,7 +73,7 @@ pub fn record(end: u64, scheme: &str, k: usize, nll: f64) -> ResultRecord {
         data_hash: DATA_HASH.into(),
         ctx: 64,
         max_tokens: None,
-        dtype: "f32".into(),
+        dtype: lawa::results::EvalDType::F32,
         device: "cpu".into(),
         mean_nll: nll,
         ppl: nll.exp(),
@@ -106,7 +106,7 @@ pub fn eval_view() -> EvalView {
         learnt_ctx: None,
         max_tokens: None,
         data_tokens_max: Some(100_000),
-        dtype: "f32".into(),
+        dtype: Some(lawa::results::EvalDType::F32),
         device: "cpu".into(),
         tasks: Vec::new(),
     }

@@ -77,6 +77,40 @@ fn nll_over_two_windows_matches_transformers_cross_entropy() {
 }
 
 #[test]
+fn the_result_names_the_dtype_the_model_ran_in() {
+    // The fixture is stored in f32; on the CPU the default is f32, and an asked dtype is run
+    // and named as asked (records store this name, and reuse matches on it).
+    let (ids, ce) = reference("parallel");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write_u16(tmp.path(), &ids);
+    for (asked, named) in [
+        (None, eval::EvalDType::F32),
+        (Some(candle_core::DType::BF16), eval::EvalDType::Bf16),
+        (Some(candle_core::DType::F16), eval::EvalDType::F16),
+    ] {
+        let opts = EvalOptions {
+            ctx: Some(16),
+            dtype: asked,
+            ..EvalOptions::default()
+        };
+        let r = eval::eval_model_dir(
+            &fixture("parallel"),
+            &EvalData::Tokens(path.clone()),
+            &opts,
+            &Reporter::silent(),
+        )
+        .unwrap();
+        assert_eq!(r.dtype, named);
+        // Half precision is a different computation, but of the same model.
+        assert!(
+            (r.mean_nll - ce).abs() < 0.05 * ce,
+            "{asked:?}: {} vs {ce}",
+            r.mean_nll
+        );
+    }
+}
+
+#[test]
 fn window_convention_drops_the_remainder_and_max_tokens_cuts_first() {
     let (ids, _) = reference("parallel");
     let tmp = tempfile::tempdir().unwrap();

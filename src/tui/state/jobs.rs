@@ -220,6 +220,9 @@ impl State {
                 }
                 let mut raw = false;
                 for record in records {
+                    // The dtype of a GPU's jobs, when no checkpoint was local at open: this
+                    // session's job evaluated in it.
+                    self.eval.dtype.get_or_insert(record.dtype);
                     // The model's default context, when its config was not readable at
                     // open (a task result is at the model's full context: that is it).
                     let e = &self.eval;
@@ -231,7 +234,7 @@ impl State {
                     } else if e.ctx().is_none()
                         && record.data_hash == e.data_hash
                         && record.max_tokens == e.max_tokens
-                        && record.dtype == e.dtype
+                        && Some(record.dtype) == e.dtype
                     {
                         self.eval.learnt_ctx = Some(record.ctx);
                     }

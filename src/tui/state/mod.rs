@@ -81,8 +81,9 @@ pub struct EvalView {
     /// At most this many tokens in the eval data (a token file's count; a text's bytes, which
     /// its tokens never exceed), when known: a larger max-tokens would only look different.
     pub data_tokens_max: Option<u64>,
-    /// The dtype results name (see `jobs::engine::record_dtype`).
-    pub dtype: String,
+    /// The dtype the jobs evaluate in (f32 on the CPU, the checkpoints' own on a GPU);
+    /// `None` on a GPU while no checkpoint is local: learnt from the first result.
+    pub dtype: Option<lawa::results::EvalDType>,
     pub device: String,
     /// Zero-shot tasks evaluated beside the perplexity (`--task`, or the run's own).
     pub tasks: Vec<TaskView>,
@@ -114,7 +115,7 @@ impl EvalView {
                 data_hash: self.data_hash.clone(),
                 ctx: self.ctx()?,
                 max_tokens: self.max_tokens,
-                dtype: self.dtype.clone(),
+                dtype: self.dtype?,
             }),
             Metric::Task(name) => {
                 let t = self.tasks.iter().find(|t| t.name == name)?;
@@ -123,7 +124,7 @@ impl EvalView {
                     data_hash: t.hash.clone(),
                     ctx: self.max_ctx?,
                     max_tokens: None,
-                    dtype: self.dtype.clone(),
+                    dtype: self.dtype?,
                 })
             }
         }
@@ -146,7 +147,14 @@ impl EvalView {
         let max = self
             .max_tokens
             .map_or("all tokens".into(), |m| format!("first {m} tokens"));
-        format!("{ctx} · {max} · {} · {}", self.dtype, self.device)
+        format!("{ctx} · {max} · {} · {}", self.dtype_label(), self.device)
+    }
+
+    fn dtype_label(&self) -> String {
+        self.dtype
+            .map_or("the checkpoints' dtype (not known yet)".into(), |d| {
+                d.to_string()
+            })
     }
 
     /// The settings line of `metric`'s results, in full: the eval data and [`Self::describe`]
@@ -167,7 +175,10 @@ impl EvalView {
                     });
                 format!(
                     "{} · {} · {ctx} · every item · {} · {}",
-                    t.name, t.label, self.dtype, self.device
+                    t.name,
+                    t.label,
+                    self.dtype_label(),
+                    self.device
                 )
             }
         }
@@ -375,7 +386,6 @@ impl State {
         self.results_of(self.metric)
     }
 
-    /// Results of `metric` computed with the current eval settings.
     /// The status line's first message (the run's size, or a warning about it): later news
     /// that is not an answer to a key, such as unreadable checkpoints, may replace it.
     pub fn greet(&mut self, message: String) {
@@ -383,6 +393,7 @@ impl State {
         self.message = Some(message);
     }
 
+    /// Results of `metric` computed with the current eval settings.
     pub fn results_of(&self, metric: Metric) -> Vec<&ResultRecord> {
         let Some(settings) = self.eval.settings_for(metric) else {
             return Vec::new();

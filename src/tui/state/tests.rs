@@ -202,6 +202,39 @@ fn eval_settings_edit_emits_set_eval_and_changes_what_is_shown() {
 }
 
 #[test]
+fn on_a_gpu_results_of_the_checkpoints_dtype_are_shown_once_it_is_known() {
+    use lawa::results::EvalDType;
+    // A GPU session on a hub trajectory: no checkpoint local at open, so the dtype its jobs
+    // evaluate in is unknown, and neither the CPU's f32 results nor an earlier GPU's f16
+    // ones may be drawn as this session's.
+    let mut f16 = testdata::record(1100, RAW, 1, 3.1);
+    f16.dtype = EvalDType::F16;
+    let f32_ = testdata::record(1200, RAW, 1, 3.0);
+    let mut view = testdata::eval_view();
+    view.dtype = None;
+    let mut s = State::new(testdata::trajectory(), vec![f16, f32_], view);
+    assert!(s.visible_results().is_empty());
+    assert!(s
+        .eval
+        .describe()
+        .contains("the checkpoints' dtype (not known yet)"));
+    // The first job's result says it: f16, and the f16 results are this session's.
+    let mut done = testdata::record(1000, RAW, 1, 3.2);
+    done.dtype = EvalDType::F16;
+    job(
+        &mut s,
+        JobEvent::Done {
+            id: 1,
+            records: vec![done],
+        },
+    );
+    assert_eq!(s.eval.dtype, Some(EvalDType::F16));
+    let shown: Vec<u64> = s.visible_results().iter().map(|r| r.end_step).collect();
+    assert_eq!(shown, vec![1100, 1000]);
+    assert!(s.eval.describe().contains(" · f16 · "));
+}
+
+#[test]
 fn the_model_default_context_never_matches_results_of_another_context() {
     // A raw eval at ctx 48 and an average at ctx 64 (the model's default): with the default
     // asked for, only ctx-64 results are shown, so no ctx-48 raw value sits beside a ctx-64
@@ -211,12 +244,14 @@ fn the_model_default_context_never_matches_results_of_another_context() {
     at48.ctx = 48;
     recs.push(at48);
     let mut gpu = testdata::record(1100, RAW, 1, 8.0);
-    gpu.dtype = "checkpoint".into();
+    gpu.dtype = lawa::results::EvalDType::F16;
     recs.push(gpu);
     let s = State::new(testdata::trajectory(), recs, testdata::eval_view());
     assert_eq!(s.eval.ctx(), Some(64));
     let shown = s.visible_results();
-    assert!(shown.iter().all(|r| r.ctx == 64 && r.dtype == "f32"));
+    assert!(shown
+        .iter()
+        .all(|r| r.ctx == 64 && r.dtype == lawa::results::EvalDType::F32));
     assert!(!s.result_index().contains_key(&(RAW.to_string(), 1200)));
     assert_eq!(
         s.result_index()[&(RAW.to_string(), 1100)].mean_nll,
