@@ -47,7 +47,7 @@ fn record(end: u64, scheme: &str, k: usize, nll: f64) -> ResultRecord {
         source: "bench".into(),
         end_step: end,
         steps: vec![end],
-        scheme: scheme.into(),
+        scheme: lawa::results::parse_stored_scheme(scheme).unwrap(),
         k,
         spike_aware: false,
         weights: vec![1.0],

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 pub mod palette;
 
-use crate::results::{Metric, ResultRecord};
+use crate::results::{Metric, ResultRecord, Series};
 use crate::source::Trajectory;
 
 /// What the x axis counts.
@@ -55,9 +55,9 @@ pub struct Curve {
     /// Index into the palette (see `chart::palette::slot`): stable per series so colours do
     /// not jump as results arrive.
     pub color: usize,
-    /// The stored series of an eval curve (`ResultRecord::series`: `raw`, `uniform k=5`), the
-    /// same in the losses and the gain view; `None` for the train loss.
-    pub series: Option<String>,
+    /// The stored series of an eval curve (`ResultRecord::series`), the same in the losses
+    /// and the gain view; `None` for the train loss.
+    pub series: Option<Series>,
     /// (x, y) sorted by x; y in nats.
     pub points: Vec<(f64, f64)>,
     /// Indices `i` where no line joins `points[i - 1]` to `points[i]`: a checkpoint between
@@ -282,19 +282,17 @@ pub fn detect_spikes(
     crate::spikes::detect(&s, &v, &sparse)
 }
 
-/// Builds the chart of a trajectory and the results that match the current eval settings.
-/// Curves: train loss raw and smoothed (if logged), raw-checkpoint eval, one per averaging series
 /// The gain view's series (raw first): raw as zero wherever an average was compared with it,
 /// each average as its NLL minus raw's at the steps where both were evaluated.
-fn gains(series: Vec<(String, BTreeMap<u64, f64>)>) -> Vec<(String, BTreeMap<u64, f64>)> {
-    let Some((_, raw)) = series.iter().find(|(n, _)| n == crate::results::RAW) else {
+fn gains(series: Vec<(Series, BTreeMap<u64, f64>)>) -> Vec<(Series, BTreeMap<u64, f64>)> {
+    let Some((_, raw)) = series.iter().find(|(n, _)| n.is_raw()) else {
         return Vec::new();
     };
     let raw = raw.clone();
     let mut zero = BTreeMap::new();
     let mut out = Vec::new();
     for (name, pts) in series {
-        if name == crate::results::RAW {
+        if name.is_raw() {
             continue;
         }
         let d: BTreeMap<u64, f64> = pts
@@ -304,10 +302,12 @@ fn gains(series: Vec<(String, BTreeMap<u64, f64>)>) -> Vec<(String, BTreeMap<u64
         zero.extend(d.keys().map(|&s| (s, 0.0)));
         out.push((name, d));
     }
-    out.insert(0, (crate::results::RAW.to_string(), zero));
+    out.insert(0, (Series::Raw, zero));
     out
 }
 
+/// Builds the chart of a trajectory and the results that match the current eval settings.
+/// Curves: train loss raw and smoothed (if logged), raw-checkpoint eval, one per averaging series
 /// in order of first appearance in `records`.
 pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) -> ChartModel {
     let x = |s: u64| x_of(traj, opts.x_axis, s);
@@ -354,7 +354,7 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
         });
     }
     // Latest result wins when the same point was evaluated twice.
-    let mut series: Vec<(String, BTreeMap<u64, f64>)> = Vec::new();
+    let mut series: Vec<(Series, BTreeMap<u64, f64>)> = Vec::new();
     for r in records.iter().filter(|r| r.metric() == opts.metric) {
         let name = r.series();
         let i = match series.iter().position(|(n, _)| *n == name) {
@@ -367,14 +367,14 @@ pub fn build(traj: &Trajectory, records: &[&ResultRecord], opts: &ChartOptions) 
         series[i].1.insert(r.end_step, r.value());
     }
     // The raw eval curve comes first and has a fixed colour.
-    series.sort_by_key(|(n, _)| n != crate::results::RAW);
+    series.sort_by_key(|(n, _)| !n.is_raw());
     if opts.gain {
         series = gains(series);
     }
     let mut next_color = palette::FIRST_AVERAGE;
     let checkpoints = traj.steps();
     for (name, pts) in series {
-        let is_raw = name == crate::results::RAW;
+        let is_raw = name.is_raw();
         let kept: Vec<(u64, f64)> = pts
             .into_iter()
             .filter(|(_, v)| v.is_finite())

@@ -38,7 +38,7 @@ fn rec(end: u64, scheme: &str, k: usize, nll: f64) -> ResultRecord {
         source: "t".into(),
         end_step: end,
         steps: vec![end],
-        scheme: scheme.into(),
+        scheme: crate::results::parse_stored_scheme(scheme).unwrap(),
         k,
         spike_aware: false,
         weights: vec![1.0],

@@ -13,8 +13,9 @@ use lawa::jobs::Target;
 use lawa::progress::{CancelToken, Reporter};
 use lawa::results::Metric;
 use lawa::results::{self, EvalSettings, ResultsStore};
+use lawa::results::{Averaging, Series};
 use lawa::sweep::slurm::{self, ArrayPlan, SubmitOptions, TaskState};
-use lawa::sweep::{self, SweepEngine, SweepError, SweepSpec, Todo, WindowSpec};
+use lawa::sweep::{self, SweepEngine, SweepError, SweepSpec, Todo};
 use lawa::Config;
 
 use super::args::{EvalArgs, StoreTaskArgs};
@@ -146,7 +147,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<()> {
         windows: args
             .ks
             .iter()
-            .map(|&k| WindowSpec {
+            .map(|&k| Averaging {
                 scheme: scheme.clone(),
                 k,
                 spike_aware: args.spike_aware,
@@ -186,7 +187,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<()> {
             spec.windows
                 .iter()
                 .filter_map(|w| {
-                    let series = results::series_label(&w.scheme.to_string(), w.k, w.spike_aware);
+                    let series = Series::Average(w.clone());
                     lawa::export::verdict::verdict(&same, &series, &spikes, settings.metric)
                 })
                 .map(|v| v.to_string()),

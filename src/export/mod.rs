@@ -115,7 +115,7 @@ pub fn results_csv(records: &[ResultRecord]) -> String {
         let row = [
             csv_field(&r.source),
             r.end_step.to_string(),
-            csv_field(&r.scheme),
+            csv_field(&r.scheme_label()),
             r.k.to_string(),
             r.spike_aware.to_string(),
             join(&r.steps),

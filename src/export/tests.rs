@@ -44,7 +44,7 @@ fn record(end: u64, scheme: &str, nll: f64) -> ResultRecord {
         source: "/runs/r".into(),
         end_step: end,
         steps: vec![end - 10, end],
-        scheme: scheme.into(),
+        scheme: crate::results::parse_stored_scheme(scheme).unwrap(),
         k: 2,
         spike_aware: false,
         weights: vec![0.5, 0.5],

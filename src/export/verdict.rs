@@ -4,14 +4,14 @@
 
 use std::fmt;
 
-use crate::results::{Metric, ResultRecord, RAW};
+use crate::results::{Metric, ResultRecord, Series};
 use crate::spikes::SpikeRegion;
 
 /// An averaged series compared with raw at the steps where both were evaluated (on one
 /// consistent set of eval settings: the caller passes only such records).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
-    pub series: String,
+    pub series: Series,
     /// What was compared: which way is better and the unit of the changes.
     pub metric: Metric,
     /// Steps where the average is better than raw (lower NLL, higher accuracy).
@@ -38,21 +38,21 @@ pub fn ppl_change(avg_nll: f64, raw_nll: f64) -> f64 {
 /// `None` when no step has both.
 pub fn verdict(
     records: &[&ResultRecord],
-    series: &str,
+    series: &Series,
     spikes: &[SpikeRegion],
     metric: Metric,
 ) -> Option<Verdict> {
-    let latest = |name: &str| {
+    let latest = |name: &Series| {
         let mut by_step = std::collections::BTreeMap::new();
         for r in records
             .iter()
-            .filter(|r| r.series() == name && r.metric() == metric)
+            .filter(|r| r.series() == *name && r.metric() == metric)
         {
             by_step.insert(r.end_step, r.value());
         }
         by_step
     };
-    let raw = latest(RAW);
+    let raw = latest(&Series::Raw);
     let pairs: Vec<(u64, f64, f64)> = latest(series)
         .into_iter()
         .filter_map(|(step, avg)| raw.get(&step).map(|&r| (step, avg, r)))
@@ -92,7 +92,7 @@ pub fn verdict(
         prev_worse = is_worse;
     }
     Some(Verdict {
-        series: series.to_string(),
+        series: series.clone(),
         metric,
         better: pairs
             .iter()
@@ -109,12 +109,12 @@ pub fn verdict(
 
 /// The verdict of every averaged series in `records` against raw on `metric`, in name order.
 pub fn all(records: &[&ResultRecord], spikes: &[SpikeRegion], metric: Metric) -> Vec<Verdict> {
-    let mut series: Vec<String> = records
+    let mut series: Vec<Series> = records
         .iter()
         .filter(|r| !r.is_raw())
         .map(|r| r.series())
         .collect();
-    series.sort();
+    series.sort_by_cached_key(|s| s.to_string());
     series.dedup();
     series
         .iter()
@@ -179,6 +179,12 @@ impl fmt::Display for Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::average::Scheme;
+    use crate::results::RAW;
+
+    fn uniform(k: usize) -> Series {
+        Series::average(Scheme::Uniform, k, false)
+    }
 
     fn rec(step: u64, scheme: &str, k: usize, nll: f64) -> ResultRecord {
         serde_json::from_value(serde_json::json!({
@@ -212,7 +218,7 @@ mod tests {
             height: 1.5,
             baseline: 2.7,
         };
-        let v = verdict(&refs, "uniform k=3", &[spike], Metric::Perplexity).unwrap();
+        let v = verdict(&refs, &uniform(3), &[spike], Metric::Perplexity).unwrap();
         assert_eq!((v.better, v.compared), (3, 5));
         assert_eq!((v.first_step, v.last_step), (200, 600));
         let expect: f64 = [(2.7, 2.8), (3.0, 4.0), (2.6, 2.5), (2.45, 2.4), (2.2, 2.3)]
@@ -233,7 +239,13 @@ mod tests {
                 -expect
             )
         );
-        assert!(verdict(&refs, "ema:60 k=5", &[], Metric::Perplexity).is_none());
+        assert!(verdict(
+            &refs,
+            &Series::average(Scheme::Ema { half_life: 60.0 }, 5, false),
+            &[],
+            Metric::Perplexity
+        )
+        .is_none());
     }
 
     #[test]
@@ -267,7 +279,7 @@ mod tests {
             baseline: 2.0,
         };
         let m = Metric::Task(crate::tasks::TaskName::LambadaOpenai);
-        let v = verdict(&refs, "uniform k=3", &[spike], m).unwrap();
+        let v = verdict(&refs, &uniform(3), &[spike], m).unwrap();
         assert_eq!((v.better, v.compared, v.last_step), (2, 4, 500));
         let expect = (3.0 + 7.0 - 2.0 + 0.0) / 4.0;
         assert!((v.mean_change - expect).abs() < 1e-9, "{}", v.mean_change);
@@ -281,7 +293,7 @@ mod tests {
              200–500; +7.0 pp at the spike peak (300); worse at 400–500"
         );
         // The perplexity verdict of the same records sees only the perplexity results.
-        let p = verdict(&refs, "uniform k=3", &[], Metric::Perplexity).unwrap();
+        let p = verdict(&refs, &uniform(3), &[], Metric::Perplexity).unwrap();
         assert_eq!((p.compared, p.better), (1, 1));
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::eval::{self, EvalDType, EvalData, EvalOptions};
 use crate::model::LoadedModel;
 use crate::progress::Reporter;
-use crate::results::{now_unix, Metric, ResultRecord, ResultsStore, RAW, TOOL_VERSION};
+use crate::results::{now_unix, Metric, ResultRecord, ResultsStore, TOOL_VERSION};
 use crate::source::{self, hub::HubOptions, Trajectory};
 use crate::sweep::{SweepEngine, SweepError};
 use crate::tasks::{TaskError, TaskName, TaskResult, TaskSpec};
@@ -231,7 +231,7 @@ pub fn make_task_record(
 /// What every record of `target` says, whatever it measured (evaluated in `dtype`).
 fn record_of(source: &str, target: &Target, cfg: &EvalConfig, dtype: EvalDType) -> ResultRecord {
     let (steps, weights, scheme, k, spike_aware) = match target {
-        Target::Checkpoint { step } => (vec![*step], vec![1.0], RAW.to_string(), 1, false),
+        Target::Checkpoint { step } => (vec![*step], vec![1.0], None, 1, false),
         Target::Window {
             steps,
             weights,
@@ -242,7 +242,7 @@ fn record_of(source: &str, target: &Target, cfg: &EvalConfig, dtype: EvalDType) 
         } => (
             steps.clone(),
             weights.clone(),
-            scheme.to_string(),
+            Some(scheme.clone()),
             *k,
             *spike_aware,
         ),

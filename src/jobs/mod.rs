@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::progress::{CancelToken, Progress, Reporter};
-use crate::results::ResultRecord;
+use crate::results::{ResultRecord, Series};
 
 pub mod engine;
 
@@ -54,16 +54,16 @@ impl Target {
         }
     }
 
-    /// The curve the result will belong to (see [`crate::results::series_label`]).
-    pub fn series(&self) -> String {
+    /// The curve the result will belong to.
+    pub fn series(&self) -> Series {
         match self {
-            Target::Checkpoint { .. } => crate::results::RAW.to_string(),
+            Target::Checkpoint { .. } => Series::Raw,
             Target::Window {
                 scheme,
                 k,
                 spike_aware,
                 ..
-            } => crate::results::series_label(&scheme.to_string(), *k, *spike_aware),
+            } => Series::average(scheme.clone(), *k, *spike_aware),
         }
     }
 

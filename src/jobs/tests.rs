@@ -36,14 +36,14 @@ impl Executor for Gated {
 
 fn record_for(target: &Target) -> ResultRecord {
     let (steps, weights, scheme, k) = match target {
-        Target::Checkpoint { step } => (vec![*step], vec![1.0], "raw".to_string(), 1),
+        Target::Checkpoint { step } => (vec![*step], vec![1.0], None, 1),
         Target::Window {
             steps,
             weights,
             scheme,
             k,
             ..
-        } => (steps.clone(), weights.clone(), scheme.to_string(), *k),
+        } => (steps.clone(), weights.clone(), Some(scheme.clone()), *k),
     };
     ResultRecord {
         source: "test".into(),
@@ -321,5 +321,5 @@ fn eta_from_progress() {
 fn labels_and_series() {
     assert_eq!(Target::Checkpoint { step: 5 }.label(), "eval step 5");
     assert_eq!(window(20).label(), "uniform k=2 19..20");
-    assert_eq!(window(20).series(), "uniform k=2");
+    assert_eq!(window(20).series().to_string(), "uniform k=2");
 }

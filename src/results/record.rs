@@ -5,16 +5,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::series::Series;
+use crate::average::Scheme;
 pub use crate::eval::EvalDType;
 use crate::tasks::{TaskName, TaskResult};
 
 /// Version of lawa that wrote a record.
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The scheme name of a record that evaluates one checkpoint as it is.
-pub const RAW: &str = "raw";
-
-/// One evaluation: a raw checkpoint (`scheme == "raw"`) or an average of a window of checkpoints.
+/// One evaluation: a raw checkpoint (`scheme` `raw`) or an average of a window of checkpoints.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResultRecord {
     /// The trajectory's source string.
@@ -23,8 +22,10 @@ pub struct ResultRecord {
     pub end_step: u64,
     /// The checkpoints that were averaged (one for a raw checkpoint).
     pub steps: Vec<u64>,
-    /// `raw`, `uniform`, `ema:HALF_LIFE`, `linear`, `custom:w1,w2,...` (the average scheme's Display).
-    pub scheme: String,
+    /// `None`: a raw checkpoint. Stored as `raw`, or the scheme as it prints (`uniform`,
+    /// `ema:HALF_LIFE`, `linear`, `w1,w2,...`); a line whose scheme does not parse is unreadable.
+    #[serde(with = "super::series::scheme_field")]
+    pub scheme: Option<Scheme>,
     /// The window size asked for (the spike-aware window may skip checkpoints but keeps k).
     pub k: usize,
     /// Checkpoints inside detected loss spikes were left out of the window.
@@ -133,7 +134,7 @@ impl std::fmt::Display for Metric {
 
 impl ResultRecord {
     pub fn is_raw(&self) -> bool {
-        self.scheme == RAW
+        self.scheme.is_none()
     }
     /// What this result measures.
     pub fn metric(&self) -> Metric {
@@ -149,19 +150,20 @@ impl ResultRecord {
             Some(t) => t.acc,
         }
     }
-    /// The curve this result belongs to.
-    pub fn series(&self) -> String {
-        series_label(&self.scheme, self.k, self.spike_aware)
+    /// The `scheme` as the store writes it: `raw`, or the scheme.
+    pub fn scheme_label(&self) -> String {
+        self.scheme
+            .as_ref()
+            .map_or_else(|| super::RAW.to_string(), |s| s.to_string())
     }
-}
 
-/// Name of the curve of one averaging setting: `raw`, `uniform k=5`, `ema:200 k=8 spike-aware`.
-pub fn series_label(scheme: &str, k: usize, spike_aware: bool) -> String {
-    if scheme == RAW {
-        return RAW.to_string();
+    /// The curve this result belongs to.
+    pub fn series(&self) -> Series {
+        match &self.scheme {
+            None => Series::Raw,
+            Some(scheme) => Series::average(scheme.clone(), self.k, self.spike_aware),
+        }
     }
-    let aware = if spike_aware { " spike-aware" } else { "" };
-    format!("{scheme} k={k}{aware}")
 }
 
 /// Which eval data and settings a record must match to be shown next to others.
@@ -231,13 +233,14 @@ pub fn now_unix() -> u64 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::results::RAW;
 
     pub(crate) fn record(end: u64, scheme: &str, nll: f64) -> ResultRecord {
         ResultRecord {
             source: "run".into(),
             end_step: end,
             steps: vec![end],
-            scheme: scheme.into(),
+            scheme: crate::results::parse_stored_scheme(scheme).unwrap(),
             k: 1,
             spike_aware: false,
             weights: vec![1.0],
@@ -325,16 +328,13 @@ pub(crate) mod tests {
         let line = r#"{"source":"/runs/r","end_step":300,"steps":[200,300],"scheme":"ema:200","k":2,"spike_aware":true,"weights":[0.4142135623730951,0.5857864376269049],"data":"heldout.txt","data_hash":"text:0123","ctx":64,"max_tokens":null,"dtype":"checkpoint","device":"cuda:0","mean_nll":2.5,"ppl":12.25,"bits_per_byte":1.25,"predicted_tokens":1000,"tool_version":"0.1.0","unix_time":1700000000}"#;
         let r: ResultRecord = serde_json::from_str(line).unwrap();
         assert_eq!((r.end_step, r.k, r.spike_aware), (300, 2, true));
-        assert_eq!(r.series(), "ema:200 k=2 spike-aware");
+        assert_eq!(r.series().to_string(), "ema:200 k=2 spike-aware");
+        assert_eq!(
+            r.series(),
+            Series::average(Scheme::Ema { half_life: 200.0 }, 2, true)
+        );
         assert_eq!(r.metric(), Metric::Perplexity);
         assert_eq!(serde_json::to_string(&r).unwrap(), line);
-    }
-
-    #[test]
-    fn series_labels() {
-        assert_eq!(series_label(RAW, 5, true), "raw");
-        assert_eq!(series_label("uniform", 5, false), "uniform k=5");
-        assert_eq!(series_label("ema:200", 8, true), "ema:200 k=8 spike-aware");
     }
 
     #[test]

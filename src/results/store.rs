@@ -262,4 +262,19 @@ mod tests {
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("line 2"), "{}", w[0]);
     }
+
+    #[test]
+    fn a_line_whose_scheme_does_not_parse_is_skipped_and_named() {
+        // Hand-edited: a scheme lawa never writes. Read as some other curve it would be
+        // drawn under a wrong name; it is left out, and the warning says which line and why.
+        let dir = tempfile::tempdir().unwrap();
+        let good = serde_json::to_string(&record(20, "ema:50", 2.0)).unwrap();
+        let bad = good.replace("\"ema:50\"", "\"ema:soon\"");
+        fs::write(dir.path().join(RESULTS_FILE), format!("{good}\n{bad}\n")).unwrap();
+        let (s, w) = ResultsStore::open(dir.path()).unwrap();
+        assert_eq!(s.records().len(), 1);
+        assert_eq!(s.records()[0].scheme_label(), "ema:50");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("line 2") && w[0].contains("half-life"), "{}", w[0]);
+    }
 }

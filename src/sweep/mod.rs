@@ -20,7 +20,7 @@ use crate::jobs::engine::{make_record, make_task_record, EvalConfig, TaskConfig}
 use crate::jobs::Target;
 use crate::model::ModelError;
 use crate::progress::Reporter;
-use crate::results::{EvalSettings, Metric, ResultRecord, ResultsError};
+use crate::results::{Averaging, EvalSettings, Metric, ResultRecord, ResultsError, Series};
 use crate::source::hub::HubOptions;
 use crate::source::Trajectory;
 use crate::spikes::SpikeRegion;
@@ -44,18 +44,11 @@ pub enum SweepError {
     Cancelled(#[from] crate::progress::Cancelled),
 }
 
-/// One averaging setting of a sweep: a curve of the explorer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct WindowSpec {
-    pub scheme: Scheme,
-    pub k: usize,
-    pub spike_aware: bool,
-}
-
 /// What a sweep covers.
 #[derive(Clone, Debug)]
 pub struct SweepSpec {
-    pub windows: Vec<WindowSpec>,
+    /// The averaging settings: one curve of the explorer each.
+    pub windows: Vec<Averaging>,
     /// Evaluate the raw checkpoint at each step too.
     pub raw: bool,
     pub from: Option<u64>,
@@ -105,7 +98,7 @@ pub fn window_weights(scheme: &Scheme, steps: &[u64]) -> Result<Vec<f64>, Averag
 pub fn window_target(
     steps: &[u64],
     end: usize,
-    w: &WindowSpec,
+    w: &Averaging,
     spikes: &[SpikeRegion],
 ) -> Result<Option<Target>, AverageError> {
     let window = window_steps(steps, end, w.k, w.spike_aware, spikes);
@@ -186,7 +179,7 @@ pub fn pending(
     records: &[ResultRecord],
     settings: &[EvalSettings],
 ) -> (Vec<Todo>, usize) {
-    let done: std::collections::HashSet<(Metric, String, u64)> = records
+    let done: std::collections::HashSet<(Metric, Series, u64)> = records
         .iter()
         .filter(|r| settings.iter().any(|s| s.matches(r)))
         .map(|r| (r.metric(), r.series(), r.end_step))
@@ -233,7 +226,7 @@ pub fn reuse(
         .find(|r| settings.matches(r) && r.steps == *steps && r.weights == *weights)
         .map(|r| ResultRecord {
             end_step: *end_step,
-            scheme: scheme.to_string(),
+            scheme: Some(scheme.clone()),
             k: *k,
             spike_aware: *spike_aware,
             unix_time: crate::results::now_unix(),

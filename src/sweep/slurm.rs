@@ -407,7 +407,7 @@ pub fn task_status(
 ) -> Vec<TaskStatus> {
     // A target is done when every metric of the plan is stored for it.
     let all = plan.all_settings();
-    let stored: Vec<std::collections::HashSet<(String, u64)>> = all
+    let stored: Vec<std::collections::HashSet<(crate::results::Series, u64)>> = all
         .iter()
         .map(|s| {
             records

@@ -95,7 +95,7 @@ fn spec(ks: &[usize], scheme: &str) -> SweepSpec {
     SweepSpec {
         windows: ks
             .iter()
-            .map(|&k| WindowSpec {
+            .map(|&k| Averaging {
                 scheme: scheme.parse().unwrap(),
                 k,
                 spike_aware: false,
@@ -130,7 +130,10 @@ fn windows_are_the_last_k_and_skip_spikes_when_asked() {
 fn the_plan_has_raw_and_full_windows_in_step_order_and_the_store_is_skipped() {
     let (_d, traj, _) = run(&[100, 200, 300, 400]);
     let p = plan(&traj, &spec(&[2, 3], "uniform"), &[]).unwrap();
-    let labels: Vec<(u64, String)> = p.iter().map(|t| (t.end_step(), t.series())).collect();
+    let labels: Vec<(u64, String)> = p
+        .iter()
+        .map(|t| (t.end_step(), t.series().to_string()))
+        .collect();
     assert_eq!(
         labels,
         vec![

@@ -336,7 +336,7 @@ fn the_checkpoint_list_shows_the_change_against_raw() {
     for _ in 0..2 {
         update(&mut s, Event::Key(KeyEvent::from(KeyCode::Char('-'))));
     }
-    assert_eq!(s.series(), "uniform k=3");
+    assert_eq!(s.series().to_string(), "uniform k=3");
     let text = panel(50, 16, |b, a| {
         panels::checkpoints::render(b, a, &s, &Theme::plain());
     });
@@ -396,7 +396,14 @@ fn a_hidden_series_leaves_the_chart_and_is_marked_in_the_legend() {
         .chart()
         .curves
         .iter()
-        .find(|c| c.series.as_deref() == Some("uniform k=3"))
+        .find(|c| {
+            c.series
+                == Some(lawa::results::Series::average(
+                    lawa::average::Scheme::Uniform,
+                    3,
+                    false,
+                ))
+        })
         .map(|c| theme.curve(c.color).fg.unwrap())
         .unwrap();
     let mut buf = Buffer::empty(area);

@@ -65,7 +65,7 @@ pub fn record(end: u64, scheme: &str, k: usize, nll: f64) -> ResultRecord {
         source: "/runs/tiny-run".into(),
         end_step: end,
         steps,
-        scheme: scheme.into(),
+        scheme: lawa::results::parse_stored_scheme(scheme).unwrap(),
         k,
         spike_aware: false,
         weights: vec![1.0 / n as f64; n],

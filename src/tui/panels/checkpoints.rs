@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Row, Table, Widget};
 
 use lawa::chart::{three_digits, tokens_at};
-use lawa::results::{Metric, ResultRecord, RAW};
+use lawa::results::{Metric, ResultRecord, Series};
 
 use super::{fmt_ppl, panel_block, rows_below_header};
 use crate::tui::state::{Focus, JobStatus, State};
@@ -129,7 +129,7 @@ pub fn render(buf: &mut Buffer, area: Rect, state: &State, theme: &Theme) -> Rec
                         .unwrap_or_default(),
                 ));
             }
-            let raw = index.get(&(RAW.to_string(), c.step));
+            let raw = index.get(&(Series::Raw, c.step));
             if show_raw {
                 cells.push(Line::from(raw.map(|r| fmt_value(r)).unwrap_or_default()));
             }

@@ -6,7 +6,7 @@ use crate::tui::keys::Action as A;
 impl State {
     /// Hides or shows the chart's `n`-th eval series (1-based, in legend order).
     fn toggle_series(&mut self, n: u8) {
-        let series: Vec<String> = self
+        let series: Vec<Series> = self
             .chart_all()
             .curves
             .into_iter()
@@ -20,7 +20,11 @@ impl State {
             });
             return;
         };
-        let label = if name == RAW { "raw checkpoint" } else { name };
+        let label = if name.is_raw() {
+            "raw checkpoint".to_string()
+        } else {
+            name.to_string()
+        };
         self.message = Some(if self.hidden.remove(name) {
             format!("shown: {label}")
         } else {
@@ -106,7 +110,9 @@ impl State {
             }
             A::EvalRaw => {
                 if let Some(step) = self.cursor_step() {
-                    if self.has_result(RAW, step) || self.has_active_job(RAW, step) {
+                    if self.has_result(&Series::Raw, step)
+                        || self.has_active_job(&Series::Raw, step)
+                    {
                         self.message = Some(format!("step {step}: already evaluated (or queued)"));
                     } else {
                         self.message = Some(format!("queued: eval step {step}"));

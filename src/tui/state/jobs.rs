@@ -7,7 +7,8 @@ impl State {
     /// are neither stored nor already queued.
     pub(super) fn requests_at(&self, i: usize, out: &mut Vec<Target>) -> Result<(), String> {
         let end_step = self.traj.checkpoints[i].step;
-        if !self.has_result(RAW, end_step) && !self.has_active_job(RAW, end_step) {
+        if !self.has_result(&Series::Raw, end_step) && !self.has_active_job(&Series::Raw, end_step)
+        {
             out.push(Target::Checkpoint { step: end_step });
         }
         let target = self.window_target(i)?;
@@ -124,7 +125,7 @@ impl State {
         if b.cancelled > 0 {
             parts.push(format!("{} cancelled", b.cancelled));
         }
-        let verdict = b.sweep.as_deref().and_then(|series| {
+        let verdict = b.sweep.as_ref().and_then(|series| {
             lawa::export::verdict::verdict(
                 &self.visible_results(),
                 series,

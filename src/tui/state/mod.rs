@@ -4,7 +4,7 @@
 //! or cancel jobs, export, quit) comes back as [`Effect`]s for the event loop. Nothing here
 //! touches the terminal or a thread, so every transition is a plain unit test.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use lawa::average::Scheme;
 use lawa::chart::{self, ChartModel, ChartOptions, XAxis};
 use lawa::jobs::{JobEvent, JobId, Target};
 use lawa::progress::Progress;
-use lawa::results::{series_label, EvalSettings, Metric, ResultRecord, RAW};
+use lawa::results::{EvalSettings, Metric, ResultRecord, Series};
 use lawa::source::Trajectory;
 use lawa::spikes::{SpikeParams, SpikeRegion};
 use lawa::sweep::slurm::SweepProgress;
@@ -279,7 +279,7 @@ pub struct State {
     pub hide_train: bool,
     /// Eval series left off the chart (`1`–`9`), by stored series (`raw`, `uniform k=5`): the
     /// legend still lists them, marked; they set neither the y range nor the export.
-    pub hidden: BTreeSet<String>,
+    pub hidden: HashSet<Series>,
     /// EMA factor for the train loss.
     pub smoothing: f64,
     /// The x range shown when zoomed in, in x-axis units.
@@ -317,7 +317,7 @@ pub struct Batch {
     pub cancelled: usize,
     pub last_error: Option<String>,
     /// The curve `s` swept in this spell, if it did: its end says the verdict.
-    pub sweep: Option<String>,
+    pub sweep: Option<Series>,
     /// Time the done jobs took, for the ETA.
     pub busy: Duration,
 }
@@ -351,7 +351,7 @@ impl State {
             ppl: false,
             metric: Metric::Perplexity,
             hide_train: false,
-            hidden: BTreeSet::new(),
+            hidden: HashSet::new(),
             smoothing: 0.6,
             zoom: None,
             jobs: Vec::new(),
@@ -443,9 +443,9 @@ impl State {
         lawa::sweep::window_weights(&self.scheme, steps).map_err(|e| e.to_string())
     }
 
-    /// The name of the curve the current setting produces.
-    pub fn series(&self) -> String {
-        series_label(&self.scheme.to_string(), self.window_k(), self.spike_aware)
+    /// The curve the current setting produces.
+    pub fn series(&self) -> Series {
+        Series::average(self.scheme.clone(), self.window_k(), self.spike_aware)
     }
 
     /// The job target for the window ending at checkpoint `end`, or why there is none.
@@ -464,7 +464,7 @@ impl State {
     }
 
     /// `series -> end_step -> record` for the current eval settings (latest wins).
-    pub fn result_index(&self) -> HashMap<(String, u64), &ResultRecord> {
+    pub fn result_index(&self) -> HashMap<(Series, u64), &ResultRecord> {
         let mut m = HashMap::new();
         for r in self.visible_results() {
             m.insert((r.series(), r.end_step), r);
@@ -474,17 +474,17 @@ impl State {
 
     /// Whether every metric of the session (perplexity, each task) has a result of `series`
     /// at `end_step`: a job computes all that are missing, from one model.
-    fn has_result(&self, series: &str, end_step: u64) -> bool {
+    fn has_result(&self, series: &Series, end_step: u64) -> bool {
         self.eval.metrics().into_iter().all(|m| {
             self.results_of(m)
                 .iter()
-                .any(|r| r.end_step == end_step && r.series() == series)
+                .any(|r| r.end_step == end_step && r.series() == *series)
         })
     }
 
-    fn has_active_job(&self, series: &str, end_step: u64) -> bool {
+    fn has_active_job(&self, series: &Series, end_step: u64) -> bool {
         self.jobs.iter().any(|j| {
-            j.status.is_active() && j.target.end_step() == end_step && j.target.series() == series
+            j.status.is_active() && j.target.end_step() == end_step && j.target.series() == *series
         })
     }
 

@@ -41,7 +41,7 @@ fn opens_at_the_last_checkpoint_with_a_uniform_window_of_five() {
     assert_eq!(s.k, 5);
     assert_eq!(s.scheme, Scheme::Uniform);
     assert_eq!(s.window_steps(), vec![800, 900, 1000, 1100, 1200]);
-    assert_eq!(s.series(), "uniform k=5");
+    assert_eq!(s.series().to_string(), "uniform k=5");
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn scheme_cycles_and_weights_follow() {
     assert_eq!(s.scheme, Scheme::Custom(vec![1.0, 2.0, 3.0]));
     press(&mut s, "w");
     assert_eq!(s.scheme, Scheme::Uniform);
-    assert_eq!(s.series(), "uniform k=3");
+    assert_eq!(s.series().to_string(), "uniform k=3");
 }
 
 #[test]
@@ -207,9 +207,9 @@ fn on_a_gpu_results_of_the_checkpoints_dtype_are_shown_once_it_is_known() {
     // A GPU session on a hub trajectory: no checkpoint local at open, so the dtype its jobs
     // evaluate in is unknown, and neither the CPU's f32 results nor an earlier GPU's f16
     // ones may be drawn as this session's.
-    let mut f16 = testdata::record(1100, RAW, 1, 3.1);
+    let mut f16 = testdata::record(1100, "raw", 1, 3.1);
     f16.dtype = EvalDType::F16;
-    let f32_ = testdata::record(1200, RAW, 1, 3.0);
+    let f32_ = testdata::record(1200, "raw", 1, 3.0);
     let mut view = testdata::eval_view();
     view.dtype = None;
     let mut s = State::new(testdata::trajectory(), vec![f16, f32_], view);
@@ -219,7 +219,7 @@ fn on_a_gpu_results_of_the_checkpoints_dtype_are_shown_once_it_is_known() {
         .describe()
         .contains("the checkpoints' dtype (not known yet)"));
     // The first job's result says it: f16, and the f16 results are this session's.
-    let mut done = testdata::record(1000, RAW, 1, 3.2);
+    let mut done = testdata::record(1000, "raw", 1, 3.2);
     done.dtype = EvalDType::F16;
     job(
         &mut s,
@@ -240,10 +240,10 @@ fn the_model_default_context_never_matches_results_of_another_context() {
     // asked for, only ctx-64 results are shown, so no ctx-48 raw value sits beside a ctx-64
     // average.
     let mut recs = testdata::records();
-    let mut at48 = testdata::record(1200, RAW, 1, 9.0);
+    let mut at48 = testdata::record(1200, "raw", 1, 9.0);
     at48.ctx = 48;
     recs.push(at48);
-    let mut gpu = testdata::record(1100, RAW, 1, 8.0);
+    let mut gpu = testdata::record(1100, "raw", 1, 8.0);
     gpu.dtype = lawa::results::EvalDType::F16;
     recs.push(gpu);
     let s = State::new(testdata::trajectory(), recs, testdata::eval_view());
@@ -252,9 +252,9 @@ fn the_model_default_context_never_matches_results_of_another_context() {
     assert!(shown
         .iter()
         .all(|r| r.ctx == 64 && r.dtype == lawa::results::EvalDType::F32));
-    assert!(!s.result_index().contains_key(&(RAW.to_string(), 1200)));
+    assert!(!s.result_index().contains_key(&(Series::Raw, 1200)));
     assert_eq!(
-        s.result_index()[&(RAW.to_string(), 1100)].mean_nll,
+        s.result_index()[&(Series::Raw, 1100)].mean_nll,
         testdata::loss(1100) + 0.1
     );
 }
@@ -422,7 +422,7 @@ fn spikes_are_detected_on_the_train_loss_and_can_be_left_out() {
     press(&mut s, "a");
     assert!(s.spike_aware);
     assert_eq!(s.window_steps(), vec![100, 200, 300, 400, 500, 700]);
-    assert_eq!(s.series(), "uniform k=7 spike-aware");
+    assert_eq!(s.series().to_string(), "uniform k=7 spike-aware");
     let eff = update(&mut s, code(KeyCode::Enter));
     let t = submitted(&eff);
     assert!(t.iter().any(
@@ -471,7 +471,7 @@ fn job_events_update_the_jobs_and_results() {
     );
     assert_eq!(s.jobs[0].status, JobStatus::Done);
     assert_eq!(s.results.len(), before + 1);
-    assert_eq!(s.result_index()[&("raw".to_string(), 1200)].mean_nll, 2.5);
+    assert_eq!(s.result_index()[&(Series::Raw, 1200)].mean_nll, 2.5);
     // Failures show their line and never quit.
     update(
         &mut s,
@@ -547,7 +547,7 @@ fn c_cancels_the_highlighted_job_even_when_the_queue_moves_under_it() {
         &mut s,
         JobEvent::Done {
             id: 1,
-            records: vec![testdata::record(100, RAW, 1, 3.0)],
+            records: vec![testdata::record(100, "raw", 1, 3.0)],
         },
     );
     job(&mut s, JobEvent::Started { id: 2 });
@@ -589,7 +589,7 @@ fn a_failed_job_stays_failed_counts_clear_and_the_status_line_says_how_it_ended(
         &mut s,
         JobEvent::Done {
             id: 1,
-            records: vec![testdata::record(1100, RAW, 1, 3.0)],
+            records: vec![testdata::record(1100, "raw", 1, 3.0)],
         },
     );
     assert!(matches!(s.jobs[0].status, JobStatus::Failed(_)));
@@ -599,7 +599,7 @@ fn a_failed_job_stays_failed_counts_clear_and_the_status_line_says_how_it_ended(
         &mut s,
         JobEvent::Done {
             id: 2,
-            records: vec![testdata::record(1200, RAW, 1, 2.6)],
+            records: vec![testdata::record(1200, "raw", 1, 2.6)],
         },
     );
     assert_eq!(s.jobs[1].status, JobStatus::Done);
@@ -821,11 +821,11 @@ fn results_another_writer_stored_appear_once_and_say_so() {
     let before = s.visible_results().len();
     let steps = STEPS;
     // A raw result at a step that had none (the test data has raw at every other step).
-    let new = testdata::record(steps[1], RAW, 1, 2.5);
+    let new = testdata::record(steps[1], "raw", 1, 2.5);
     let known = s.results[0].clone();
     update(&mut s, Event::Stored(vec![new.clone(), known]));
     assert_eq!(s.visible_results().len(), before + 1);
-    assert!(s.result_index().contains_key(&(RAW.to_string(), steps[1])));
+    assert!(s.result_index().contains_key(&(Series::Raw, steps[1])));
     assert_eq!(
         s.message.as_deref(),
         Some("1 new result(s) from another writer of the store")
@@ -837,7 +837,7 @@ fn results_another_writer_stored_appear_once_and_say_so() {
     s.message = Some("ctx: must be between 2 and 64".into());
     update(
         &mut s,
-        Event::Stored(vec![testdata::record(steps[3], RAW, 1, 2.4)]),
+        Event::Stored(vec![testdata::record(steps[3], "raw", 1, 2.4)]),
     );
     assert_eq!(s.message.as_deref(), Some("ctx: must be between 2 and 64"));
 }
@@ -878,7 +878,7 @@ fn a_sweep_shows_progress_with_an_eta_and_ends_with_the_verdict() {
         );
         // The averages beat raw everywhere but at 500.
         let (scheme, k, delta) = match t {
-            Target::Checkpoint { .. } => (RAW, 1, 0.0),
+            Target::Checkpoint { .. } => ("raw", 1, 0.0),
             Target::Window { end_step: 500, .. } => ("uniform", 3, 0.2),
             Target::Window { .. } => ("uniform", 3, -0.1),
         };
@@ -902,7 +902,7 @@ fn a_sweep_shows_progress_with_an_eta_and_ends_with_the_verdict() {
     let records = s.visible_results();
     let v = lawa::export::verdict::verdict(
         &records,
-        "uniform k=3",
+        &Series::average(Scheme::Uniform, 3, false),
         &s.spikes,
         lawa::results::Metric::Perplexity,
     )
@@ -1065,7 +1065,7 @@ fn colours(s: &State) -> Vec<(String, usize)> {
     s.chart_all()
         .curves
         .into_iter()
-        .filter_map(|c| Some((c.series?, c.color)))
+        .filter_map(|c| Some((c.series?.to_string(), c.color)))
         .collect()
 }
 
@@ -1078,16 +1078,13 @@ fn number_keys_hide_and_show_an_eval_series_which_keeps_its_colour() {
     let model = s.chart();
     let (_, hi_all) = model.y_range(0.0, 1e9).unwrap();
     press(&mut s, "1");
-    assert!(s.hidden.contains(RAW));
+    assert!(s.hidden.contains(&Series::Raw));
     assert_eq!(
         s.message.as_deref(),
         Some("hidden: raw checkpoint (1 shows it again)")
     );
     let shown = s.chart();
-    assert!(shown
-        .curves
-        .iter()
-        .all(|c| c.series.as_deref() != Some(RAW)));
+    assert!(shown.curves.iter().all(|c| c.series != Some(Series::Raw)));
     // The raw curve (0.15 above the average) no longer sets the top of the y range.
     let (_, hi) = shown.y_range(0.0, 1e9).unwrap();
     assert!(hi < hi_all, "{hi} < {hi_all}");
@@ -1117,7 +1114,7 @@ fn number_keys_hide_and_show_an_eval_series_which_keeps_its_colour() {
         .chart()
         .curves
         .iter()
-        .all(|c| c.series.as_deref() != Some("linear k=3")));
+        .all(|c| c.series != Some(Series::average(Scheme::Linear, 3, false))));
 }
 
 #[test]
@@ -1126,7 +1123,7 @@ fn m_switches_the_metric_and_the_chart_and_the_gain_view_follow_its_direction() 
     use lawa::tasks::TaskName;
     let mut s = testdata::state_with_task();
     press(&mut s, "--");
-    assert_eq!(s.series(), "uniform k=3");
+    assert_eq!(s.series().to_string(), "uniform k=3");
     assert_eq!(s.metric, Metric::Perplexity);
     let ppl = s.visible_results().len();
     assert!(s.visible_results().iter().all(|r| r.task.is_none()));
