@@ -27,19 +27,19 @@ pub struct Args {
     pub steps: Option<Vec<u64>>,
     /// uniform | ema:HALF_LIFE_STEPS | linear | w1,w2,... (oldest first)
     #[arg(long, default_value = "uniform")]
-    pub weights: String,
+    pub weights: Scheme,
     /// Use the weights as given instead of scaling them to sum to 1
     #[arg(long)]
     pub no_normalize: bool,
     /// Output dtype of the averaged weights: keep | f32 | f16 | bf16
     #[arg(long, default_value = "keep")]
-    pub dtype: String,
+    pub dtype: OutDType,
     /// Where to accumulate
     #[arg(long, value_enum, default_value_t = DevicePref::Auto)]
     pub device: DevicePref,
     /// Shard the output above this size (bytes, or with a suffix: 500MB, 5GB, 2GiB)
-    #[arg(long, default_value_t = DEFAULT_SHARD_SIZE.to_string(), value_parser = parse_size)]
-    pub shard_size: String,
+    #[arg(long, default_value_t = DEFAULT_SHARD_SIZE, value_parser = size_in_bytes)]
+    pub shard_size: u64,
     /// Average tensors holding NaN/Inf instead of failing
     #[arg(long)]
     pub allow_nonfinite: bool,
@@ -55,10 +55,6 @@ pub struct Args {
 }
 
 /// Validates a size (the value is kept as text so `--help` shows it as typed).
-fn parse_size(s: &str) -> Result<String, String> {
-    size_in_bytes(s).map(|_| s.to_string())
-}
-
 /// `1000`, `500MB`, `5GB`, `2GiB` → bytes.
 fn size_in_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -89,9 +85,7 @@ fn size_in_bytes(s: &str) -> Result<u64, String> {
 }
 
 pub fn run(args: Args, config: &lawa::Config) -> anyhow::Result<()> {
-    let scheme: Scheme = args.weights.parse()?;
-    let dtype: OutDType = args.dtype.parse()?;
-    let shard_size = size_in_bytes(&args.shard_size).map_err(anyhow::Error::msg)?;
+    let (scheme, dtype, shard_size) = (args.weights, args.dtype, args.shard_size);
     let traj = lawa::source::open(&args.path, &config.hub)?;
     let all = traj.steps();
     let chosen = match (&args.steps, args.at, args.last) {

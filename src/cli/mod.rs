@@ -129,7 +129,30 @@ fn usage_line(rendered: &str) -> String {
         .collect();
     let text = first.join(" ");
     let text = text.strip_prefix("error: ").unwrap_or(&text);
-    format!("error: {} (see --help)", lawa::display::escape(text))
+    format!(
+        "error: {} (see --help)",
+        lawa::display::escape(&unrepeated(text))
+    )
+}
+
+/// clap's "invalid value 'V' for '--flag <X>': CAUSE" without the flag and value said again at
+/// the start of CAUSE (our parsers' messages name them, as the library's callers need).
+fn unrepeated(text: &str) -> String {
+    let Some(rest) = text.strip_prefix("invalid value '") else {
+        return text.to_string();
+    };
+    let Some((value, rest)) = rest.split_once("' for '") else {
+        return text.to_string();
+    };
+    let Some((flag, cause)) = rest.split_once("': ") else {
+        return text.to_string();
+    };
+    let name = flag.split(' ').next().unwrap_or(flag);
+    let again = [format!("{name} '{value}': "), format!("'{value}': ")];
+    match again.iter().find_map(|a| cause.strip_prefix(a.as_str())) {
+        Some(why) => format!("invalid value '{value}' for '{flag}': {why}"),
+        None => text.to_string(),
+    }
 }
 
 /// `a: b: c` from an error chain, so every failure is a single line on stderr.
@@ -173,6 +196,37 @@ mod tests {
         let e = Cli::try_parse_from(["lawa", "average", "run"]).unwrap_err();
         let line = usage_line(&e.render().to_string());
         assert!(line.contains("--out"), "{line}");
+    }
+
+    #[test]
+    fn a_bad_value_is_named_once_with_why() {
+        for (flag, value, why) in [
+            (
+                "--weights",
+                "ema:-1",
+                "the EMA half-life must be a positive number of steps",
+            ),
+            ("--dtype", "int8", "expected keep, f32, f16 or bf16"),
+            ("--shard-size", "5XB", "unknown size unit"),
+        ] {
+            let args = [
+                "lawa", "average", "r", "--at", "1", "--last", "2", "--out", "o", flag, value,
+            ];
+            let e = Cli::try_parse_from(args).unwrap_err();
+            let line = usage_line(&e.render().to_string());
+            assert!(
+                line.starts_with(&format!("error: invalid value '{value}' for '{flag} <")),
+                "{line}"
+            );
+            assert!(line.contains(why), "{line}");
+            assert_eq!(line.matches(value).count(), 1, "{line}");
+        }
+        let e = Cli::try_parse_from(["lawa", "sweep", "r", "--weights", "1,x"]).unwrap_err();
+        let line = usage_line(&e.render().to_string());
+        assert!(
+            line.contains("a list of numbers") && line.matches("1,x").count() == 1,
+            "{line}"
+        );
     }
 
     fn parse(args: &[&str]) -> Command {

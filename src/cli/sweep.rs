@@ -34,7 +34,7 @@ pub struct Args {
     pub ks: Vec<usize>,
     /// Weight scheme: uniform, ema:HALF_LIFE_STEPS, linear, or w1,w2,... (oldest first)
     #[arg(long, default_value = "uniform")]
-    pub weights: String,
+    pub weights: Scheme,
     /// Leave checkpoints inside detected loss spikes out of each window
     #[arg(long)]
     pub spike_aware: bool,
@@ -120,7 +120,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<()> {
     if args.status {
         return status(&args, config);
     }
-    let scheme: Scheme = args.weights.parse()?;
+    let scheme = args.weights.clone();
     if args.ks.contains(&0) {
         anyhow::bail!("--last 0: a window needs at least one checkpoint");
     }
@@ -407,7 +407,7 @@ fn submit(
         task_settings: settings,
         memory_mib: args.memory_mib,
         keep_models: args.keep_models.as_deref().map(absolute).transpose()?,
-        scheme: args.weights.parse()?,
+        scheme: args.weights.clone(),
         tasks: chunked,
         job_id: None,
         created_unix: results::now_unix(),

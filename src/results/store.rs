@@ -275,6 +275,10 @@ mod tests {
         assert_eq!(s.records().len(), 1);
         assert_eq!(s.records()[0].scheme_label(), "ema:50");
         assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("line 2") && w[0].contains("half-life"), "{}", w[0]);
+        assert!(
+            w[0].contains("line 2") && w[0].contains("half-life"),
+            "{}",
+            w[0]
+        );
     }
 }

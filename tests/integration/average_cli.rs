@@ -421,7 +421,7 @@ fn windows_and_weights_that_cannot_be() {
     fails(
         &[run_s, "--steps", "100,200", "--dtype", "int8", "--out", o],
         &out,
-        &["--dtype 'int8'"],
+        &["'int8' for '--dtype", "expected keep, f32, f16 or bf16"],
     );
     // Without normalisation, weights are taken as given (extrapolation is allowed).
     let ok = lawa(&[
