@@ -1,8 +1,8 @@
 //! lawa: explore latest-weight averaging (LAWA) of checkpoints along LLM training runs.
 //!
 //! This crate is the engine: it finds checkpoints ([`source`]), reads and writes their tensors
-//! ([`checkpoint`]), averages them ([`average`]), runs the supported model families ([`model`]) and evaluates
-//! them ([`eval`]). It knows nothing of the terminal; the `lawa` binary (CLI and TUI) is one
+//! ([`checkpoint`]), averages them ([`average`]), runs the supported model families
+//! ([`model`]) and evaluates them ([`eval`]). It knows nothing of the terminal; the `lawa` binary (CLI and TUI) is one
 //! caller of it. Long-running functions take a [`progress::Reporter`] for progress and cancel.
 //! Configuration is one [`Config`] the caller builds ([`config`]: the only place the environment
 //! is read) and passes down.
