@@ -199,20 +199,30 @@ impl JobRunner {
 
     /// Queues a job; a queued job for the same target is replaced by it.
     pub fn submit(&self, target: Target) -> JobId {
+        self.submit_all(vec![target])[0]
+    }
+
+    /// Queues jobs together: every one is reported `Queued` before the first can start, so a
+    /// job that fails at once is never taken for the end of a batch still being queued.
+    pub fn submit_all(&self, targets: Vec<Target>) -> Vec<JobId> {
         let mut q = self.shared.lock();
-        let id = next_id();
-        if let Some(pos) = q.pending.iter().position(|(_, t)| same_target(t, &target)) {
-            let (old, _) = q.pending.remove(pos).expect("position is in range");
-            (self.shared.sink)(JobEvent::Replaced { id: old, by: id });
+        let mut ids = Vec::with_capacity(targets.len());
+        for target in targets {
+            let id = next_id();
+            if let Some(pos) = q.pending.iter().position(|(_, t)| same_target(t, &target)) {
+                let (old, _) = q.pending.remove(pos).expect("position is in range");
+                (self.shared.sink)(JobEvent::Replaced { id: old, by: id });
+            }
+            (self.shared.sink)(JobEvent::Queued {
+                id,
+                target: target.clone(),
+            });
+            q.pending.push_back((id, target));
+            ids.push(id);
         }
-        (self.shared.sink)(JobEvent::Queued {
-            id,
-            target: target.clone(),
-        });
-        q.pending.push_back((id, target));
         drop(q);
         self.shared.wake.notify_all();
-        id
+        ids
     }
 
     /// Cancels a queued job at once, or asks the running one to stop at its next check.

@@ -270,6 +270,29 @@ fn ids_stay_unique_across_runners_and_a_dropped_runner_cancels_its_queue() {
 }
 
 #[test]
+fn jobs_submitted_together_are_all_queued_before_the_first_starts() {
+    // Step 666 panics at once: queued one by one, its failure could be reported before the
+    // next job was queued, and the explorer would take it for the end of the batch.
+    for _ in 0..50 {
+        let h = harness();
+        let ids = h.runner.submit_all(vec![
+            Target::Checkpoint { step: 666 },
+            Target::Checkpoint { step: 7 },
+            Target::Checkpoint { step: 8 },
+        ]);
+        let first: Vec<JobEvent> = (0..4).map(|_| h.next()).collect();
+        assert!(
+            first[..3]
+                .iter()
+                .zip(&ids)
+                .all(|(e, id)| matches!(e, JobEvent::Queued { id: q, .. } if q == id)),
+            "{first:?}"
+        );
+        assert_eq!(first[3], JobEvent::Started { id: ids[0] });
+    }
+}
+
+#[test]
 fn failures_and_panics_are_reported_and_the_queue_goes_on() {
     let h = harness();
     let a = h.runner.submit(Target::Checkpoint { step: 13 });

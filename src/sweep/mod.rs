@@ -330,11 +330,40 @@ impl SweepEngine {
             .checkpoints
             .last()
             .ok_or_else(|| SweepError::Plan(format!("{}: no checkpoints", self.traj.source)))?;
-        let path = self.local(last.step)?;
-        let (cfg, source, weights) = crate::model::read_config(&path)?;
+        // The newest local checkpoint that reads stands for all: one unreadable file fails
+        // only the targets that hold it, not every evaluation. With none local, the newest is
+        // fetched.
+        let mut first_error = None;
+        let mut found = None;
+        for c in self.traj.checkpoints.iter().rev() {
+            let crate::source::Location::Local { path } = &c.location else {
+                continue;
+            };
+            match crate::model::read_config(path) {
+                Ok(read) => {
+                    found = Some(read);
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let remote = self
+            .traj
+            .checkpoints
+            .iter()
+            .rev()
+            .find(|c| matches!(c.location, crate::source::Location::Hub { .. }));
+        let (cfg, source, weights) = match (found, remote, first_error) {
+            (Some(read), _, _) => read,
+            (None, Some(c), _) => crate::model::read_config(&self.local(c.step)?)?,
+            (None, None, Some(e)) => return Err(e.into()),
+            (None, None, None) => crate::model::read_config(&self.local(last.step)?)?,
+        };
         let max = cfg.info().max_position_embeddings;
         let ctx = eval::resolve_ctx_against(self.eval.ctx, max, source.path())?;
-        // The dtype every result will be evaluated in: the newest checkpoint's stands for all.
+        // The dtype every result will be evaluated in.
         let stored = weights.main_dtype().and_then(|d| d.to_candle());
         let dtype = EvalDType::default_for(&self.eval.device, stored);
         let mut all = vec![EvalSettings {

@@ -458,3 +458,37 @@ fn pending_lists_each_missing_metric_and_another_task_file_is_not_reused() {
     assert!(reuse(&window, &records, &task).is_some());
     assert!(reuse(&window, &records, &other).is_none());
 }
+
+#[test]
+fn an_unreadable_newest_checkpoint_fails_only_its_own_targets() {
+    // The eval settings are resolved from a checkpoint's config: the newest one that reads,
+    // so a damaged newest file does not block evaluating the others.
+    let (dir, traj, cfg) = run(&[100, 200, 300]);
+    let newest = dir.path().join("run/step300/model.safetensors");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap();
+    f.set_len(1000).unwrap();
+    let mut engine = SweepEngine::new(traj, cfg, 1 << 30);
+    let settings = engine.all_settings().unwrap();
+    assert_eq!(settings[0].ctx, 16);
+    let r = ppl(
+        &mut engine,
+        &Target::Checkpoint { step: 200 },
+        &Reporter::silent(),
+    )
+    .unwrap();
+    assert!(r.mean_nll.is_finite() && r.end_step == 200);
+    let e = ppl(
+        &mut engine,
+        &Target::Checkpoint { step: 300 },
+        &Reporter::silent(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("step300") && e.contains("model.safetensors"),
+        "{e}"
+    );
+}

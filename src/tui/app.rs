@@ -199,13 +199,19 @@ async fn run_loop(mut app: App) -> anyhow::Result<()> {
             batch.push(ev);
         }
         for ev in batch {
+            // One key's jobs are queued together (see `JobRunner::submit_all`), in order with
+            // the other effects.
+            let mut submits = Vec::new();
             for effect in update(state, ev) {
+                if let Effect::Submit(t) = effect {
+                    submits.push(t);
+                    continue;
+                }
+                if let (Some(r), false) = (&runner, submits.is_empty()) {
+                    r.submit_all(std::mem::take(&mut submits));
+                }
                 match effect {
-                    Effect::Submit(t) => {
-                        if let Some(r) = &runner {
-                            r.submit(t);
-                        }
-                    }
+                    Effect::Submit(_) => unreachable!("collected above"),
                     Effect::Cancel(id) => {
                         if let Some(r) = &runner {
                             r.cancel(id);
@@ -228,6 +234,9 @@ async fn run_loop(mut app: App) -> anyhow::Result<()> {
                     Effect::Export => spawn_export(state, &app.export_dir, tx.clone()),
                     Effect::Quit => {}
                 }
+            }
+            if let (Some(r), false) = (&runner, submits.is_empty()) {
+                r.submit_all(submits);
             }
         }
         if state.quit {
