@@ -8,6 +8,8 @@
 //! ran 1.1-2.2x faster at Pythia-70M shapes even on its AVX2 path (BENCHMARKS.md, "CPU matrix
 //! product"), and a well-kept library follows new CPUs without us.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{Device, Result, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -59,25 +61,58 @@ pub(crate) fn matmul_with(
     par: Parallelism,
 ) {
     assert!(c.len() >= m * n, "gemm: output too short");
-    a.check(m, k, "A");
-    b.check(k, n, "B");
-    if m == 0 || n == 0 {
-        return;
-    }
     if k == 0 {
         if !accumulate {
             c[..m * n].fill(0.0);
         }
         return;
     }
-    // SAFETY: the views were checked to hold every element read, `c` every element written;
-    // `c` does not alias `a` or `b` (it is borrowed mutably).
+    // SAFETY: `c` holds `m * n` initialised values and does not alias `a` or `b` (it is
+    // borrowed mutably).
+    unsafe { gemm_into(m, k, n, a, b, c.as_mut_ptr(), accumulate, par) }
+}
+
+/// `c[M*N]` = `a · b` into memory that need not be initialised (nothing is read from it), on
+/// all of rayon's threads: an output written whole, without a zeroing pass first.
+pub fn matmul_uninit(m: usize, k: usize, n: usize, a: View, b: View, c: &mut [MaybeUninit<f32>]) {
+    assert!(c.len() >= m * n, "gemm: output too short");
+    if k == 0 {
+        c[..m * n].iter_mut().for_each(|x| {
+            x.write(0.0);
+        });
+        return;
+    }
+    // SAFETY: with `accumulate` false the product only writes `c`, every one of its `m * n`
+    // values; `c` does not alias `a` or `b`.
+    unsafe { gemm_into(m, k, n, a, b, c.as_mut_ptr().cast(), false, threads()) }
+}
+
+/// # Safety
+/// `c` points to `m * n` writable values (initialised when `accumulate`), aliasing neither view;
+/// `k > 0`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: View,
+    b: View,
+    c: *mut f32,
+    accumulate: bool,
+    par: Parallelism,
+) {
+    a.check(m, k, "A");
+    b.check(k, n, "B");
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the views were checked to hold every element read; the caller vouches for `c`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c,
             1,
             n as isize,
             accumulate,
@@ -114,7 +149,9 @@ pub fn linear_t(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, gelu: bool) -> Re
     let x = x.contiguous()?;
     let w = w.contiguous()?;
     let bias = bias.map(|b| b.contiguous()).transpose()?;
-    let mut out = vec![0f32; m * n];
+    // Written whole below (the bias, then the product onto it; or the product alone): no
+    // zeroing pass, which ran on one thread.
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
     {
         let (xs, xl) = x.storage_and_layout();
         let (ws, wl) = w.storage_and_layout();
@@ -127,26 +164,34 @@ pub fn linear_t(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, gelu: bool) -> Re
             if bd.len() != n {
                 candle_core::bail!("gemm: bias has {} elements for {n} outputs", bd.len());
             }
-            out.par_chunks_mut(n)
-                .for_each(|row| row.copy_from_slice(bd));
+            out.spare_capacity_mut()[..m * n]
+                .par_chunks_mut(n)
+                .with_min_len(16)
+                .for_each(|row| {
+                    for (o, b) in row.iter_mut().zip(bd) {
+                        o.write(*b);
+                    }
+                });
+            // SAFETY: every row was just written with the bias.
+            unsafe { out.set_len(m * n) };
         }
-        matmul(
-            m,
-            k,
-            n,
-            View {
-                data: xd,
-                rs: k,
-                cs: 1,
-            },
-            View {
-                data: wd,
-                rs: 1,
-                cs: k,
-            },
-            &mut out,
-            guard.is_some(),
-        );
+        let x = View {
+            data: xd,
+            rs: k,
+            cs: 1,
+        };
+        let w = View {
+            data: wd,
+            rs: 1,
+            cs: k,
+        };
+        if guard.is_some() {
+            matmul(m, k, n, x, w, &mut out, true);
+        } else {
+            matmul_uninit(m, k, n, x, w, &mut out.spare_capacity_mut()[..m * n]);
+            // SAFETY: the product wrote all `m * n` values.
+            unsafe { out.set_len(m * n) };
+        }
     }
     if gelu {
         out.par_chunks_mut(n).for_each(gelu_erf_inplace);

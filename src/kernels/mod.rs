@@ -6,6 +6,7 @@
 //!   for GPUs (our CUDA kernel, pinned double-buffered uploads, or candle's ops);
 //! - [`matmul`]: the f32 CPU matrix product (the `gemm` crate) and the eval Linear with its bias
 //!   and GELU ([`gelu`]) fused;
+//! - [`heads`]: a projection split into heads with RoPE applied, and merged back (f32 CPU);
 //! - [`attention`]: causal attention, three ways, named for what each is for: the f32 CPU eval
 //!   fast path, the flash-style CUDA kernel with its CPU mirror, the differentiable reference;
 //! - [`nll`]: log-softmax + NLL in one pass over the vocabulary (CPU, CUDA);
@@ -24,6 +25,7 @@ pub mod attention;
 pub mod cuda;
 pub mod exp;
 pub mod gelu;
+pub mod heads;
 pub mod matmul;
 pub mod nll;
 pub mod weighted_sum;

@@ -19,7 +19,7 @@ use super::family::{Family, Fields};
 use super::rope::{Rope, RopeScaling, RopeTables};
 use crate::kernels::attention::{self, LazyMask};
 use crate::kernels::matmul::linear_eval;
-use crate::kernels::{Fused, Kernels};
+use crate::kernels::{heads, AttentionKernel, Fused, Kernels};
 
 /// How the residual stream is normalised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -466,6 +466,9 @@ impl Attention {
         if self.qk_norm == QkNorm::Whole {
             (q, k) = self.norm_qk(q, k)?;
         }
+        if kernels.attention == AttentionKernel::CpuF32 {
+            return self.forward_cpu_f32(q, k, v, rope, kernels);
+        }
         let heads = |y: Tensor, n: usize| -> Result<Tensor> { y.reshape((b, t, n, hd)) };
         let (mut q, mut k, v) = (
             heads(q, self.heads)?,
@@ -489,6 +492,45 @@ impl Attention {
             &self.o,
             &y.transpose(1, 2)?.reshape((b, t, self.heads * hd))?,
         )
+    }
+
+    /// The attention after the projections (and a whole-vector QK norm) on the f32 CPU path:
+    /// heads split out with RoPE in one pass each, key/value heads read in place by the
+    /// grouped query heads, heads merged back in one pass.
+    fn forward_cpu_f32(
+        &self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        rope: &RopeTables,
+        kernels: Kernels,
+    ) -> Result<Tensor> {
+        let (b, t, _) = q.dims3()?;
+        let hd = self.head_dim;
+        let (q, k) = if self.qk_norm == QkNorm::PerHead {
+            let per_head = |y: Tensor, n: usize| y.reshape((b, t, n, hd));
+            let (q, k) = self.norm_qk(per_head(q, self.heads)?, per_head(k, self.kv_heads)?)?;
+            (q.flatten_from(2)?, k.flatten_from(2)?)
+        } else {
+            (q, k)
+        };
+        let (cos, sin) = rope.cpu_f32()?;
+        let rotary = (rope.ndims() > 0).then_some(heads::Rope {
+            cos: &cos,
+            sin: &sin,
+            ndims: rope.ndims(),
+        });
+        let layout = heads::HeadLayout {
+            row: 0,
+            head_stride: hd,
+            offset: 0,
+        };
+        let q = heads::split_heads_tensor(&q, self.heads, hd, layout, rotary)?;
+        let k = heads::split_heads_tensor(&k, self.kv_heads, hd, layout, rotary)?;
+        let v = heads::split_heads_tensor(&v, self.kv_heads, hd, layout, None)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let y = attention::eval_cpu::causal_attention(&q, &k, &v, scale)?;
+        linear_eval(kernels.linear, &self.o, &heads::merge_heads_tensor(&y)?)
     }
 }
 

@@ -18,7 +18,7 @@ use super::config::{Activation, Config};
 use super::rope::{Rope, RopeScaling, RopeTables};
 use crate::kernels::attention::{self, reference, LazyMask};
 use crate::kernels::matmul::{linear_eval, linear_t};
-use crate::kernels::{Fused, Kernels, LinearKernel};
+use crate::kernels::{heads, AttentionKernel, Fused, Kernels, LinearKernel};
 
 /// Which kernels a forward pass may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +179,30 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let hs = self.head_size;
+        let scale = 1.0 / (hs as f64).sqrt();
+        if let Path::Eval(k) = path {
+            if k.attention == AttentionKernel::CpuF32 {
+                // Heads out of the interleaved projection and back in one pass each.
+                let qkv = linear_fwd(&self.query_key_value, x, path)?;
+                let (cos, sin) = rotary.cpu_f32()?;
+                let rope = (rotary.ndims() > 0).then_some(heads::Rope {
+                    cos: &cos,
+                    sin: &sin,
+                    ndims: rotary.ndims(),
+                });
+                let part = |i: usize, rope| {
+                    let layout = heads::HeadLayout {
+                        row: 0,
+                        head_stride: 3 * hs,
+                        offset: i * hs,
+                    };
+                    heads::split_heads_tensor(&qkv, self.heads, hs, layout, rope)
+                };
+                let (q, k, v) = (part(0, rope)?, part(1, rope)?, part(2, None)?);
+                let y = attention::eval_cpu::causal_attention(&q, &k, &v, scale)?;
+                return linear_fwd(&self.dense, &heads::merge_heads_tensor(&y)?, path);
+            }
+        }
         // The fused projection is interleaved per head: [q_h, k_h, v_h] for each head h.
         let qkv =
             linear_fwd(&self.query_key_value, x, path)?.reshape((b, t, self.heads, 3 * hs))?;
@@ -187,7 +211,6 @@ impl Attention {
         let q = rotary.apply(&split(0)?, eval)?;
         let k = rotary.apply(&split(1)?, eval)?;
         let v = split(2)?;
-        let scale = 1.0 / (hs as f64).sqrt();
         let y = match path {
             Path::Eval(kernels) => {
                 attention::causal_attention(kernels.attention, &q, &k, &v, mask, scale)?

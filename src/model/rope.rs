@@ -111,6 +111,17 @@ pub struct RopeTables {
 }
 
 impl RopeTables {
+    /// The rotated dims per head (0: no rotary).
+    pub fn ndims(&self) -> usize {
+        self.ndims
+    }
+
+    /// The cos and sin tables as f32 values, `[T, ndims / 2]` row-major (the CPU kernels').
+    pub fn cpu_f32(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        let flat = |x: &Tensor| x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
+        Ok((flat(&self.cos)?, flat(&self.sin)?))
+    }
+
     /// Rotates (rotate-half) the first `ndims` dims of every head of `x: [B, H, T, head_size]`;
     /// `fused`: candle's rope kernel, else differentiable ops.
     pub fn apply(&self, x: &Tensor, fused: bool) -> Result<Tensor> {

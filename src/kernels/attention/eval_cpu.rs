@@ -13,10 +13,22 @@ use crate::kernels::matmul::{cpu_f32, matmul_with, View};
 const ROWS: usize = 64;
 
 /// Causal attention on the CPU in f32: `softmax(q kᵀ · scale + causal mask) v` for
-/// `q, k, v: [B, H, T, hs]` → `[B, H, T, hs]`. Heads run in parallel; each row's softmax
-/// is one pass over its unmasked prefix (no mask tensor, no T x T broadcast).
+/// `q: [B, H, T, hs]` and `k, v: [B, Hkv, T, hs]` → `[B, H, T, hs]`. With fewer key/value heads
+/// (grouped-query attention) each serves `H / Hkv` consecutive query heads, read in place
+/// rather than repeated. Heads run in parallel; each row's softmax is one pass over its
+/// unmasked prefix (no mask tensor, no T x T broadcast).
 pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
     let (b, h, t, hs) = q.dims4()?;
+    let hkv = k.dim(1)?;
+    if k.dims() != v.dims() || k.dims() != [b, hkv, t, hs] || hkv == 0 || h % hkv != 0 {
+        candle_core::bail!(
+            "attention: q {:?} with k {:?} and v {:?}",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        );
+    }
+    let group = h / hkv;
     let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
     let mut out = vec![0f32; b * h * t * hs];
     {
@@ -27,7 +39,9 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Resul
         let scale = scale as f32;
         out.par_chunks_mut(t * hs).enumerate().for_each(|(g, o)| {
             let head = g * t * hs..(g + 1) * t * hs;
-            let (qg, kg, vg) = (&qd[head.clone()], &kd[head.clone()], &vd[head]);
+            let kv = (g / h) * hkv + (g % h) / group;
+            let kv = kv * t * hs..(kv + 1) * t * hs;
+            let (qg, kg, vg) = (&qd[head], &kd[kv.clone()], &vd[kv]);
             let mut s = vec![0f32; ROWS.min(t) * t];
             // Rows in blocks: block `i0..i1` needs only keys `..i1` (the rest is the future),
             // so about half the products of a full `t x t` are skipped.
@@ -114,5 +128,26 @@ mod tests {
             let diff = crate::kernels::max_abs_diff(&got, &want).unwrap() as f32;
             assert!(diff < 1e-5, "t {t}: {diff}");
         }
+    }
+
+    /// Grouped-query attention: 6 query heads over 2 key/value heads read in place equal
+    /// the reference over the key/value heads repeated (as `repeat_kv` does).
+    #[test]
+    fn grouped_query_heads_read_their_key_value_head() {
+        let dev = Device::Cpu;
+        let t = 70;
+        let q = Tensor::randn(0f32, 1.0, (2, 6, t, 8), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (2, 2, t, 8), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (2, 2, t, 8), &dev).unwrap();
+        let rep = |x: &Tensor| candle_transformers::utils::repeat_kv(x.clone(), 3).unwrap();
+        let mask = reference::causal_mask(t, &dev).unwrap();
+        let want = reference::causal_attention(&q, &rep(&k), &rep(&v), &mask, 0.3).unwrap();
+        let got = causal_attention(&q, &k, &v, 0.3).unwrap();
+        let diff = crate::kernels::max_abs_diff(&got, &want).unwrap();
+        assert!(diff < 1e-5, "{diff}");
+        // Heads that do not divide, or unequal k and v, are refused, not misread.
+        let k5 = Tensor::randn(0f32, 1.0, (2, 4, t, 8), &dev).unwrap();
+        assert!(causal_attention(&q, &k5, &k5, 0.3).is_err());
+        assert!(causal_attention(&q, &k, &k5, 0.3).is_err());
     }
 }
