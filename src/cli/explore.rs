@@ -8,9 +8,10 @@ use anyhow::Context;
 use lawa::jobs::engine::{EngineExecutor, EvalConfig};
 use lawa::jobs::JobRunner;
 use lawa::results::{self, EvalDType, ResultsStore};
-use lawa::source::{Location, Trajectory};
+use lawa::source::Trajectory;
 use lawa::sweep::slurm::{self, ArrayPlan};
 use lawa::Config;
+use lawa::HubOptions;
 
 use super::args::{EvalArgs, StoreTaskArgs};
 use crate::tui::app::{self, App};
@@ -57,46 +58,50 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<()> {
     open(traj, &args, config)
 }
 
-/// The model's `max_position_embeddings` from the config of the first local checkpoint that
-/// has one: the default context is resolved from it, so "auto" never matches results of
-/// another context. `None` (hub checkpoints not downloaded yet): learnt from the first result.
-fn max_position_embeddings(traj: &Trajectory) -> Option<usize> {
-    traj.checkpoints.iter().find_map(|c| match &c.location {
-        Location::Local { path } => {
-            let dir = if path.is_dir() {
-                path.clone()
-            } else {
-                path.parent()?.to_path_buf()
-            };
-            let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
-            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-            v.get("max_position_embeddings")?
-                .as_u64()
-                .map(|m| m as usize)
-        }
-        Location::Hub { .. } => None,
+/// The model's `max_position_embeddings` from the config of the newest checkpoint on disk (a
+/// local one, or a hub one in the cache) that has one: the default context is resolved from
+/// it, so "auto" never matches results of another context. `None` (nothing on disk yet):
+/// learnt from the first result.
+fn max_position_embeddings(traj: &Trajectory, hub: &HubOptions) -> Option<usize> {
+    on_disk(traj, hub).find_map(|path| {
+        let dir = if path.is_dir() {
+            path
+        } else {
+            path.parent()?.to_path_buf()
+        };
+        let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v.get("max_position_embeddings")?
+            .as_u64()
+            .map(|m| m as usize)
     })
 }
 
 /// The dtype the jobs will evaluate in: f32 on the CPU; on a GPU the stored dtype of the
-/// newest local checkpoint (read from its headers). `None` (no checkpoint local yet): learnt
+/// newest checkpoint on disk (read from its headers). `None` (nothing on disk yet): learnt
 /// from the first result.
-fn eval_dtype(traj: &Trajectory, device: &candle_core::Device) -> Option<EvalDType> {
+fn eval_dtype(
+    traj: &Trajectory,
+    hub: &HubOptions,
+    device: &candle_core::Device,
+) -> Option<EvalDType> {
     if device.is_cpu() {
         return Some(EvalDType::default_for(device, None));
     }
+    on_disk(traj, hub).find_map(|path| {
+        let stored = lawa::checkpoint::WeightsReader::open(&path)
+            .ok()?
+            .main_dtype();
+        Some(EvalDType::default_for(device, stored?.to_candle()))
+    })
+}
+
+/// The checkpoints already on disk, newest first, without downloading anything.
+fn on_disk<'a>(traj: &'a Trajectory, hub: &'a HubOptions) -> impl Iterator<Item = PathBuf> + 'a {
     traj.checkpoints
         .iter()
         .rev()
-        .find_map(|c| match &c.location {
-            Location::Local { path } => {
-                let stored = lawa::checkpoint::WeightsReader::open(path)
-                    .ok()?
-                    .main_dtype();
-                Some(EvalDType::default_for(device, stored?.to_candle()))
-            }
-            Location::Hub { .. } => None,
-        })
+        .filter_map(|c| lawa::source::hub::cached_location(&c.location, hub))
 }
 
 /// Opens the explorer on an already listed trajectory.
@@ -116,11 +121,11 @@ pub fn open(traj: Trajectory, args: &Args, config: &Config) -> anyhow::Result<()
             .map_or("no eval data (--text/--tokens)".into(), |e| e.1.clone()),
         data_hash: eval.as_ref().map(|e| e.2.clone()).unwrap_or_default(),
         ctx_asked: args.eval.ctx,
-        max_ctx: max_position_embeddings(&traj),
+        max_ctx: max_position_embeddings(&traj, &config.hub),
         learnt_ctx: None,
         max_tokens: args.eval.max_tokens,
         data_tokens_max: eval.as_ref().and_then(|e| data_tokens_max(&e.0)),
-        dtype: eval_dtype(&traj, &device),
+        dtype: eval_dtype(&traj, &config.hub, &device),
         device: lawa::device::describe(&device).into(),
         tasks: tasks
             .iter()

@@ -330,16 +330,17 @@ impl SweepEngine {
             .checkpoints
             .last()
             .ok_or_else(|| SweepError::Plan(format!("{}: no checkpoints", self.traj.source)))?;
-        // The newest local checkpoint that reads stands for all: one unreadable file fails
-        // only the targets that hold it, not every evaluation. With none local, the newest is
-        // fetched.
+        // The newest checkpoint on disk (a local one, or a hub one complete in the cache) that
+        // reads stands for all: one unreadable file fails only the targets that hold it, and
+        // nothing is downloaded for the settings alone. With none on disk, the newest of the
+        // others is fetched.
+        let on_disk = |c: &crate::source::Checkpoint| {
+            crate::source::hub::cached_location(&c.location, &self.hub)
+        };
         let mut first_error = None;
         let mut found = None;
-        for c in self.traj.checkpoints.iter().rev() {
-            let crate::source::Location::Local { path } = &c.location else {
-                continue;
-            };
-            match crate::model::read_config(path) {
+        for path in self.traj.checkpoints.iter().rev().filter_map(on_disk) {
+            match crate::model::read_config(&path) {
                 Ok(read) => {
                     found = Some(read);
                     break;
@@ -349,13 +350,13 @@ impl SweepEngine {
                 }
             }
         }
-        let remote = self
+        let elsewhere = self
             .traj
             .checkpoints
             .iter()
             .rev()
-            .find(|c| matches!(c.location, crate::source::Location::Hub { .. }));
-        let (cfg, source, weights) = match (found, remote, first_error) {
+            .find(|c| on_disk(c).is_none());
+        let (cfg, source, weights) = match (found, elsewhere, first_error) {
             (Some(read), _, _) => read,
             (None, Some(c), _) => crate::model::read_config(&self.local(c.step)?)?,
             (None, None, Some(e)) => return Err(e.into()),

@@ -7,8 +7,12 @@ use std::time::Duration;
 use crate::support::hub_server::{HubServer, Repo};
 use lawa::average::{average, AverageInput, AverageOptions};
 use lawa::eval::{eval_model_dir, EvalData, EvalOptions};
+use lawa::jobs::engine::EvalConfig;
+use lawa::jobs::Target;
 use lawa::progress::Reporter;
+use lawa::results::Metric;
 use lawa::source::hub::{self, HubOptions};
+use lawa::sweep::SweepEngine;
 
 const REPO: &str = "EleutherAI/pythia-tiny";
 
@@ -110,4 +114,51 @@ fn average_and_eval_of_hub_checkpoints_match_local_copies() {
     let s_local = eval_model_dir(&local_paths[2].1, &text, &eo, &Reporter::silent()).unwrap();
     assert_eq!(s_hub.mean_nll, s_local.mean_nll);
     assert_ne!(s_hub.mean_nll, r_hub.mean_nll);
+}
+
+#[test]
+fn the_eval_settings_come_from_a_cached_checkpoint_without_fetching_the_newest() {
+    // A researcher on a hub run with one early checkpoint in the cache evaluates it: the
+    // settings (context, dtype) are read from that cached checkpoint, and the newest one, which
+    // nothing asked for, is not downloaded (for Pythia-12B that is about 24 GB).
+    let server = HubServer::start(vec![(REPO, Repo::from_dir(REPO, &fixtures()))], None);
+    let dir = tempfile::tempdir().unwrap();
+    let o = HubOptions {
+        endpoint: server.url(),
+        cache_dir: dir.path().join("hub"),
+        token: None,
+        offline: false,
+        retries: 2,
+        retry_delay: Duration::from_millis(5),
+        listing_dir: None,
+        read_timeout: Duration::from_secs(30),
+    };
+    let t = hub::open(REPO, &o).unwrap();
+    let (first, newest) = (
+        t.checkpoints[0].clone(),
+        t.checkpoints.last().unwrap().clone(),
+    );
+    assert_ne!(first.step, newest.step);
+    hub::download_checkpoint(REPO, &first.name, &o, &Reporter::silent()).unwrap();
+    server.clear_log();
+    let cfg = EvalConfig {
+        data: EvalData::Text(fixtures().join("text.txt")),
+        data_label: "text.txt".into(),
+        data_hash: "h".into(),
+        ctx: None,
+        max_tokens: None,
+        batch: 2,
+        device: candle_core::Device::Cpu,
+        fused: lawa::kernels::Fused::On,
+        tasks: Vec::new(),
+    };
+    let mut engine = SweepEngine::new(t, cfg, 1 << 30).with_hub(o);
+    let settings = engine.all_settings().unwrap();
+    assert_eq!(settings[0].dtype, lawa::results::EvalDType::F32);
+    let target = Target::Checkpoint { step: first.step };
+    let r = engine
+        .evaluate(&target, &[Metric::Perplexity], &Reporter::silent())
+        .unwrap();
+    assert!(r[0].mean_nll.is_finite() && r[0].end_step == first.step);
+    assert!(server.log().is_empty(), "fetched: {:?}", server.log());
 }
