@@ -300,7 +300,9 @@ impl Executor for EngineExecutor {
         let engine = self.windows.get_or_insert_with(|| {
             SweepEngine::new(traj.clone(), cfg.clone(), budget).with_hub(hub.clone())
         });
-        let all = engine.all_settings().map_err(|e| fail(reporter, e))?;
+        let all = engine
+            .all_settings_for(Some(target))
+            .map_err(|e| fail(reporter, e))?;
         let mut out = Vec::new();
         let mut missing = Vec::new();
         {

@@ -316,15 +316,24 @@ impl SweepEngine {
     /// The settings of every metric the engine evaluates: perplexity, then each task of the
     /// config (at the model's full context, where the harness truncates, on the same dtype).
     pub fn all_settings(&mut self) -> Result<Vec<EvalSettings>, SweepError> {
+        self.all_settings_for(None)
+    }
+
+    /// [`Self::all_settings`] for evaluating `target` first: with no checkpoint on disk, the
+    /// settings are read from the one `target` fetches anyway, not from the newest.
+    pub fn all_settings_for(
+        &mut self,
+        target: Option<&Target>,
+    ) -> Result<Vec<EvalSettings>, SweepError> {
         if let Some(s) = &self.settings {
             return Ok(s.clone());
         }
-        let s = self.resolve_settings()?;
+        let s = self.resolve_settings(target.map(Target::end_step))?;
         self.settings = Some(s.clone());
         Ok(s)
     }
 
-    fn resolve_settings(&self) -> Result<Vec<EvalSettings>, SweepError> {
+    fn resolve_settings(&self, prefer: Option<u64>) -> Result<Vec<EvalSettings>, SweepError> {
         let last = self
             .traj
             .checkpoints
@@ -332,8 +341,8 @@ impl SweepEngine {
             .ok_or_else(|| SweepError::Plan(format!("{}: no checkpoints", self.traj.source)))?;
         // The newest checkpoint on disk (a local one, or a hub one complete in the cache) that
         // reads stands for all: one unreadable file fails only the targets that hold it, and
-        // nothing is downloaded for the settings alone. With none on disk, the newest of the
-        // others is fetched.
+        // nothing is downloaded for the settings alone. With none on disk, the checkpoint of
+        // the target to be evaluated is fetched (it is needed anyway), else the newest.
         let on_disk = |c: &crate::source::Checkpoint| {
             crate::source::hub::cached_location(&c.location, &self.hub)
         };
@@ -350,12 +359,16 @@ impl SweepEngine {
                 }
             }
         }
-        let elsewhere = self
-            .traj
-            .checkpoints
-            .iter()
-            .rev()
-            .find(|c| on_disk(c).is_none());
+        let elsewhere = prefer
+            .and_then(|step| self.traj.checkpoint(step))
+            .filter(|c| on_disk(c).is_none())
+            .or_else(|| {
+                self.traj
+                    .checkpoints
+                    .iter()
+                    .rev()
+                    .find(|c| on_disk(c).is_none())
+            });
         let (cfg, source, weights) = match (found, elsewhere, first_error) {
             (Some(read), _, _) => read,
             (None, Some(c), _) => crate::model::read_config(&self.local(c.step)?)?,

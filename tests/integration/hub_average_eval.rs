@@ -162,3 +162,56 @@ fn the_eval_settings_come_from_a_cached_checkpoint_without_fetching_the_newest()
     assert!(r[0].mean_nll.is_finite() && r[0].end_step == first.step);
     assert!(server.log().is_empty(), "fetched: {:?}", server.log());
 }
+
+#[test]
+fn with_nothing_cached_the_settings_come_from_the_checkpoint_the_job_fetches() {
+    // Nothing of the run is on disk yet: evaluating an early step fetches that step, and the
+    // settings are read from it, not from the newest checkpoint (never fetched here).
+    let server = HubServer::start(vec![(REPO, Repo::from_dir(REPO, &fixtures()))], None);
+    let dir = tempfile::tempdir().unwrap();
+    let o = HubOptions {
+        endpoint: server.url(),
+        cache_dir: dir.path().join("hub"),
+        token: None,
+        offline: false,
+        retries: 2,
+        retry_delay: Duration::from_millis(5),
+        listing_dir: None,
+        read_timeout: Duration::from_secs(30),
+    };
+    let t = hub::open(REPO, &o).unwrap();
+    let (first, newest) = (
+        t.checkpoints[0].clone(),
+        t.checkpoints.last().unwrap().clone(),
+    );
+    server.clear_log();
+    let cfg = EvalConfig {
+        data: EvalData::Text(fixtures().join("text.txt")),
+        data_label: "text.txt".into(),
+        data_hash: "h".into(),
+        ctx: None,
+        max_tokens: None,
+        batch: 2,
+        device: candle_core::Device::Cpu,
+        fused: lawa::kernels::Fused::On,
+        tasks: Vec::new(),
+    };
+    let mut engine = SweepEngine::new(t, cfg, 1 << 30).with_hub(o);
+    let target = Target::Checkpoint { step: first.step };
+    engine.all_settings_for(Some(&target)).unwrap();
+    let r = engine
+        .evaluate(&target, &[Metric::Perplexity], &Reporter::silent())
+        .unwrap();
+    assert!(r[0].mean_nll.is_finite());
+    let log = server.log();
+    let newest_commit = crate::support::hub_server::commit_of(REPO, &newest.name);
+    assert!(
+        log.iter().any(|l| l.contains(&first.name)),
+        "the early step was fetched: {log:?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|l| l.contains(&newest.name) || l.contains(&newest_commit)),
+        "the newest was fetched: {log:?}"
+    );
+}
