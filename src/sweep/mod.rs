@@ -359,21 +359,22 @@ impl SweepEngine {
                 }
             }
         }
-        let elsewhere = prefer
-            .and_then(|step| self.traj.checkpoint(step))
-            .filter(|c| on_disk(c).is_none())
-            .or_else(|| {
-                self.traj
-                    .checkpoints
-                    .iter()
-                    .rev()
-                    .find(|c| on_disk(c).is_none())
-            });
-        let (cfg, source, weights) = match (found, elsewhere, first_error) {
-            (Some(read), _, _) => read,
-            (None, Some(c), _) => crate::model::read_config(&self.local(c.step)?)?,
-            (None, None, Some(e)) => return Err(e.into()),
-            (None, None, None) => crate::model::read_config(&self.local(last.step)?)?,
+        let (cfg, source, weights) = match found {
+            Some(read) => read,
+            None => {
+                let fetch = prefer
+                    .and_then(|step| self.traj.checkpoint(step))
+                    .filter(|c| on_disk(c).is_none())
+                    .or_else(|| {
+                        let mut rest = self.traj.checkpoints.iter().rev();
+                        rest.find(|c| on_disk(c).is_none())
+                    });
+                match (fetch, first_error) {
+                    (Some(c), _) => crate::model::read_config(&self.local(c.step)?)?,
+                    (None, Some(e)) => return Err(e.into()),
+                    (None, None) => crate::model::read_config(&self.local(last.step)?)?,
+                }
+            }
         };
         let max = cfg.info().max_position_embeddings;
         let ctx = eval::resolve_ctx_against(self.eval.ctx, max, source.path())?;
