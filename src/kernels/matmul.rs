@@ -3,8 +3,8 @@
 //! around it with its bias and exact GELU ([`super::gelu`]) fused.
 //!
 //! The product itself is the `gemm` crate's (the one candle's CPU matmul calls), built with its
-//! `x86-v4` feature so that it picks AVX-512 at run time where the CPU has it and AVX2/FMA
-//! elsewhere. It replaced a packed AVX2 kernel of our own: on an Intel Xeon with AVX-512 it
+//! `x86-v4` feature (lawa's default `avx512` feature) so that it picks AVX-512 at run time where
+//! the CPU has it and AVX2/FMA elsewhere. It replaced a packed AVX2 kernel of our own: on an Intel Xeon with AVX-512 it
 //! ran 1.1-2.2x faster at Pythia-70M shapes even on its AVX2 path (BENCHMARKS.md, "CPU matrix
 //! product"), and a well-kept library follows new CPUs without us.
 
