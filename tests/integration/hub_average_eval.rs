@@ -47,8 +47,8 @@ fn weights_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-#[test]
-fn average_and_eval_of_hub_checkpoints_match_local_copies() {
+/// The test hub serving the fixture repo, and options fetching from it into a temp cache.
+fn serve() -> (HubServer, tempfile::TempDir, HubOptions) {
     let server = HubServer::start(vec![(REPO, Repo::from_dir(REPO, &fixtures()))], None);
     let dir = tempfile::tempdir().unwrap();
     let o = HubOptions {
@@ -61,6 +61,27 @@ fn average_and_eval_of_hub_checkpoints_match_local_copies() {
         listing_dir: None,
         read_timeout: Duration::from_secs(30),
     };
+    (server, dir, o)
+}
+
+/// Perplexity of the fixture text on the CPU, at the model's default context.
+fn text_eval() -> EvalConfig {
+    EvalConfig {
+        data: EvalData::Text(fixtures().join("text.txt")),
+        data_label: "text.txt".into(),
+        data_hash: "h".into(),
+        ctx: None,
+        max_tokens: None,
+        batch: 2,
+        device: candle_core::Device::Cpu,
+        fused: lawa::kernels::Fused::On,
+        tasks: Vec::new(),
+    }
+}
+
+#[test]
+fn average_and_eval_of_hub_checkpoints_match_local_copies() {
+    let (_server, dir, o) = serve();
     let t = hub::open(REPO, &o).unwrap();
     // The last three steps: two single .bin files and the sharded one.
     let window = [1000u64, 2000, 3000];
@@ -121,18 +142,7 @@ fn the_eval_settings_come_from_a_cached_checkpoint_without_fetching_the_newest()
     // A researcher on a hub run with one early checkpoint in the cache evaluates it: the
     // settings (context, dtype) are read from that cached checkpoint, and the newest one, which
     // nothing asked for, is not downloaded (for Pythia-12B that is about 24 GB).
-    let server = HubServer::start(vec![(REPO, Repo::from_dir(REPO, &fixtures()))], None);
-    let dir = tempfile::tempdir().unwrap();
-    let o = HubOptions {
-        endpoint: server.url(),
-        cache_dir: dir.path().join("hub"),
-        token: None,
-        offline: false,
-        retries: 2,
-        retry_delay: Duration::from_millis(5),
-        listing_dir: None,
-        read_timeout: Duration::from_secs(30),
-    };
+    let (server, _dir, o) = serve();
     let t = hub::open(REPO, &o).unwrap();
     let (first, newest) = (
         t.checkpoints[0].clone(),
@@ -141,18 +151,7 @@ fn the_eval_settings_come_from_a_cached_checkpoint_without_fetching_the_newest()
     assert_ne!(first.step, newest.step);
     hub::download_checkpoint(REPO, &first.name, &o, &Reporter::silent()).unwrap();
     server.clear_log();
-    let cfg = EvalConfig {
-        data: EvalData::Text(fixtures().join("text.txt")),
-        data_label: "text.txt".into(),
-        data_hash: "h".into(),
-        ctx: None,
-        max_tokens: None,
-        batch: 2,
-        device: candle_core::Device::Cpu,
-        fused: lawa::kernels::Fused::On,
-        tasks: Vec::new(),
-    };
-    let mut engine = SweepEngine::new(t, cfg, 1 << 30).with_hub(o);
+    let mut engine = SweepEngine::new(t, text_eval(), 1 << 30).with_hub(o);
     let settings = engine.all_settings().unwrap();
     assert_eq!(settings[0].dtype, lawa::results::EvalDType::F32);
     let target = Target::Checkpoint { step: first.step };
@@ -167,36 +166,14 @@ fn the_eval_settings_come_from_a_cached_checkpoint_without_fetching_the_newest()
 fn with_nothing_cached_the_settings_come_from_the_checkpoint_the_job_fetches() {
     // Nothing of the run is on disk yet: evaluating an early step fetches that step, and the
     // settings are read from it, not from the newest checkpoint (never fetched here).
-    let server = HubServer::start(vec![(REPO, Repo::from_dir(REPO, &fixtures()))], None);
-    let dir = tempfile::tempdir().unwrap();
-    let o = HubOptions {
-        endpoint: server.url(),
-        cache_dir: dir.path().join("hub"),
-        token: None,
-        offline: false,
-        retries: 2,
-        retry_delay: Duration::from_millis(5),
-        listing_dir: None,
-        read_timeout: Duration::from_secs(30),
-    };
+    let (server, _dir, o) = serve();
     let t = hub::open(REPO, &o).unwrap();
     let (first, newest) = (
         t.checkpoints[0].clone(),
         t.checkpoints.last().unwrap().clone(),
     );
     server.clear_log();
-    let cfg = EvalConfig {
-        data: EvalData::Text(fixtures().join("text.txt")),
-        data_label: "text.txt".into(),
-        data_hash: "h".into(),
-        ctx: None,
-        max_tokens: None,
-        batch: 2,
-        device: candle_core::Device::Cpu,
-        fused: lawa::kernels::Fused::On,
-        tasks: Vec::new(),
-    };
-    let mut engine = SweepEngine::new(t, cfg, 1 << 30).with_hub(o);
+    let mut engine = SweepEngine::new(t, text_eval(), 1 << 30).with_hub(o);
     let target = Target::Checkpoint { step: first.step };
     engine.all_settings_for(Some(&target)).unwrap();
     let r = engine
