@@ -20,7 +20,6 @@ pub enum EvalDType {
     F32,
     F16,
     Bf16,
-    F64,
     /// What lawa 0.1 wrote for a GPU evaluation (in the checkpoint's own dtype, which it did
     /// not name): read and listed, but no session resolves to it, so it is never reused or
     /// drawn beside results of a known dtype.
@@ -29,15 +28,14 @@ pub enum EvalDType {
 }
 
 impl EvalDType {
-    /// The record's name of the dtype a model ran in. A model's weights are always one of
-    /// the float dtypes (loading converts them); any other reads as unrecorded.
+    /// The record's name of the dtype a model ran in: f32, f16 or bf16 (loading converts the
+    /// weights to one of them; `--dtype` offers no other); any other reads as unrecorded.
     pub fn of(dtype: candle_core::DType) -> Self {
         use candle_core::DType as D;
         match dtype {
             D::F32 => EvalDType::F32,
             D::F16 => EvalDType::F16,
             D::BF16 => EvalDType::Bf16,
-            D::F64 => EvalDType::F64,
             _ => EvalDType::Unrecorded,
         }
     }
@@ -49,7 +47,6 @@ impl std::fmt::Display for EvalDType {
             EvalDType::F32 => "f32",
             EvalDType::F16 => "f16",
             EvalDType::Bf16 => "bf16",
-            EvalDType::F64 => "f64",
             EvalDType::Unrecorded => "checkpoint",
         })
     }

@@ -190,37 +190,17 @@ fn against_itself_is_zero_kl_and_full_agreement_and_against_another_is_not() {
     assert!((c.other_mean_nll - alone_b.mean_nll).abs() < 1e-6);
     // KL from full forwards of both models, position by position.
     let ids = Tensor::from_slice(&tokens.ids, (2, 16), &Device::Cpu).unwrap();
-    let la = a
-        .model
-        .forward(&ids)
-        .unwrap()
-        .narrow(1, 0, 15)
-        .unwrap()
-        .reshape((30, 100))
-        .unwrap();
-    let lb = b
-        .model
-        .forward(&ids)
-        .unwrap()
-        .narrow(1, 0, 15)
-        .unwrap()
-        .reshape((30, 100))
-        .unwrap();
-    let (kl, agree) = nll::kl_and_top1(&la, &lb).unwrap();
-    let kl = kl
-        .to_dtype(DType::F64)
-        .unwrap()
-        .mean_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
-    let agree = agree
-        .to_dtype(DType::F64)
-        .unwrap()
-        .mean_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
+    // The logits of the 15 predicting positions of both windows, `[30, vocab]`.
+    let predicting = |m: &lawa::model::LoadedModel| {
+        let l = m.model.forward(&ids).unwrap();
+        l.narrow(1, 0, 15).unwrap().reshape((30, 100)).unwrap()
+    };
+    let mean = |t: Tensor| {
+        let t = t.to_dtype(DType::F64).unwrap();
+        t.mean_all().unwrap().to_scalar::<f64>().unwrap()
+    };
+    let (kl, agree) = nll::kl_and_top1(&predicting(&a), &predicting(&b)).unwrap();
+    let (kl, agree) = (mean(kl), mean(agree));
     assert!(kl > 0.01, "{kl}");
     assert!((c.mean_kl - kl).abs() < 1e-6, "{} vs {kl}", c.mean_kl);
     assert!((c.top1_agreement - agree).abs() < 1e-12);

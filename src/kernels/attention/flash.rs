@@ -221,25 +221,15 @@ mod gpu {
             block_dim: (128, 1, 1),
             shared_mem_bytes: smem as u32,
         };
+        let name = |ty: &str| format!("lawa_flash_attn_{ty}_{hs}");
+        let args = (t, scale, smem, cfg);
         let storage = match qkv[0].0.dtype() {
             candle_core::DType::F16 => {
-                let out = launch_attention::<f16>(
-                    dev,
-                    &format!("lawa_flash_attn_f16_{hs}"),
-                    qkv,
-                    n,
-                    (t, scale, smem, cfg),
-                )?;
+                let out = launch_attention::<f16>(dev, &name("f16"), qkv, n, args)?;
                 CudaStorage::wrap_cuda_slice(out, dev.clone())
             }
             candle_core::DType::BF16 => {
-                let out = launch_attention::<bf16>(
-                    dev,
-                    &format!("lawa_flash_attn_bf16_{hs}"),
-                    qkv,
-                    n,
-                    (t, scale, smem, cfg),
-                )?;
+                let out = launch_attention::<bf16>(dev, &name("bf16"), qkv, n, args)?;
                 CudaStorage::wrap_cuda_slice(out, dev.clone())
             }
             d => candle_core::bail!("causal attention: no kernel for dtype {d:?}"),
